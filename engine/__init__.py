@@ -1,0 +1,1 @@
+"""Phoney: a configuration-driven call flow engine for Twilio voice calls."""

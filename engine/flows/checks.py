@@ -1,0 +1,313 @@
+"""Graph checks over compiled flows. Each check is a function that reports every offender.
+
+A check takes a `FlowContext` (the compiled flow, the document it came from for line marks, and
+what it may refer to) and returns problems; `FLOW_CHECKS` lists them in the order they run. The
+checks that span several files (numbers claimed twice, personality fallbacks) take the whole set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from jinja2 import TemplateSyntaxError, nodes
+
+from engine.flows.compile import CompiledFlow
+from engine.flows.model import (
+    ERROR_KINDS,
+    AiNode,
+    Edge,
+    Flow,
+    GatherNode,
+    Node,
+    Personality,
+    RecordNode,
+    SayNode,
+    SwitchNode,
+    TransferNode,
+)
+from engine.flows.problems import Problem
+from engine.flows.schema import did_you_mean
+from engine.flows.yamlread import Document, KeyPath, dotted
+from engine.runtime.templates import CONTEXT_NAMES, HELPERS, parse_condition, parse_template
+
+PHONE_NUMBER = re.compile(r"^\+[1-9][0-9]{6,14}$")
+SIP_ADDRESS = re.compile(r"^sip:[^@\s]+@[A-Za-z0-9.-]+(:[0-9]+)?(;[^\s]*)?$")
+VAR_TEMPLATE = re.compile(r"^\{\{\s*vars\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+
+
+@dataclass(frozen=True)
+class FlowContext:
+    compiled: CompiledFlow
+    document: Document
+    personalities: Mapping[str, Personality]
+
+    @property
+    def flow(self) -> Flow:
+        return self.compiled.flow
+
+    def at_edge(self, edge: Edge, message: str, severity: str = "error") -> Problem:
+        return self.document.problem(self.compiled.edge_paths[edge], message, severity=severity)
+
+    def at_node(self, node_id: str, message: str, severity: str = "error") -> Problem:
+        return self.document.problem(("nodes", node_id), message, severity=severity, at_key=True)
+
+
+def unknown_targets(context: FlowContext) -> Iterator[Problem]:
+    flow = context.flow
+    known = list(flow.nodes)
+    if flow.start not in flow.nodes:
+        yield context.document.problem(
+            ("start",), f"start: unknown node '{flow.start}'{did_you_mean(flow.start, known)}")
+    for edge in flow.edges:
+        if edge.target not in flow.nodes:
+            path = context.compiled.edge_paths[edge]
+            yield context.at_edge(edge, f"{dotted(path)}: unknown node '{edge.target}'"
+                                        f"{did_you_mean(edge.target, known)}")
+
+
+def unknown_personalities(context: FlowContext) -> Iterator[Problem]:
+    flow, known = context.flow, sorted(context.personalities)
+
+    def problem(path: KeyPath, name: str) -> Problem:
+        return context.document.problem(
+            path, f"{dotted(path)}: unknown personality '{name}'{did_you_mean(name, known)}; "
+                  f"add personalities/{name}.yaml or use one of: {', '.join(known) or 'none'}")
+
+    if flow.personality not in context.personalities:
+        yield problem(("personality",), flow.personality)
+    for node in flow.nodes.values():
+        if node.personality and node.personality not in context.personalities:
+            yield problem(("nodes", node.id, "personality"), node.personality)
+    for edge in flow.edges:
+        name = (edge.strategy or "").removeprefix("personality ")
+        if edge.strategy and edge.strategy.startswith("personality ") \
+                and name not in context.personalities:
+            yield problem(context.compiled.edge_paths[edge], name)
+
+
+def _reachable(flow: Flow, edges: Iterable[Edge], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    outgoing: dict[str, list[str]] = {}
+    for edge in edges:
+        outgoing.setdefault(edge.source, []).append(edge.target)
+    while todo:
+        for target in outgoing.get(todo.pop(), ()):
+            if target not in seen and target in flow.nodes:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def _closest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return close[0] if close else name
+
+
+def unreachable_nodes(context: FlowContext) -> Iterator[Problem]:
+    flow = context.flow
+    if flow.start not in flow.nodes:
+        return  # reported by unknown_targets; everything would look unreachable
+    # An edge to a misspelt node counts as reaching the node it was meant for, so one typo is
+    # reported once (by unknown_targets), not again as a cascade of unreachable nodes.
+    known = list(flow.nodes)
+    meant = [dataclasses.replace(edge, target=_closest(edge.target, known))
+             if edge.target not in flow.nodes else edge for edge in flow.edges]
+    reached = _reachable(flow, meant, flow.start)
+    for node_id in flow.nodes:
+        if node_id not in reached:
+            yield context.at_node(node_id, f"nodes.{node_id}: unreachable: no edge leads here "
+                                           f"from start '{flow.start}'; link to it or remove it")
+
+
+def dead_ends(context: FlowContext) -> Iterator[Problem]:
+    for node in context.flow.nodes.values():
+        missing = _missing_way_out(node)
+        if missing:
+            severity = "warning" if isinstance(node, AiNode) else "error"
+            yield context.at_node(node.id, f"nodes.{node.id}: dead end: {missing}", severity)
+
+
+def _missing_way_out(node: Node) -> str | None:
+    if isinstance(node, (SayNode, RecordNode)) and not node.next:
+        return f"a {node.type} node needs `next` (use a hangup node to end the call)"
+    if isinstance(node, GatherNode) and not node.next:
+        return "answers that match no route have nowhere to go; add `next`"
+    if isinstance(node, SwitchNode) and not node.next:
+        return "when no route holds the call has nowhere to go; add `next`"
+    if isinstance(node, TransferNode) and not node.on_fail:
+        return "when nobody answers the call has nowhere to go; add `on_fail`"
+    if isinstance(node, AiNode) and not node.routes and not node.exits:
+        return "no routes or exits: the call can only leave by hanging up"
+    return None
+
+
+_SILENT_KINDS = {"next", "no_input", "transfer_failed", "route"}
+
+
+def unbounded_no_input_loops(context: FlowContext) -> Iterator[Problem]:
+    """A caller who never speaks must not keep the call going forever."""
+    flow = context.flow
+    if flow.limits is not None:
+        return  # max_turns / max_seconds bound every loop
+    silent = [edge for edge in flow.edges if edge.kind in _SILENT_KINDS and not edge.strategy
+              and (edge.kind != "route" or isinstance(flow.nodes.get(edge.source), SwitchNode))]
+    for edge in flow.edges:
+        if edge.kind != "no_input" or edge.target not in flow.nodes:
+            continue
+        if edge.source in _reachable(flow, silent, edge.target):
+            yield context.at_edge(
+                edge, f"nodes.{edge.source}: no-input loop with no bound: silence leads from "
+                      f"'{edge.target}' back to '{edge.source}'; add `limits` to the flow or end "
+                      f"the loop at a hangup node")
+
+
+def ai_error_edges(context: FlowContext) -> Iterator[Problem]:
+    for node in context.flow.nodes.values():
+        if not isinstance(node, AiNode):
+            continue
+        for kind in ERROR_KINDS:
+            policy = node.on_error.get(kind)
+            handled = policy is not None and (policy.then or (kind == "tts_failure"
+                                                              and policy.voice))
+            if not handled:
+                yield context.at_node(
+                    node.id, f"nodes.{node.id}: no edge for error '{kind}' after defaults; add "
+                             f"on_error.{kind} to the node or to `defaults`")
+
+
+def _template_fields(flow: Flow, document: Document) -> Iterator[tuple[KeyPath, str, bool]]:
+    """(path, text, is_condition) for every template and condition in the flow."""
+    defaults = document.data.get("defaults", {})
+    yield from _reprompts(("defaults",), defaults)
+    for node in flow.nodes.values():
+        base: KeyPath = ("nodes", node.id)
+        for name in (*node.speaks, "instructions", "to"):
+            value = getattr(node, name, None)
+            if isinstance(value, str) and not (name == "opening" and value == "ai"):
+                yield (*base, name), value, False
+        for index, route in enumerate(getattr(node, "routes", ())):
+            yield (*base, "routes", index, "when"), route.when, True
+        yield from _reprompts(base, document.data["nodes"][node.id])
+
+
+def _reprompts(base: KeyPath, raw: dict[str, object]) -> Iterator[tuple[KeyPath, str, bool]]:
+    """Reprompts as written (a node's own, or the defaults'), so messages point at them."""
+    no_input = raw.get("no_input")
+    reprompt = no_input.get("reprompt", []) if isinstance(no_input, dict) else []
+    if isinstance(reprompt, str):
+        yield (*base, "no_input", "reprompt"), reprompt, False
+    else:
+        for index, text in enumerate(reprompt):
+            yield (*base, "no_input", "reprompt", index), text, False
+
+
+def _names_used(tree: nodes.Template) -> tuple[set[str], set[str]]:
+    """Top-level names read, and attributes read off `vars`."""
+    names = {found.name for found in tree.find_all(nodes.Name) if found.ctx == "load"}
+    assigned = {found.name for found in tree.find_all(nodes.Name) if found.ctx == "store"}
+    var_names = set()
+    for getattr_node in tree.find_all(nodes.Getattr):
+        target = getattr_node.node
+        if isinstance(target, nodes.Name) and target.name == "vars":
+            var_names.add(getattr_node.attr)
+    return names - assigned, var_names
+
+
+def check_template(document: Document, path: KeyPath, text: str, is_condition: bool,
+                   variables: Mapping[str, object] | None, allowed: frozenset[str]
+                   ) -> Iterator[Problem]:
+    """Parse errors and unknown names; `variables=None` leaves `vars.*` unchecked."""
+    try:
+        tree = parse_condition(text) if is_condition else parse_template(text)
+    except TemplateSyntaxError as error:
+        kind = "condition" if is_condition else "template"
+        yield document.problem(path, f"{dotted(path)}: {kind} does not parse: {error.message}")
+        return
+    names, var_names = _names_used(tree)
+    for name in sorted(names - allowed):
+        yield document.problem(path, f"{dotted(path)}: unknown name '{name}'"
+                                     f"{did_you_mean(name, sorted(allowed))}; templates can use "
+                                     f"{', '.join(sorted(allowed))}")
+    if variables is None:
+        return
+    for name in sorted(var_names - set(variables)):
+        yield document.problem(path, f"{dotted(path)}: unknown variable 'vars.{name}'"
+                                     f"{did_you_mean(name, sorted(variables))}; define it under "
+                                     f"`vars`")
+
+
+def templates(context: FlowContext) -> Iterator[Problem]:
+    allowed = CONTEXT_NAMES | HELPERS
+    for path, text, is_condition in _template_fields(context.flow, context.document):
+        yield from check_template(context.document, path, text, is_condition,
+                                  context.flow.vars, allowed)
+    for name in context.flow.personalities_used():
+        personality = context.personalities.get(name)
+        if personality is None:
+            continue
+        try:
+            _, var_names = _names_used(parse_template(personality.system_prompt))
+        except TemplateSyntaxError:
+            continue  # reported against the personality file
+        for var_name in sorted(var_names - set(context.flow.vars)):
+            yield context.document.problem(
+                ("personality",), f"personality '{name}' uses vars.{var_name}, which this flow "
+                                  f"does not define under `vars`")
+
+
+def transfer_targets(context: FlowContext) -> Iterator[Problem]:
+    for node in context.flow.nodes.values():
+        if not isinstance(node, TransferNode):
+            continue
+        target, path = node.to.strip(), ("nodes", node.id, "to")
+        template = VAR_TEMPLATE.match(target)
+        if template:
+            value = context.flow.vars.get(template.group(1))
+            if value is None:
+                continue  # reported by the template check
+            target = str(value).strip()
+        if not (PHONE_NUMBER.match(target) or SIP_ADDRESS.match(target)):
+            yield context.document.problem(
+                path, f"nodes.{node.id}.to: {target!r} is not a phone number in E.164 form "
+                      f"(+15550001111), a SIP address (sip:desk@example.com), or a template "
+                      f"of one var ({{{{ vars.front_desk }}}})")
+
+
+FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
+    unknown_targets, unknown_personalities, unreachable_nodes, dead_ends,
+    unbounded_no_input_loops, ai_error_edges, templates, transfer_targets,
+)
+
+
+def check_flow(context: FlowContext) -> list[Problem]:
+    return [problem for check in FLOW_CHECKS for problem in check(context)]
+
+
+def duplicate_numbers(flows: Mapping[str, tuple[Flow, Document]]) -> Iterator[Problem]:
+    """A number may route to one flow only."""
+    owners: dict[str, str] = {}
+    for flow_id in sorted(flows):
+        flow, document = flows[flow_id]
+        for index, number in enumerate(flow.numbers):
+            if number in owners:
+                yield document.problem(("numbers", index),
+                                       f"numbers[{index}]: {number} is already claimed by flow "
+                                       f"'{owners[number]}'; a number can route to one flow only")
+            else:
+                owners[number] = flow_id
+
+
+def personality_fallbacks(personalities: Mapping[str, tuple[Personality, Document]]
+                          ) -> Iterator[Problem]:
+    known = sorted(personalities)
+    for _, (personality, document) in sorted(personalities.items()):
+        if personality.fallback and personality.fallback not in personalities:
+            yield document.problem(("fallback",), f"fallback: unknown personality "
+                                                  f"'{personality.fallback}'"
+                                                  f"{did_you_mean(personality.fallback, known)}")
+        yield from check_template(document, ("system_prompt",), personality.system_prompt,
+                                  False, None, frozenset({"vars"}))

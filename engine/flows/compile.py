@@ -1,0 +1,187 @@
+"""Compile schema-valid flow and personality documents into frozen dataclasses.
+
+The compiler trusts the schema for shapes and types; it applies `defaults`, turns every way out
+of a node into a typed `Edge`, and remembers which key declared each edge so graph checks can
+point at it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.flows.model import (
+    ERROR_KINDS,
+    NODE_TYPES,
+    AiNode,
+    Edge,
+    EdgeKind,
+    ErrorPolicy,
+    Example,
+    Exit,
+    Flow,
+    Limits,
+    Node,
+    NoInput,
+    OpenAIVoice,
+    Personality,
+    Route,
+    Style,
+    TransferNode,
+    Voice,
+    frozen_mapping,
+)
+from engine.flows.yamlread import KeyPath
+
+DEFAULT_LANGUAGE = "en-US"
+DEFAULT_TIMEZONE = "UTC"
+
+
+@dataclass(frozen=True)
+class CompiledFlow:
+    flow: Flow
+    edge_paths: Mapping[Edge, KeyPath]  # the key that declared each edge, for messages
+
+
+def _routes(raw: list[dict[str, str]] | None) -> tuple[Route, ...]:
+    return tuple(Route(when=item["when"], to=item["to"]) for item in raw or ())
+
+
+def _no_input(raw: dict[str, Any]) -> NoInput:
+    reprompt = raw.get("reprompt", ())
+    reprompts = (reprompt,) if isinstance(reprompt, str) else tuple(reprompt)
+    return NoInput(retries=raw["retries"], reprompt=reprompts, then=raw["then"])
+
+
+def _on_error(raw: Mapping[str, dict[str, Any]]) -> Mapping[str, ErrorPolicy]:
+    return frozen_mapping({
+        kind: ErrorPolicy(kind=kind, retry=raw[kind].get("retry", 0),
+                          personality=raw[kind].get("personality"),
+                          voice=raw[kind].get("voice"), then=raw[kind].get("then"))
+        for kind in ERROR_KINDS if kind in raw
+    })
+
+
+def node_keys(cls: type[Node]) -> set[str]:
+    """The YAML keys a node type reads: its dataclass fields, plus `type`, minus `id`."""
+    return {f.name for f in dataclasses.fields(cls)} - {"id"} | {"type"}
+
+
+def _node(node_id: str, raw: dict[str, Any], defaults: dict[str, Any],
+          origins: dict[str, KeyPath]) -> Node:
+    cls = NODE_TYPES[raw["type"]]
+    base: KeyPath = ("nodes", node_id)
+    values: dict[str, Any] = {"id": node_id}
+    for spec in dataclasses.fields(cls):
+        name = spec.name
+        if name == "id":
+            continue
+        inherited = name in ("no_input", "on_error") and name not in raw and name in defaults
+        if name not in raw and not inherited:
+            continue
+        value = defaults[name] if inherited else raw[name]
+        origins[name] = ("defaults", name) if inherited else (*base, name)
+        if name == "routes":
+            value = _routes(value)
+        elif name == "exits":
+            value = tuple(Exit(to=target, description=text) for target, text in value.items())
+        elif name == "no_input":
+            value = _no_input(value)
+        elif name == "on_error":
+            if not inherited and "on_error" in defaults:
+                # A node's own strategy replaces the default one kind at a time.
+                origins.update({f"on_error.{kind}": ("defaults", "on_error", kind)
+                                for kind in defaults["on_error"] if kind not in value})
+                value = {**defaults["on_error"], **value}
+            value = _on_error(value)
+        elif name in ("input", "hints"):
+            value = tuple(value)
+        values[name] = value
+    node: Node = cls(**values)
+    return node
+
+
+def _edges(node: Node, origins: dict[str, KeyPath], limits: Limits | None
+           ) -> list[tuple[Edge, KeyPath]]:
+    found: list[tuple[Edge, KeyPath]] = []
+    base: KeyPath = ("nodes", node.id)
+
+    def add(target: str | None, kind: EdgeKind, path: KeyPath, label: str = "",
+            strategy: str | None = None) -> None:
+        if target:
+            found.append((Edge(node.id, target, kind, label, strategy), path))
+
+    for index, route in enumerate(getattr(node, "routes", ())):
+        add(route.to, "route", (*base, "routes", index, "to"), route.when)
+    if isinstance(node, AiNode):
+        for exit_ in node.exits:
+            add(exit_.to, "exit", (*base, "exits", exit_.to), exit_.description)
+    add(getattr(node, "next", None), "next", (*base, "next"))
+    if isinstance(node, TransferNode):
+        add(node.on_fail, "transfer_failed", (*base, "on_fail"))
+    no_input = getattr(node, "no_input", None)
+    if no_input is not None:
+        add(no_input.then, "no_input", (*origins["no_input"], "then"),
+            f"after {no_input.retries} retries" if no_input.retries else "")
+    if isinstance(node, AiNode):
+        for kind, policy in node.on_error.items():
+            origin = origins.get(f"on_error.{kind}", (*origins["on_error"], kind))
+            edge_kind: EdgeKind = f"error:{kind}"  # type: ignore[assignment]
+            if policy.retry:
+                add(node.id, edge_kind, (*origin, "retry"), f"retry ×{policy.retry}",
+                    f"retry {policy.retry}")
+            if policy.personality:
+                add(node.id, edge_kind, (*origin, "personality"), policy.personality,
+                    f"personality {policy.personality}")
+            if policy.voice:
+                add(node.id, edge_kind, (*origin, "voice"), f"voice: {policy.voice}",
+                    f"voice {policy.voice}")
+            add(policy.then, edge_kind, (*origin, "then"))
+    if limits is not None and node.listens:
+        add(limits.then, "limit", ("limits", "then"))
+    return found
+
+
+def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
+    """Compile one schema-valid flow document."""
+    defaults = data.get("defaults", {})
+    raw_limits = data.get("limits")
+    limits = (Limits(max_turns=raw_limits.get("max_turns"),
+                     max_seconds=raw_limits.get("max_seconds"), then=raw_limits["then"])
+              if raw_limits else None)
+    nodes: dict[str, Node] = {}
+    edge_paths: dict[Edge, KeyPath] = {}
+    edges: list[Edge] = []
+    for node_id, raw in data["nodes"].items():
+        origins: dict[str, KeyPath] = {}
+        node = _node(node_id, raw, defaults, origins)
+        nodes[node_id] = node
+        for edge, path in _edges(node, origins, limits):
+            if edge not in edge_paths:
+                edges.append(edge)
+                edge_paths[edge] = path
+    flow = Flow(
+        id=data["flow"], description=data.get("description", ""),
+        personality=data["personality"], language=data.get("language", DEFAULT_LANGUAGE),
+        timezone=data.get("timezone", DEFAULT_TIMEZONE), numbers=tuple(data.get("numbers", ())),
+        vars=frozen_mapping(data.get("vars", {})), limits=limits, start=data["start"],
+        nodes=frozen_mapping(nodes), edges=tuple(edges), source=source,
+    )
+    return CompiledFlow(flow, frozen_mapping(edge_paths))
+
+
+def compile_personality(data: dict[str, Any], source: str = "") -> Personality:
+    """Compile one schema-valid personality document."""
+    raw_voice = data["voice"]
+    openai_voice = OpenAIVoice(**raw_voice["openai"]) if "openai" in raw_voice else None
+    return Personality(
+        id=data["personality"], name=data["name"], description=data.get("description", ""),
+        traits=tuple(data.get("traits", ())), system_prompt=data["system_prompt"],
+        style=Style(**data.get("style", {})),
+        voice=Voice(twilio=raw_voice["twilio"], openai=openai_voice),
+        examples=tuple(Example(**example) for example in data["examples"]),
+        model=data.get("model"), fallback=data.get("fallback"), source=source,
+    )
+

@@ -1,0 +1,162 @@
+"""Load a set of flow and personality files into one `Registry`, or say everything wrong with it.
+
+One loader per document type, each in the same steps: read (YAML with marks), check the schema,
+compile, then the graph checks, which need the whole set (personalities, numbers of other flows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.flows.checks import (
+    FlowContext,
+    check_flow,
+    duplicate_numbers,
+    personality_fallbacks,
+)
+from engine.flows.compile import compile_flow, compile_personality
+from engine.flows.model import Flow, Personality, Registry, frozen_mapping
+from engine.flows.problems import Problem, has_errors
+from engine.flows.schema import check_schema
+from engine.flows.yamlread import Document, read_file
+
+SCENARIO_SUFFIX = ".test.yaml"
+
+
+@dataclass
+class LoadResult:
+    """What loading a set of files gave: a registry when nothing is in error, and all problems."""
+
+    registry: Registry | None
+    problems: list[Problem] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.registry is not None
+
+
+def yaml_files(paths: Iterable[Path]) -> list[Path]:
+    """Expand directories to their *.yaml / *.yml files, sorted, scenario files excluded."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")
+                            and not p.name.endswith(SCENARIO_SUFFIX) and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def _kind_of(path: Path, document: Document) -> str:
+    data = document.data if isinstance(document.data, dict) else {}
+    if "flow" in data:
+        return "flow"
+    if "personality" in data and "nodes" not in data:
+        return "personality"
+    return "personality" if path.parent.name == "personalities" else "flow"
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".yaml", ".yml"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def _id_matches_file(document: Document, key: str, path: Path) -> list[Problem]:
+    declared = document.data.get(key)
+    if declared != _stem(path):
+        return [document.problem((key,), f"{key}: id '{declared}' differs from the file name "
+                                         f"'{path.name}'; rename one so they match")]
+    return []
+
+
+def _digest(*parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
+         root: Path | None = None) -> LoadResult:
+    """Load `paths`; files under `context_paths` are loaded too (to resolve references) unless
+    `paths` already hold a document of that kind. Messages name files relative to `root`."""
+    files = yaml_files(paths)
+    result = LoadResult(registry=None, files=[_display(path, root) for path in files])
+    documents: dict[str, list[tuple[Path, Document]]] = {"flow": [], "personality": []}
+    for path in files:
+        document, problems = read_file(path, _display(path, root))
+        result.problems += problems
+        if document is not None:
+            documents[_kind_of(path, document)].append((path, document))
+    kinds_given = {kind for kind, found in documents.items() if found}
+    given = {path.resolve() for path in files}
+    for path in yaml_files(context_paths):
+        if path.resolve() in given:
+            continue
+        document, problems = read_file(path, _display(path, root))
+        if document is not None and _kind_of(path, document) not in kinds_given:
+            documents[_kind_of(path, document)].append((path, document))
+            result.problems += problems
+
+    personalities: dict[str, tuple[Personality, Document]] = {}
+    for path, document in documents["personality"]:
+        problems = check_schema(document, "personality")
+        if not problems:
+            problems = _id_matches_file(document, "personality", path)
+            personality = compile_personality(document.data, document.path)
+            personalities[personality.id] = (personality, document)
+        result.problems += problems
+    result.problems += personality_fallbacks(personalities)
+    known_personalities = {name: item[0] for name, item in personalities.items()}
+
+    flows: dict[str, tuple[Flow, Document]] = {}
+    for path, document in documents["flow"]:
+        problems = check_schema(document, "flow")
+        if not problems:
+            problems = _id_matches_file(document, "flow", path)
+            compiled = compile_flow(document.data, document.path)
+            problems += check_flow(FlowContext(compiled, document, known_personalities))
+            flows[compiled.flow.id] = (compiled.flow, document)
+        result.problems += problems
+    result.problems += duplicate_numbers(flows)
+    result.problems = sorted(set(result.problems))
+    if not has_errors(result.problems):
+        result.registry = _registry(flows, personalities)
+    return result
+
+
+def _registry(flows: dict[str, tuple[Flow, Document]],
+              personalities: dict[str, tuple[Personality, Document]]) -> Registry:
+    versions = {}
+    for flow_id, (flow, document) in flows.items():
+        used = sorted(flow.personalities_used())
+        fallbacks = [personalities[name][0].fallback for name in used if name in personalities]
+        names = sorted(set(used) | {name for name in fallbacks if name})
+        versions[flow_id] = _digest(document.data,
+                                    [personalities[name][1].data for name in names
+                                     if name in personalities])
+    return Registry(
+        flows=frozen_mapping({flow_id: flow for flow_id, (flow, _) in flows.items()}),
+        personalities=frozen_mapping({name: p for name, (p, _) in personalities.items()}),
+        versions=frozen_mapping(versions),
+    )
+
+
+def _display(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def load_project(root: Path) -> LoadResult:
+    """The bundled layout: `flows/` and `personalities/` under `root`."""
+    return load([root / "flows", root / "personalities"], root=root)

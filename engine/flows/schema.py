@@ -1,0 +1,106 @@
+"""JSON Schema checks of flow and personality documents, with messages people can act on."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from engine.flows.problems import Problem
+from engine.flows.yamlread import Document, dotted
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
+               "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "null": "nothing"}
+
+
+@cache
+def load_schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema for `kind` ("flow", "personality" or "scenario")."""
+    with open(SCHEMA_DIR / f"{kind}.schema.json", encoding="utf-8") as handle:
+        schema: dict[str, Any] = json.load(handle)
+    return schema
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(kind))
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _describe(value: Any) -> str:
+    for name, text in (("dict", "a mapping"), ("list", "a list"), ("str", "a string"),
+                       ("bool", "true/false"), ("int", "a number"), ("float", "a number"),
+                       ("NoneType", "nothing")):
+        if type(value).__name__ == name:
+            return text
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _problems_for(error: ValidationError, document: Document) -> list[Problem]:
+    path = tuple(error.absolute_path)
+    where = dotted(path)
+    validator = error.validator
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    if validator in ("allOf", "anyOf", "oneOf") and error.context:
+        # The interesting errors are inside the branch that applied.
+        best = sorted(error.context, key=lambda e: -len(e.absolute_path))
+        return [problem for sub in best[:1] for problem in _problems_for(sub, document)]
+    if validator == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extras = [key for key in instance if key not in allowed]
+        return [document.problem((*path, key),
+                                 f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}; "
+                                 f"allowed here: {', '.join(allowed)}", at_key=True)
+                for key in extras]
+    if validator == "required":
+        missing = str(error.message).split("'")[1]
+        return [document.problem(path, f"{where}: missing required key '{missing}'")]
+    if validator == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
+        return [document.problem(path, f"{where}: expected {wanted}, "
+                                       f"got {_describe(instance)} {_short(instance)}")]
+    if validator == "enum":
+        options = [str(option) for option in expected]
+        hint = did_you_mean(str(instance), options)
+        return [document.problem(path, f"{where}: {_short(instance)} is not allowed{hint}; "
+                                       f"use one of: {', '.join(options)}")]
+    if validator == "const":
+        return [document.problem(path, f"{where}: must be {expected!r}")]
+    if validator == "pattern":
+        return [document.problem(path, f"{where}: {_short(instance)} does not match the "
+                                       f"expected form ({schema.get('description', '')})")]
+    if validator == "propertyNames":
+        return [document.problem(path, f"{where}: {_short(instance)} is not a valid name: use "
+                                       "lower case letters, digits and _, starting with a letter")]
+    return [document.problem(path, f"{where}: {error.message}")]
+
+
+def check_schema(document: Document, kind: str) -> list[Problem]:
+    """Every schema violation in `document`, each at its own line."""
+    if not isinstance(document.data, dict):
+        return [document.problem((), f"expected a mapping at the top of the {kind} file, got "
+                                     f"{_describe(document.data)}")]
+    problems: list[Problem] = []
+    for error in _validator(kind).iter_errors(document.data):
+        problems.extend(_problems_for(error, document))
+    return sorted(set(problems))

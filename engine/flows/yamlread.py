@@ -1,0 +1,202 @@
+"""Safe YAML reading that remembers where every value came from.
+
+Flows are edited by hand, so every later message must point at a line and column. PyYAML's
+composer keeps marks on its nodes; this module turns the node tree into plain Python values plus a
+map from key path to mark.
+
+It reads with YAML 1.2 scalars rather than PyYAML's 1.1 ones: `yes`, `no`, `on`, `off` stay
+strings (a menu option called "no" must not become False), and `17:30` stays a string instead of
+the sexagesimal integer 1050. Duplicate keys, which PyYAML silently lets the last one win, are
+reported, and alias expansion is bounded so a "billion laughs" file cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.flows.problems import Problem
+
+MAX_FILE_BYTES = 1_000_000
+"""A flow or personality is a few kilobytes; anything near a megabyte is a mistake."""
+
+MAX_VALUES = 100_000
+"""Bound on values built from one document, aliases counted each time they are expanded."""
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class Document:
+    """A parsed YAML document: its data and the position of every value in it."""
+
+    path: str
+    data: Any
+    marks: dict[KeyPath, Mark] = field(default_factory=dict)
+    key_marks: dict[KeyPath, Mark] = field(default_factory=dict)
+
+    def mark(self, key_path: KeyPath) -> Mark:
+        """Where the value at `key_path` starts, else its closest enclosing value."""
+        probe = tuple(key_path)
+        while probe:
+            if probe in self.marks:
+                return self.marks[probe]
+            probe = probe[:-1]
+        return self.marks.get((), Mark(1, 1))
+
+    def key_mark(self, key_path: KeyPath) -> Mark:
+        """Where the key that names `key_path` starts (for 'unknown key' messages)."""
+        return self.key_marks.get(tuple(key_path)) or self.mark(key_path)
+
+    def problem(self, key_path: KeyPath, message: str, *, severity: str = "error",
+                at_key: bool = False) -> Problem:
+        where = self.key_mark(key_path) if at_key else self.mark(key_path)
+        return Problem(self.path, where.line, where.column, message, severity)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                           "tag:yaml.org,2002:float"}]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    return int(text, 0) if text.startswith("0x") else int(text)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Builder:
+    def __init__(self, loader: _Loader, document: Document) -> None:
+        self.loader = loader
+        self.document = document
+        self.count = 0
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: KeyPath) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooBig
+        self.document.marks.setdefault(path, _mark(node.start_mark))
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
+                    key = str(key)
+                key_path = (*path, key)
+                if key in result:
+                    first = self.document.key_marks[key_path]
+                    self.problems.append(Problem(
+                        self.document.path, key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        f"{dotted(key_path)}: duplicate key '{key}' (first defined on line "
+                        f"{first.line}); remove one of them"))
+                self.document.key_marks[key_path] = _mark(key_node.start_mark)
+                result[key] = self.build(value_node, key_path)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+
+def _mark(mark: yaml.Mark) -> Mark:
+    return Mark(mark.line + 1, mark.column + 1)
+
+
+def dotted(key_path: KeyPath) -> str:
+    """`('nodes', 'greet', 'routes', 0, 'to')` -> `nodes.greet.routes[0].to`."""
+    text = ""
+    for part in key_path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(document)"
+
+
+def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
+    """Parse one YAML document from `text`; `path` is only used in messages."""
+    if not text.strip() or all(line.lstrip().startswith("#") or not line.strip()
+                               for line in text.splitlines()):
+        return None, [Problem(path, 1, 1, "the file is empty; it should hold one YAML mapping")]
+    loader = _Loader(text)
+    document = Document(path, None)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, [Problem(path, 1, 1, "the file holds no YAML document")]
+        builder = _Builder(loader, document)
+        document.data = builder.build(root, ())
+    except yaml.MarkedYAMLError as error:
+        where = error.problem_mark or error.context_mark
+        line, column = (where.line + 1, where.column + 1) if where else (1, 1)
+        reason = error.problem or error.context or "invalid YAML"
+        hint = ""
+        if "mapping values are not allowed" in reason:
+            hint = " (a value that contains ': ' must be quoted)"
+        elif "found character '\\t'" in reason:
+            hint = " (YAML indents with spaces, not tabs)"
+        return None, [Problem(path, line, column, f"YAML syntax error: {reason}{hint}")]
+    except yaml.YAMLError as error:
+        return None, [Problem(path, 1, 1, f"YAML error: {error}")]
+    except _TooBig:
+        return None, [Problem(path, 1, 1, f"the document expands to more than {MAX_VALUES} "
+                                          "values (aliases used as a bomb?); refusing to read it")]
+    except RecursionError:
+        return None, [Problem(path, 1, 1, "the document is nested too deeply to read")]
+    finally:
+        loader.dispose()
+    return document, builder.problems
+
+
+def read_file(path: Path, display: str | None = None) -> tuple[Document | None, list[Problem]]:
+    """Read and parse one YAML file, with a clear message for every way that can fail."""
+    shown = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, [Problem(shown, 1, 1, f"the file is {size / 1_000_000:.1f} MB; flow and "
+                                               f"personality files are limited to "
+                                               f"{MAX_FILE_BYTES // 1_000_000} MB")]
+        raw = path.read_bytes()
+    except OSError as error:
+        return None, [Problem(shown, 1, 1, f"cannot read the file: {error.strerror or error}")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        return None, [Problem(shown, line, 1, "the file is not UTF-8 text")]
+    return read_text(shown, text)

@@ -1,0 +1,1 @@
+"""The pure call interpreter: call state, `step`, conditions and templates. No I/O here."""

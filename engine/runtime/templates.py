@@ -1,0 +1,103 @@
+"""Sandboxed Jinja2 for the text fields and `when:` conditions of flows.
+
+Flows are data, not code: they run in Jinja2's sandbox, see only the names listed in
+`CONTEXT_NAMES` and `HELPERS`, and fail closed (an error in a condition means "does not hold").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, time
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+CONTEXT_NAMES = frozenset({"speech", "digits", "confidence", "caller", "vars", "turn", "now",
+                           "node", "call"})
+"""Values a template or condition may read; see `context()`."""
+
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _contains_phrase(heard: list[str], phrase: str) -> bool:
+    wanted = _words(phrase)
+    if not wanted:
+        return False
+    return any(heard[i:i + len(wanted)] == wanted for i in range(len(heard) - len(wanted) + 1))
+
+
+def _parse_days(days: str) -> set[int]:
+    chosen: set[int] = set()
+    for part in days.lower().replace(" ", "").split(","):
+        if "-" in part:
+            first, last = (_DAYS.index(day[:3]) for day in part.split("-", 1))
+            span = range(first, last + 1) if first <= last else [*range(first, 7),
+                                                                 *range(0, last + 1)]
+            chosen.update(span)
+        elif part:
+            chosen.add(_DAYS.index(part[:3]))
+    return chosen
+
+
+def make_helpers(speech: str, now: datetime) -> dict[str, Callable[..., Any]]:
+    """The helper functions, bound to one caller utterance and one moment."""
+    heard = _words(speech)
+
+    def said_any(*phrases: str) -> bool:
+        """True when the caller said any of the words or phrases (whole words, any case)."""
+        return any(_contains_phrase(heard, phrase) for phrase in phrases)
+
+    def said_all(*phrases: str) -> bool:
+        return all(_contains_phrase(heard, phrase) for phrase in phrases)
+
+    def open_between(start: str, end: str, days: str = "Mon-Sun") -> bool:
+        """True when `now` is within [start, end) on one of `days` ('Mon-Fri', 'Sat,Sun')."""
+        begin, finish = time.fromisoformat(start), time.fromisoformat(end)
+        if now.weekday() not in _parse_days(days):
+            return False
+        moment = now.time().replace(tzinfo=None)
+        if begin <= finish:
+            return begin <= moment < finish
+        return moment >= begin or moment < finish  # spans midnight
+
+    return {"said_any": said_any, "said_all": said_all, "open_between": open_between}
+
+
+HELPERS = frozenset(make_helpers("", datetime(2000, 1, 1)))
+
+_environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                             keep_trailing_newline=False)
+
+
+def parse_template(text: str) -> nodes.Template:
+    """Parse a text field; raises TemplateSyntaxError."""
+    return _environment.parse(text)
+
+
+def parse_condition(expression: str) -> nodes.Template:
+    """Parse a `when:` expression (as the body of `{{ ... }}`); raises TemplateSyntaxError."""
+    _environment.compile_expression(expression)  # rejects statements and trailing junk
+    return _environment.parse("{{ (" + expression + ") }}")
+
+
+def render(text: str, values: Mapping[str, Any]) -> str:
+    """Render a text field. Unknown names raise, so a typo never speaks as silence."""
+    if "{" not in text:
+        return text
+    return _environment.from_string(text).render(values)
+
+
+def evaluate(expression: str, values: Mapping[str, Any]) -> bool:
+    """Evaluate a condition; raises on errors so the caller can record them."""
+    return bool(_environment.compile_expression(expression, undefined_to_none=False)(**values))
+
+
+__all__ = ["CONTEXT_NAMES", "HELPERS", "TemplateSyntaxError", "evaluate", "make_helpers",
+           "parse_condition", "parse_template", "render"]
