@@ -129,6 +129,10 @@ def dead_ends(context: FlowContext) -> Iterator[Problem]:
         if missing:
             severity = "warning" if isinstance(node, AiNode) else "error"
             yield context.at_node(node.id, f"nodes.{node.id}: dead end: {missing}", severity)
+        if isinstance(node, (GatherNode, AiNode)) and node.no_input is None:
+            yield context.at_node(node.id, f"nodes.{node.id}: dead end: a caller who says "
+                                           f"nothing has nowhere to go; add `no_input` here or "
+                                           f"under `defaults`")
 
 
 def _missing_way_out(node: Node) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,19 +133,33 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
 
 def _registry(flows: dict[str, tuple[Flow, Document]],
               personalities: dict[str, tuple[Personality, Document]]) -> Registry:
-    versions = {}
+    versions, snapshots = {}, {}
     for flow_id, (flow, document) in flows.items():
         used = sorted(flow.personalities_used())
         fallbacks = [personalities[name][0].fallback for name in used if name in personalities]
         names = sorted(set(used) | {name for name in fallbacks if name})
-        versions[flow_id] = _digest(document.data,
-                                    [personalities[name][1].data for name in names
-                                     if name in personalities])
+        snapshot = {"flow": document.data, "source": document.path,
+                    "personalities": {name: personalities[name][1].data for name in names}}
+        versions[flow_id] = _digest(snapshot["flow"], snapshot["personalities"])
+        snapshots[flow_id] = frozen_mapping(snapshot)
     return Registry(
         flows=frozen_mapping({flow_id: flow for flow_id, (flow, _) in flows.items()}),
         personalities=frozen_mapping({name: p for name, (p, _) in personalities.items()}),
         versions=frozen_mapping(versions),
+        snapshots=frozen_mapping(snapshots),
     )
+
+
+def registry_from_snapshot(snapshot: Mapping[str, Any]) -> Registry:
+    """Compile one flow again from the documents a running call recorded (its version)."""
+    flow = compile_flow(snapshot["flow"], snapshot.get("source", "")).flow
+    personalities = {name: compile_personality(data)
+                     for name, data in snapshot["personalities"].items()}
+    version = _digest(snapshot["flow"], snapshot["personalities"])
+    return Registry(flows=frozen_mapping({flow.id: flow}),
+                    personalities=frozen_mapping(personalities),
+                    versions=frozen_mapping({flow.id: version}),
+                    snapshots=frozen_mapping({flow.id: frozen_mapping(snapshot)}))
 
 
 def _display(path: Path, root: Path | None) -> str:

@@ -284,6 +284,8 @@ class Registry:
     flows: Mapping[str, Flow]
     personalities: Mapping[str, Personality]
     versions: Mapping[str, str]
+    snapshots: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_mapping)
+    """Per flow: the documents its version hashes, enough to compile it again anywhere."""
 
     def flow_for_number(self, number: str) -> Flow | None:
         for flow in self.flows.values():

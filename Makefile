@@ -1,0 +1,43 @@
+# Phoney: `make run` serves the bundled flows; `make test` installs what tests need and runs them.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PORT    ?= 5000
+HOST    ?= 127.0.0.1
+
+.PHONY: install tools run test lint typecheck validate pytest clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# System tools the tests render with (Graphviz, Node packages for Mermaid).
+tools:
+	./scripts/ensure-tools
+
+run: install
+	@echo "Phoney on http://$(HOST):$(PORT)/  (dashboard)"
+	@echo "Twilio voice webhook: $${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}/api/incoming-call"
+	@echo "Twilio status callback: $${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}/api/call-status"
+	$(BIN)/flask run --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+validate: install
+	$(BIN)/flask flows validate
+
+pytest: install tools
+	$(BIN)/pytest -q
+
+test: lint typecheck validate pytest
+
+clean:
+	rm -rf $(VENV) tools/mermaid/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,79 @@
+"""The `flask flows ...` commands: validate and export flows from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from engine.flows.export import render
+from engine.flows.loader import load, load_project
+from engine.flows.problems import has_errors
+
+flows_cli = AppGroup("flows", help="Validate, export and test call flows.")
+
+
+def project_root() -> Path:
+    return Path(current_app.config["PROJECT_ROOT"])
+
+
+@flows_cli.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="text: one `path:line:col: message` a line; json: for tools.")
+def validate_command(paths: tuple[Path, ...], fmt: str) -> None:
+    """Check flows and personalities; every problem at once, exit 1 on any error.
+
+    PATHS are files or directories (default: flows/ and personalities/). Personalities and
+    flows not given are read from the project to resolve references.
+    """
+    root = project_root()
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise click.UsageError(f"no such file or directory: {', '.join(missing)}")
+    if paths:
+        result = load(paths, context_paths=[root / "personalities"], root=Path.cwd())
+    else:
+        result = load_project(root)
+    errors = sum(problem.severity == "error" for problem in result.problems)
+    warnings = len(result.problems) - errors
+    if fmt == "json":
+        click.echo(json.dumps({"ok": not has_errors(result.problems), "files": result.files,
+                               "errors": errors, "warnings": warnings,
+                               "problems": [p.as_json() for p in result.problems]}, indent=2))
+    else:
+        for problem in result.problems:
+            click.echo(str(problem))
+        summary = (f"{len(result.files)} files checked: {errors} errors, {warnings} warnings")
+        click.echo(summary if result.problems else f"{len(result.files)} files checked: all good",
+                   err=True)
+    sys.exit(1 if has_errors(result.problems) else 0)
+
+
+@flows_cli.command("export")
+@click.argument("flow_id")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "json"]),
+              default="mermaid", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+def export_command(flow_id: str, fmt: str, output: Path | None) -> None:
+    """Draw FLOW_ID's graph: every node and edge, error edges dashed."""
+    result = load_project(project_root())
+    if result.registry is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException("the flows do not validate; fix the problems above first")
+    flow = result.registry.flows.get(flow_id)
+    if flow is None:
+        known = ", ".join(sorted(result.registry.flows)) or "none"
+        raise click.ClickException(f"unknown flow '{flow_id}'; known flows: {known}")
+    text = render(flow, fmt)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)

@@ -1,0 +1,65 @@
+"""What templates and conditions see during a call, and how their failures are contained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.flows.model import Flow
+from engine.runtime.state import CallState
+from engine.runtime.templates import evaluate, make_helpers, render
+
+
+@dataclass(frozen=True)
+class CallerInput:
+    """What the caller just said or pressed (empty outside a caller turn)."""
+
+    speech: str = ""
+    digits: str = ""
+    confidence: float = 0.0
+
+
+def local_time(flow: Flow, now: float) -> datetime:
+    try:
+        zone = ZoneInfo(flow.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return datetime.fromtimestamp(now, zone)
+
+
+NO_INPUT = CallerInput()
+
+
+def values(flow: Flow, state: CallState, now: float,
+           heard: CallerInput = NO_INPUT) -> dict[str, Any]:
+    moment = local_time(flow, now)
+    return {
+        "speech": heard.speech, "digits": heard.digits, "confidence": heard.confidence,
+        "caller": state.caller, "vars": dict(flow.vars), "turn": state.turn, "now": moment,
+        "node": state.node, "call": {"sid": state.call_sid, "to": state.called},
+        **make_helpers(heard.speech, moment),
+    }
+
+
+class TemplateFailure(Exception):
+    """A template or condition failed at run time; `where` names the field."""
+
+    def __init__(self, where: str, error: Exception) -> None:
+        super().__init__(f"{where}: {type(error).__name__}: {error}")
+        self.where = where
+
+
+def render_text(text: str, context: dict[str, Any], where: str) -> str:
+    try:
+        return render(text, context).strip()
+    except Exception as error:  # the sandbox raises many kinds; a flow must not crash a call
+        raise TemplateFailure(where, error) from error
+
+
+def holds(expression: str, context: dict[str, Any], where: str) -> bool:
+    try:
+        return evaluate(expression, context)
+    except Exception as error:
+        raise TemplateFailure(where, error) from error

@@ -1,0 +1,223 @@
+"""Call state, the events that move a call, and the actions a step asks the shell to carry out.
+
+All plain frozen values: the web shell turns a Twilio webhook into an event, `step` returns the
+next state and a list of actions, and the shell renders the actions as TwiML, writes the state and
+records the events. `to_dict`/`from_dict` give the JSON the store keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.flows.model import InputKind
+
+CallStatus = Literal["in-progress", "completed", "busy", "failed", "no-answer", "canceled"]
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "busy", "failed", "no-answer",
+                                             "canceled"})
+DialStatus = Literal["completed", "answered", "busy", "no-answer", "failed", "canceled"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    number: str = ""
+    city: str = ""
+    state: str = ""
+    country: str = ""
+    zip: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One line of the conversation, for the model's context and the transcript."""
+
+    role: Literal["caller", "agent"]
+    text: str
+    node: str
+
+
+@dataclass(frozen=True)
+class CallState:
+    call_sid: str
+    flow_id: str
+    flow_version: str
+    node: str
+    caller: Caller
+    called: str
+    started_at: float  # epoch seconds
+    personality: str
+    step: int = 0  # number of webhooks that advanced the call; travels in callback URLs
+    turn: int = 0  # caller turns, silences included: what `limits.max_turns` counts
+    silences: int = 0  # consecutive no-inputs on the current node
+    status: CallStatus = "in-progress"
+    ended: bool = False  # the last answer hung up or the status callback closed the call
+    path: tuple[str, ...] = ()
+    history: tuple[Message, ...] = ()
+    pending: str | None = None  # caller utterance not yet answered (see DESIGN.md section 6)
+    pending_digits: str = ""
+    errors: Mapping[str, int] = field(default_factory=dict)  # failures by kind on this turn
+    offline: bool = False
+
+    def at(self, node_id: str) -> CallState:
+        """The state on entering `node_id`: per-node counters start over."""
+        return dataclasses.replace(self, node=node_id, silences=0, path=(*self.path, node_id),
+                                   errors={})
+
+
+def state_to_dict(state: CallState) -> dict[str, Any]:
+    return dataclasses.asdict(state)
+
+
+def state_from_dict(data: Mapping[str, Any]) -> CallState:
+    values = dict(data)
+    values["caller"] = Caller(**values.get("caller", {}))
+    values["path"] = tuple(values.get("path", ()))
+    values["history"] = tuple(Message(**item) for item in values.get("history", ()))
+    values["errors"] = dict(values.get("errors", {}))
+    known = {f.name for f in dataclasses.fields(CallState)}
+    return CallState(**{key: value for key, value in values.items() if key in known})
+
+
+# Events: what happened, as the shell understood a webhook.
+
+@dataclass(frozen=True)
+class CallStarted:
+    now: float
+
+
+@dataclass(frozen=True)
+class Heard:
+    """The caller answered a gather: speech, digits or both."""
+
+    now: float
+    speech: str = ""
+    confidence: float = 0.0
+    digits: str = ""
+
+
+@dataclass(frozen=True)
+class Silence:
+    now: float
+
+
+@dataclass(frozen=True)
+class DialEnded:
+    now: float
+    status: str
+    duration: int = 0
+
+
+@dataclass(frozen=True)
+class RecordingDone:
+    now: float
+    url: str = ""
+    duration: int = 0
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    now: float
+    status: str
+    duration: int = 0
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Twilio came back without caller input (a redirect); carry on where the call waits."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class Replied:
+    """The model (or the offline responder) answered the pending utterance."""
+
+    now: float
+    text: str
+    exit: str | None = None
+    personality: str | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A model or speech call failed in the way `kind` names (network, rate_limit, ...)."""
+
+    now: float
+    kind: str
+    detail: str = ""
+
+
+Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChanged | Resume
+         | Replied | Failed)
+
+
+# Actions: what the shell must do. Speech actions before a Listen are spoken inside it.
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    personality: str  # whose voice; the shell picks OpenAI speech or the Twilio voice
+    language: str
+    twilio_voice: bool = False  # tts_failure: speak with the Twilio voice even if OpenAI is on
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Listen:
+    input: tuple[InputKind, ...]
+    language: str
+    hints: tuple[str, ...] = ()
+    timeout: int = 5
+    num_digits: int | None = None
+
+
+@dataclass(frozen=True)
+class Dial:
+    target: str
+    timeout: int
+    caller_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    max_seconds: int
+    finish_on_key: str = "#"
+    transcribe: bool = False
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+@dataclass(frozen=True)
+class Continue:
+    """Ask Twilio to come back right away (after a hold, or to fetch a streamed reply)."""
+
+
+@dataclass(frozen=True)
+class AskModel:
+    """The shell must get a reply to `state.pending` and step again with Replied or Failed."""
+
+    node: str
+    personality: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A call event to record (and publish): `call.node`, `call.transcript`, ..."""
+
+    name: str
+    data: Mapping[str, Any]
+
+
+Action = Say | Pause | Listen | Dial | Record | Hangup | Continue | AskModel | Emit

@@ -1,0 +1,383 @@
+"""The interpreter: `step(flow, state, event) -> (state, actions)`, with no I/O.
+
+A step runs nodes until the call has to wait for something outside: the caller (a Listen), a
+dial or recording result, or a model reply (AskModel). Nodes that need no one (say, switch) are
+chained within the same step, bounded by `MAX_HOPS` so a cycle of them cannot spin forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from engine.flows.model import (
+    AiNode,
+    EdgeKind,
+    Flow,
+    GatherNode,
+    HangupNode,
+    Node,
+    RecordNode,
+    Route,
+    SayNode,
+    SwitchNode,
+    TransferNode,
+)
+from engine.runtime.context import (
+    NO_INPUT,
+    CallerInput,
+    TemplateFailure,
+    holds,
+    render_text,
+    values,
+)
+from engine.runtime.state import (
+    FINAL_STATUSES,
+    Action,
+    AskModel,
+    CallStarted,
+    CallState,
+    Dial,
+    DialEnded,
+    Emit,
+    Event,
+    Failed,
+    Hangup,
+    Heard,
+    Listen,
+    Message,
+    Pause,
+    Record,
+    RecordingDone,
+    Replied,
+    Resume,
+    Say,
+    Silence,
+    StatusChanged,
+)
+
+MAX_HOPS = 25
+"""Nodes one step may pass through; more means a loop that never waits for the caller."""
+
+MAX_HISTORY = 40
+"""Conversation lines kept in the state for the model's context."""
+
+SAFE_GOODBYE = "Sorry, something went wrong on our side. Please call again later. Goodbye."
+DIAL_SUCCESS = frozenset({"completed", "answered"})
+
+
+class _Run:
+    """One step's working set: the state as it changes and the actions collected so far."""
+
+    def __init__(self, flow: Flow, state: CallState, now: float) -> None:
+        self.flow = flow
+        self.state = state
+        self.now = now
+        self.actions: list[Action] = []
+        self.hops = 0
+
+    # -- output helpers ----------------------------------------------------------------------
+
+    def emit(self, name: str, **data: Any) -> None:
+        self.actions.append(Emit(name, {"node": self.state.node, **data}))
+
+    def say(self, text: str | None, where: str, personality: str | None = None) -> None:
+        if not text:
+            return
+        spoken = self.render(text, where)
+        if not spoken:
+            return
+        voice = personality or self.personality()
+        self.actions.append(Say(spoken, voice, self.flow.language))
+        self.remember("agent", spoken)
+        self.emit("call.say", text=spoken, personality=voice)
+
+    def remember(self, role: str, text: str) -> None:
+        message = Message(role, text, self.state.node)  # type: ignore[arg-type]
+        history = (*self.state.history, message)[-MAX_HISTORY:]
+        self.state = dataclasses.replace(self.state, history=history)
+
+    def personality(self) -> str:
+        node = self.flow.nodes.get(self.state.node)
+        return (node.personality if node and node.personality else None) or \
+            self.state.personality or self.flow.personality
+
+    def context(self, heard: CallerInput = NO_INPUT) -> dict[str, Any]:
+        return values(self.flow, self.state, self.now, heard)
+
+    def render(self, text: str, where: str) -> str:
+        try:
+            return render_text(text, self.context(), where)
+        except TemplateFailure as failure:
+            self.emit("call.error", kind="template", detail=str(failure))
+            return ""
+
+    def fail_safe(self, detail: str) -> None:
+        """Nothing sensible is left to do: apologise and hang up rather than leave silence."""
+        self.emit("call.error", kind="flow", detail=detail)
+        self.actions.append(Say(SAFE_GOODBYE, self.personality(), self.flow.language))
+        self.actions.append(Hangup())
+        self.state = dataclasses.replace(self.state, ended=True)
+
+    # -- moving through the graph ------------------------------------------------------------
+
+    def goto(self, target: str | None, kind: EdgeKind, **detail: Any) -> None:
+        source = self.state.node
+        if not target or target not in self.flow.nodes:
+            self.fail_safe(f"edge {kind} from '{source}' has no target node ({target!r})")
+            return
+        self.hops += 1
+        if self.hops > MAX_HOPS:
+            self.fail_safe(f"more than {MAX_HOPS} nodes without waiting for the caller")
+            return
+        self.state = self.state.at(target)
+        self.emit("call.node", source=source, edge=kind, **detail)
+        self.enter()
+
+    def enter(self) -> None:
+        node = self.flow.nodes[self.state.node]
+        where = f"nodes.{node.id}"
+        if isinstance(node, SayNode):
+            self.say(node.text, f"{where}.text")
+            if node.pause:
+                self.actions.append(Pause(node.pause))
+            self.goto(node.next, "next")
+        elif isinstance(node, GatherNode):
+            self.say(node.prompt, f"{where}.prompt")
+            self.listen(node)
+        elif isinstance(node, AiNode):
+            if self.state.pending is not None:
+                # Back from a hold or a retry: answer the utterance still waiting.
+                self.actions.append(AskModel(node.id, self.personality()))
+            elif node.opening == "ai":
+                self.actions.append(AskModel(node.id, self.personality()))
+            else:
+                self.say(node.opening, f"{where}.opening")
+                self.listen(node)
+        elif isinstance(node, SwitchNode):
+            route = self.first_route(node, node.routes, NO_INPUT)
+            if route is not None:
+                self.goto(route.to, "route", when=route.when)
+            else:
+                self.goto(node.next, "next")
+        elif isinstance(node, TransferNode):
+            self.say(node.announce, f"{where}.announce")
+            target = self.render(node.to, f"{where}.to")
+            if not target:
+                self.goto(node.on_fail, "transfer_failed", reason="no target")
+                return
+            self.actions.append(Dial(target, node.timeout, node.caller_id))
+            self.emit("call.transfer", to=target, status="dialing")
+        elif isinstance(node, RecordNode):
+            self.say(node.prompt, f"{where}.prompt")
+            self.actions.append(Record(node.max_seconds, node.finish_on_key, node.transcribe))
+        elif isinstance(node, HangupNode):
+            self.say(node.text, f"{where}.text")
+            self.hang_up()
+        else:  # pragma: no cover - every node type is handled above
+            self.fail_safe(f"unknown node type {node.type}")
+
+    def hang_up(self) -> None:
+        self.actions.append(Hangup())
+        self.state = dataclasses.replace(self.state, ended=True)
+
+    def listen(self, node: GatherNode | AiNode) -> None:
+        self.actions.append(Listen(
+            input=node.input, language=self.flow.language, hints=node.hints,
+            timeout=node.timeout, num_digits=getattr(node, "num_digits", None)))
+
+    def first_route(self, node: Node, routes: tuple[Route, ...],
+                    heard: CallerInput) -> Route | None:
+        context = self.context(heard)
+        for index, route in enumerate(routes):
+            try:
+                if holds(route.when, context, f"nodes.{node.id}.routes[{index}].when"):
+                    return route
+            except TemplateFailure as failure:  # fail closed: a broken condition never holds
+                self.emit("call.error", kind="condition", detail=str(failure))
+        return None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def over_limit(self) -> bool:
+        limits = self.flow.limits
+        if limits is None:
+            return False
+        too_many_turns = limits.max_turns is not None and self.state.turn > limits.max_turns
+        too_long = (limits.max_seconds is not None
+                    and self.now - self.state.started_at > limits.max_seconds)
+        if too_many_turns or too_long:
+            reason = "max_turns" if too_many_turns else "max_seconds"
+            self.state = dataclasses.replace(self.state, pending=None)
+            self.goto(limits.then, "limit", reason=reason)
+            return True
+        return False
+
+    def heard(self, event: Heard) -> None:
+        node = self.flow.nodes[self.state.node]
+        self.state = dataclasses.replace(self.state, turn=self.state.turn + 1, silences=0)
+        self.emit("call.transcript", speech=event.speech, digits=event.digits,
+                  confidence=event.confidence, turn=self.state.turn)
+        if event.speech:
+            self.remember("caller", event.speech)
+        if self.over_limit():
+            return
+        heard = CallerInput(event.speech, event.digits, event.confidence)
+        if isinstance(node, (GatherNode, AiNode)):
+            route = self.first_route(node, node.routes, heard)
+            if route is not None:
+                self.goto(route.to, "route", when=route.when)
+            elif isinstance(node, GatherNode):
+                self.goto(node.next, "next")
+            elif event.speech or event.digits:
+                utterance = event.speech or f"(pressed {event.digits})"
+                self.state = dataclasses.replace(self.state, pending=utterance,
+                                                 pending_digits=event.digits)
+                self.actions.append(AskModel(node.id, self.personality()))
+            else:
+                self.listen(node)
+        else:
+            self.enter()  # a late answer for a node we already left: say where we are again
+
+    def silence(self) -> None:
+        node = self.flow.nodes[self.state.node]
+        self.state = dataclasses.replace(self.state, turn=self.state.turn + 1,
+                                         silences=self.state.silences + 1)
+        self.emit("call.transcript", speech="", digits="", silence=True, turn=self.state.turn)
+        if self.over_limit():
+            return
+        if not isinstance(node, (GatherNode, AiNode)):
+            self.enter()
+            return
+        policy = node.no_input
+        if policy is None:
+            self.fail_safe(f"nodes.{node.id} has no no_input strategy")
+            return
+        if self.state.silences <= policy.retries:
+            reprompts = policy.reprompt or ((node.prompt,) if isinstance(node, GatherNode)
+                                            else ())
+            if reprompts:
+                text = reprompts[min(self.state.silences, len(reprompts)) - 1]
+                self.say(text, f"nodes.{node.id}.no_input.reprompt")
+            self.listen(node)
+        else:
+            self.goto(policy.then, "no_input", retries=policy.retries)
+
+    def resume(self) -> None:
+        node = self.flow.nodes[self.state.node]
+        if isinstance(node, AiNode) and self.state.pending is not None:
+            self.actions.append(AskModel(node.id, self.personality()))
+        elif isinstance(node, (GatherNode, AiNode)):
+            self.listen(node)
+        else:
+            self.enter()
+
+    def replied(self, event: Replied) -> None:
+        node = self.flow.nodes[self.state.node]
+        if not isinstance(node, AiNode):
+            return  # a reply that arrived after the call moved on: nothing to say
+        exits = {exit_.to for exit_ in node.exits}
+        self.state = dataclasses.replace(self.state, pending=None, pending_digits="",
+                                         errors={}, offline=event.offline or self.state.offline)
+        if event.text:
+            self.actions.append(Say(event.text, event.personality or self.personality(),
+                                    self.flow.language))
+            self.remember("agent", event.text)
+            self.emit("call.response", text=event.text, offline=event.offline,
+                      personality=event.personality or self.personality())
+        if event.exit is not None and event.exit not in exits:
+            # The model asked for an edge the node does not declare: ignore it, keep talking.
+            self.emit("call.error", kind="ai_failure", detail=f"undeclared exit {event.exit!r}")
+        elif event.exit is not None:
+            self.goto(event.exit, "exit")
+            return
+        self.listen(node)
+
+    def failed(self, event: Failed) -> None:
+        node = self.flow.nodes[self.state.node]
+        policy = node.on_error.get(event.kind) if isinstance(node, AiNode) else None  # type: ignore[call-overload]
+        count = self.state.errors.get(event.kind, 0) + 1
+        self.state = dataclasses.replace(self.state,
+                                         errors={**self.state.errors, event.kind: count})
+        self.emit("call.error", kind=event.kind, detail=event.detail[:500], attempt=count)
+        if not isinstance(node, AiNode) or policy is None:
+            self.fail_safe(f"{event.kind} on '{node.id}' with no strategy for it")
+            return
+        edge: EdgeKind = f"error:{event.kind}"  # type: ignore[assignment]
+        if event.kind in ("network", "rate_limit") and count <= policy.retry:
+            self.emit("call.node", source=node.id, edge=edge, strategy=f"retry {policy.retry}")
+            self.actions.append(AskModel(node.id, self.personality(), attempt=count))
+        elif event.kind == "ai_failure" and policy.personality and count == 1:
+            self.emit("call.node", source=node.id, edge=edge,
+                      strategy=f"personality {policy.personality}")
+            self.actions.append(AskModel(node.id, policy.personality, attempt=count))
+        elif event.kind == "tts_failure" and policy.voice and not policy.then:
+            self.emit("call.node", source=node.id, edge=edge, strategy=f"voice {policy.voice}")
+        elif policy.then:
+            if event.kind != "rate_limit":
+                # Only a hold comes back to retry the utterance; other edges move on from it.
+                self.state = dataclasses.replace(self.state, pending=None)
+            self.goto(policy.then, edge)
+        else:
+            self.fail_safe(f"{event.kind} on '{node.id}' with no edge to take")
+
+
+def start_state(flow: Flow, version: str, call_sid: str, caller: Any, called: str,
+                now: float) -> CallState:
+    """The state of a call that has just rung, before its first step."""
+    return CallState(call_sid=call_sid, flow_id=flow.id, flow_version=version, node=flow.start,
+                     caller=caller, called=called, started_at=now,
+                     personality=flow.personality)
+
+
+def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Action]]:
+    """Advance `state` by one `event`; return the new state and what the shell must do."""
+    run = _Run(flow, dataclasses.replace(state, step=state.step + 1), event.now)
+    if isinstance(event, StatusChanged):
+        if event.status in FINAL_STATUSES:
+            run.state = dataclasses.replace(run.state, status=event.status,  # type: ignore[arg-type]
+                                            ended=True)
+            run.emit("call.end", status=event.status, duration=event.duration)
+        return run.state, run.actions
+    if state.ended:
+        run.actions.append(Hangup())
+        return run.state, run.actions
+    if state.node not in flow.nodes:
+        run.fail_safe(f"the call is on node '{state.node}', which the flow does not have")
+        return run.state, run.actions
+    if isinstance(event, CallStarted):
+        run.state = run.state.at(flow.start)
+        run.emit("call.start", flow=flow.id, caller=state.caller.number, called=state.called,
+                 personality=flow.personality)
+        run.enter()
+    elif isinstance(event, Heard):
+        run.heard(event)
+    elif isinstance(event, Silence):
+        run.silence()
+    elif isinstance(event, Resume):
+        run.resume()
+    elif isinstance(event, Replied):
+        run.replied(event)
+    elif isinstance(event, Failed):
+        run.failed(event)
+    elif isinstance(event, DialEnded):
+        node = flow.nodes[state.node]
+        if isinstance(node, TransferNode):
+            run.emit("call.transfer", to=node.to, status=event.status, duration=event.duration)
+            if event.status in DIAL_SUCCESS:
+                if node.next:
+                    run.goto(node.next, "next")
+                else:
+                    run.hang_up()
+            else:
+                run.goto(node.on_fail, "transfer_failed", status=event.status)
+        else:
+            run.enter()
+    elif isinstance(event, RecordingDone):
+        node = flow.nodes[state.node]
+        run.emit("call.recording", url=event.url, duration=event.duration)
+        if isinstance(node, RecordNode):
+            run.goto(node.next, "next")
+        else:
+            run.enter()
+    return run.state, run.actions

@@ -1,0 +1,250 @@
+"""A phone call as Twilio would make it: signed webhooks out, TwiML read and followed.
+
+Used by `flask call` and by the end-to-end tests. It sends what Twilio sends (CallSid,
+AccountSid, From, To, CallStatus, Direction, ApiVersion, caller location, SpeechResult and
+Confidence, Digits, DialCallStatus, Recording*), signs every request with the auth token, and
+follows the answer verb by verb: `<Say>`/`<Play>` are heard, `<Gather>` waits for the caller,
+`<Redirect>` is followed, `<Dial>` and `<Record>` wait for their outcome, `<Hangup>` ends.
+"""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from twilio.request_validator import RequestValidator
+
+MAX_REDIRECTS = 20
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: str
+    content_type: str = "text/xml"
+    seconds: float = 0.0
+
+
+Transport = Callable[[str, Mapping[str, str], Mapping[str, str]], HttpAnswer]
+"""POST (url, form, headers) -> answer."""
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Something the caller heard: spoken text (with its voice) or played audio."""
+
+    text: str
+    voice: str = ""
+    audio_url: str = ""
+
+
+@dataclass
+class Exchange:
+    url: str
+    params: dict[str, str]
+    answer: HttpAnswer
+
+
+@dataclass
+class Waiting:
+    """What the call waits for after the last answer."""
+
+    kind: str  # gather, dial, record, ended
+    action: str = ""
+    verb: ElementTree.Element | None = None
+    rest: list[ElementTree.Element] = field(default_factory=list)
+    base_url: str = ""
+
+
+class CallError(AssertionError):
+    """The server answered something Twilio would not accept."""
+
+
+def new_call_sid() -> str:
+    return "CA" + secrets.token_hex(16)
+
+
+class SimulatedCall:
+    def __init__(self, transport: Transport, base_url: str, auth_token: str, *,
+                 to: str = "+15550001000", from_: str = "+15551230000",
+                 call_sid: str | None = None, account_sid: str | None = None,
+                 extra: Mapping[str, str] | None = None) -> None:
+        self.transport = transport
+        self.base_url = base_url.rstrip("/")
+        self.validator = RequestValidator(auth_token)
+        self.call_sid = call_sid or new_call_sid()
+        self.params = {
+            "CallSid": self.call_sid, "AccountSid": account_sid or "AC" + "0" * 32,
+            "From": from_, "To": to, "CallStatus": "ringing", "Direction": "inbound",
+            "ApiVersion": "2010-04-01", "FromCity": "SPRINGFIELD", "FromState": "IL",
+            "FromZip": "62701", "FromCountry": "US", "ToCountry": "US", **(extra or {}),
+        }
+        self.heard: list[Heard] = []
+        self.exchanges: list[Exchange] = []
+        self.waiting = Waiting("idle")
+        self.dialed: list[str] = []
+        self.recordings = 0
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def sign(self, url: str, params: Mapping[str, str]) -> str:
+        return str(self.validator.compute_signature(url, dict(params)))
+
+    def post(self, url: str, extra: Mapping[str, str] | None = None, *,
+             signed: bool = True, headers: Mapping[str, str] | None = None) -> HttpAnswer:
+        absolute = urljoin(self.base_url + "/", url)
+        params = {**self.params, **(extra or {})}
+        sent_headers = dict(headers or {})
+        if signed:
+            sent_headers["X-Twilio-Signature"] = self.sign(absolute, params)
+        answer = self.transport(absolute, params, sent_headers)
+        self.exchanges.append(Exchange(absolute, params, answer))
+        return answer
+
+    def _follow(self, url: str, extra: Mapping[str, str] | None = None) -> None:
+        for _ in range(MAX_REDIRECTS):
+            answer = self.post(url, extra)
+            if answer.status != 200:
+                raise CallError(f"{url} answered HTTP {answer.status}: {answer.body[:200]}")
+            if "xml" not in answer.content_type:
+                raise CallError(f"{url} answered {answer.content_type}, not TwiML")
+            if len(answer.body.encode()) > 64_000:
+                raise CallError(f"{url} answered {len(answer.body)} bytes (over 64 kB)")
+            base = urljoin(self.base_url + "/", url)
+            redirect = self._read(self._parse(answer.body), base)
+            if redirect is None:
+                return
+            url, extra = redirect, None
+        raise CallError("too many redirects in a row")
+
+    @staticmethod
+    def _parse(body: str) -> list[ElementTree.Element]:
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError as error:
+            raise CallError(f"answer is not XML: {error}") from error
+        if root.tag != "Response":
+            raise CallError(f"root element is <{root.tag}>, not <Response>")
+        return list(root)
+
+    def _hear(self, verb: ElementTree.Element) -> None:
+        if verb.tag == "Say":
+            self.heard.append(Heard((verb.text or "").strip(), verb.get("voice", "")))
+        elif verb.tag == "Play":
+            self.heard.append(Heard("", audio_url=(verb.text or "").strip()))
+
+    def _read(self, verbs: list[ElementTree.Element], base: str) -> str | None:
+        """Carry out verbs until the call waits; return a URL to redirect to, if any."""
+        for index, verb in enumerate(verbs):
+            rest = verbs[index + 1:]
+            if verb.tag in ("Say", "Play", "Pause"):
+                self._hear(verb)
+            elif verb.tag == "Gather":
+                for child in verb:
+                    self._hear(child)
+                self.waiting = Waiting("gather", urljoin(base, verb.get("action") or base),
+                                       verb, rest, base)
+                return None
+            elif verb.tag == "Redirect":
+                return urljoin(base, (verb.text or "").strip())
+            elif verb.tag == "Dial":
+                targets = [(child.text or "").strip() for child in verb] or \
+                    [(verb.text or "").strip()]
+                self.dialed += targets
+                self.waiting = Waiting("dial", urljoin(base, verb.get("action") or ""), verb,
+                                       rest, base)
+                return None
+            elif verb.tag == "Record":
+                self.waiting = Waiting("record", urljoin(base, verb.get("action") or ""), verb,
+                                       rest, base)
+                return None
+            elif verb.tag == "Hangup":
+                self.waiting = Waiting("ended")
+                return None
+            else:
+                raise CallError(f"unexpected verb <{verb.tag}>")
+        self.waiting = Waiting("ended")  # Twilio hangs up at the end of a document
+        return None
+
+    # -- what the caller does ------------------------------------------------------------------
+
+    def start(self, path: str = "/api/incoming-call") -> SimulatedCall:
+        self.params["CallStatus"] = "in-progress"
+        self._follow(path)
+        return self
+
+    def _expect(self, kind: str) -> Waiting:
+        if self.waiting.kind != kind:
+            raise CallError(f"the call is waiting for {self.waiting.kind}, not {kind}")
+        return self.waiting
+
+    def say(self, speech: str, confidence: float = 0.92) -> SimulatedCall:
+        waiting = self._expect("gather")
+        if "speech" not in (waiting.verb.get("input", "dtmf") if waiting.verb is not None
+                            else ""):
+            raise CallError("this <Gather> does not listen for speech")
+        self._follow(waiting.action, {"SpeechResult": speech, "Confidence": f"{confidence}"})
+        return self
+
+    def press(self, digits: str) -> SimulatedCall:
+        waiting = self._expect("gather")
+        if "dtmf" not in (waiting.verb.get("input", "dtmf") if waiting.verb is not None else ""):
+            raise CallError("this <Gather> does not listen for digits")
+        self._follow(waiting.action, {"Digits": digits})
+        return self
+
+    def silence(self) -> SimulatedCall:
+        waiting = self._expect("gather")
+        verb = waiting.verb
+        if verb is not None and verb.get("actionOnEmptyResult") == "true":
+            self._follow(waiting.action)
+        else:
+            redirect = self._read(waiting.rest, waiting.base_url)
+            if redirect:
+                self._follow(redirect)
+        return self
+
+    def dial_ends(self, status: str = "completed", duration: int = 42) -> SimulatedCall:
+        waiting = self._expect("dial")
+        extra = {"DialCallStatus": status, "DialCallSid": new_call_sid(),
+                 "DialCallDuration": str(duration if status == "completed" else 0)}
+        if waiting.action:
+            self._follow(waiting.action, extra)
+        else:
+            redirect = self._read(waiting.rest, waiting.base_url)
+            if redirect:
+                self._follow(redirect)
+        return self
+
+    def record(self, duration: int = 12) -> SimulatedCall:
+        waiting = self._expect("record")
+        self.recordings += 1
+        if duration == 0:  # Twilio skips the action for an empty recording
+            redirect = self._read(waiting.rest, waiting.base_url)
+            if redirect:
+                self._follow(redirect)
+            return self
+        self._follow(waiting.action, {
+            "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/"
+                            f"{self.params['AccountSid']}/Recordings/RE{secrets.token_hex(16)}",
+            "RecordingSid": "RE" + secrets.token_hex(16), "RecordingDuration": str(duration)})
+        return self
+
+    def hang_up(self, status: str = "completed", duration: int = 60) -> HttpAnswer:
+        """The status callback Twilio sends when the call ends."""
+        self.params["CallStatus"] = status
+        self.waiting = Waiting("ended")
+        return self.post("/api/call-status", {"CallDuration": str(duration)})
+
+    @property
+    def ended(self) -> bool:
+        return self.waiting.kind == "ended"
+
+    def transcript(self) -> str:
+        return " | ".join(item.text or item.audio_url for item in self.heard)
+
+    def last_heard(self, count: int = 1) -> str:
+        return " ".join(item.text for item in self.heard[-count:])

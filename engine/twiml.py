@@ -1,0 +1,154 @@
+"""Actions -> TwiML, with `twilio.twiml.voice_response`.
+
+Speech that comes right before a Listen is nested inside its `<Gather>`, so the caller can
+interrupt it. Every answer stays under Twilio's limits: 64 kB a document and 4 096 characters a
+`<Say>` (3 000 for Polly voices, which we keep to for all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from twilio.twiml.voice_response import Gather, VoiceResponse
+
+from engine.runtime.state import (
+    Action,
+    Continue,
+    Dial,
+    Hangup,
+    Listen,
+    Pause,
+    Record,
+    Say,
+)
+
+MAX_SAY_CHARS = 3000
+MAX_TWIML_BYTES = 64_000
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """Where Twilio posts next; the shell puts the call's step in each URL."""
+
+    input: str
+    silence: str
+    dial: str
+    recording: str
+    resume: str
+
+
+@dataclass(frozen=True)
+class SayWith:
+    """Speak with a Twilio <Say> voice."""
+
+    text: str
+    voice: str
+    language: str
+
+
+@dataclass(frozen=True)
+class PlayAudio:
+    """Play synthesised audio from a URL Twilio can fetch."""
+
+    url: str
+
+
+Voicing = Callable[[Say], SayWith | PlayAudio]
+
+
+def clip(text: str, limit: int = MAX_SAY_CHARS) -> str:
+    """Cut text to `limit` characters at a sentence or word boundary."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    for mark in (". ", "? ", "! ", " "):
+        at = cut.rfind(mark)
+        if at > limit // 2:
+            return cut[: at + 1].strip()
+    return cut
+
+
+def _speak(parent: VoiceResponse | Gather, spoken: SayWith | PlayAudio) -> None:
+    if isinstance(spoken, PlayAudio):
+        parent.play(spoken.url)
+    else:
+        parent.say(clip(spoken.text), voice=spoken.voice, language=spoken.language)
+
+
+def _gather(listen: Listen, callbacks: Callbacks) -> Gather:
+    options: dict[str, str | int] = {
+        "input": " ".join(listen.input), "action": callbacks.input, "method": "POST",
+        "timeout": listen.timeout, "language": listen.language,
+        "actionOnEmptyResult": "true",
+    }
+    if "speech" in listen.input:
+        options["speechTimeout"] = "auto"
+    if listen.hints:
+        options["hints"] = ", ".join(listen.hints)[:2000]
+    if listen.num_digits:
+        options["numDigits"] = listen.num_digits
+    return Gather(**options)
+
+
+def render(actions: Sequence[Action], callbacks: Callbacks, voicing: Voicing) -> str:
+    response = VoiceResponse()
+    speech: list[SayWith | PlayAudio | Pause] = []
+
+    def flush(into: VoiceResponse | Gather) -> None:
+        for item in speech:
+            if isinstance(item, Pause):
+                into.pause(length=max(1, round(item.seconds)))
+            else:
+                _speak(into, item)
+        speech.clear()
+
+    for action in actions:
+        if isinstance(action, Say):
+            speech.append(voicing(action))
+        elif isinstance(action, Pause):
+            speech.append(action)
+        elif isinstance(action, Listen):
+            gather = _gather(action, callbacks)
+            flush(gather)
+            response.append(gather)
+            # Belt and braces: should the Gather fall through, treat it as silence.
+            response.redirect(callbacks.silence, method="POST")
+        elif isinstance(action, Dial):
+            flush(response)
+            dial = response.dial(action=callbacks.dial, method="POST", timeout=action.timeout,
+                                 caller_id=action.caller_id)
+            if action.target.startswith("sip:"):
+                dial.sip(action.target)
+            else:
+                dial.number(action.target)
+        elif isinstance(action, Record):
+            flush(response)
+            response.record(action=callbacks.recording, method="POST",
+                            max_length=action.max_seconds, finish_on_key=action.finish_on_key,
+                            play_beep=True)
+            # Twilio skips the action URL for an empty recording; carry on all the same.
+            response.redirect(callbacks.recording, method="POST")
+        elif isinstance(action, Hangup):
+            flush(response)
+            response.hangup()
+        elif isinstance(action, Continue):
+            flush(response)
+            response.redirect(callbacks.resume, method="POST")
+    flush(response)
+    text = str(response)
+    if len(text.encode()) > MAX_TWIML_BYTES:
+        raise ValueError(f"TwiML answer is {len(text.encode())} bytes, over Twilio's limit")
+    return text
+
+
+def safe_answer(text: str, voice: str = "Polly.Joanna-Neural", language: str = "en-US",
+                then: str | None = None) -> str:
+    """An answer that can never fail: an apology, then a redirect or a hang-up."""
+    response = VoiceResponse()
+    response.say(clip(text), voice=voice, language=language)
+    if then:
+        response.redirect(then, method="POST")
+    else:
+        response.hangup()
+    return str(response)

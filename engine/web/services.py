@@ -1,0 +1,25 @@
+"""The wired parts of a running app, kept on `app.extensions` by `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from engine.store import CallStore
+from engine.web.call_service import CallService
+from engine.web.library import FlowLibrary
+from engine.web.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: CallStore
+    library: FlowLibrary
+    call_service: CallService
+
+
+def services() -> Services:
+    found: Services = current_app.extensions["phoney"]
+    return found

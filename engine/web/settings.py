@@ -1,0 +1,61 @@
+"""Settings from the environment (see `.env.example`), overridable by `create_app(config)`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_KEYS = (
+    "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL", "OPENAI_API_KEY",
+    "OPENAI_BASE_URL", "OPENAI_MODEL", "PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET",
+    "PUSHER_CLUSTER", "PUSHER_HOST", "STORE_URL", "PUBLIC_BASE_URL", "DEFAULT_FLOW",
+    "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW", "PROJECT_ROOT",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_root: Path
+    store_url: str
+    default_flow: str = "receptionist"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_api_url: str = ""  # e.g. a local Twilio API double in tests; default api.twilio.com
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+    openai_model: str = "gpt-4o-mini"
+    pusher_app_id: str = ""
+    pusher_key: str = ""
+    pusher_secret: str = ""
+    pusher_cluster: str = ""
+    pusher_host: str = ""
+    public_base_url: str = ""
+    dashboard_password: str = ""
+    encryption_key: str = ""
+    secret_key: str = ""
+    transfer_allow: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> Settings:
+        """Environment first, then `overrides` (upper-case keys, as in the environment)."""
+        source: dict[str, Any] = {key: value for key, value in (environ or os.environ).items()
+                                  if key in ENV_KEYS and value != ""}
+        source.update({key: value for key, value in (overrides or {}).items()
+                       if key in ENV_KEYS})
+        root = Path(source.get("PROJECT_ROOT") or Path.cwd()).resolve()
+        values: dict[str, Any] = {"project_root": root,
+                                  "store_url": source.get("STORE_URL")
+                                  or f"sqlite:///{root / 'instance' / 'phoney.sqlite3'}"}
+        for spec in fields(cls):
+            key = spec.name.upper()
+            if spec.name in values or key not in source:
+                continue
+            value = source[key]
+            if spec.name == "transfer_allow" and isinstance(value, str):
+                value = tuple(item.strip() for item in value.split(",") if item.strip())
+            values[spec.name] = value
+        return cls(**values)

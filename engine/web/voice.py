@@ -1,0 +1,189 @@
+"""Twilio-facing routes: voice webhooks in, TwiML out.
+
+Every request must carry a valid `X-Twilio-Signature` (403 with no body otherwise). Once it
+does, the answer is always HTTP 200 with TwiML, whatever fails inside: the caller must never hear
+Twilio's "application error".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, request, url_for
+
+from engine.runtime.state import (
+    DialEnded,
+    Event,
+    Heard,
+    RecordingDone,
+    Silence,
+    StatusChanged,
+)
+from engine.store import NewEvent
+from engine.twiml import Callbacks, safe_answer
+from engine.web.call_service import APOLOGY
+from engine.web.services import services
+from engine.web.signature import is_signed
+
+log = logging.getLogger(__name__)
+
+voice = Blueprint("voice", __name__)
+
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+MAX_SPEECH_CHARS = 2000  # what a caller can say in one turn, with room to spare
+MAX_DIGITS = 32
+FALLBACK_TEXT = "Sorry, we can't take your call right now. Please try again in a few minutes."
+
+
+def _twiml(text: str) -> Response:
+    return Response(text, status=200, mimetype="text/xml")
+
+
+@voice.before_request
+def require_twilio_signature() -> Response | None:
+    settings = services().settings
+    if not is_signed(request, settings.twilio_auth_token, settings.public_base_url):
+        log.warning("refused %s: missing or invalid X-Twilio-Signature", request.path)
+        return Response(status=403)
+    return None
+
+
+def _params() -> dict[str, str]:
+    return {key: request.form.get(key, "") for key in request.form}
+
+
+def _request_key(params: dict[str, str]) -> str:
+    token = request.headers.get("I-Twilio-Idempotency-Token")
+    if token:
+        return f"token:{token[:200]}"
+    canonical = request.full_path + "\n" + "\n".join(
+        f"{key}={value}" for key, value in sorted(params.items()))
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()
+
+
+def _step_param() -> int | None:
+    raw = request.args.get("step", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _callbacks(step: int) -> Callbacks:
+    base = services().settings.public_base_url
+    prefix = base.rstrip("/") if base else ""
+
+    def url(endpoint: str) -> str:
+        return prefix + url_for(endpoint, step=step)
+
+    return Callbacks(input=url("voice.gather_input"), silence=url("voice.silence"),
+                     dial=url("voice.dial_result"), recording=url("voice.recording"),
+                     resume=url("voice.resume"))
+
+
+def _now() -> float:
+    return services().call_service.clock()
+
+
+def answered(handler: Callable[..., str]) -> Callable[..., Response]:
+    """Validate the CallSid, run the handler, and turn any failure into safe TwiML."""
+
+    @wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        params = _params()
+        call_sid = params.get("CallSid", "")
+        if not CALL_SID.match(call_sid):
+            log.warning("%s: missing or malformed CallSid %r", request.path, call_sid[:40])
+            return _twiml(safe_answer(APOLOGY))
+        try:
+            return _twiml(handler(call_sid, params, *args, **kwargs))
+        except Exception as error:
+            log.exception("call %s: %s failed", call_sid, request.path)
+            try:
+                services().store.record_events(call_sid, [NewEvent("call.error", {
+                    "kind": "internal", "detail": f"{type(error).__name__} in {request.path}"})],
+                    _now())
+            except Exception:
+                log.exception("call %s: could not record the error either", call_sid)
+            return _twiml(safe_answer(APOLOGY))
+
+    return wrapper
+
+
+def _advance(call_sid: str, params: dict[str, str], event: Event | None) -> str:
+    return services().call_service.advance(call_sid, event, _step_param(),
+                                           _request_key(params), _callbacks)
+
+
+@voice.post("/api/incoming-call")
+@answered
+def incoming_call(call_sid: str, params: dict[str, str]) -> str:
+    return services().call_service.incoming(params, request.args.get("flow"),
+                                            _request_key(params), _callbacks)
+
+
+@voice.post("/api/incoming-call/fallback")
+def incoming_call_fallback() -> Response:
+    """The number's fallback URL: Twilio calls it when the main webhook failed. No state."""
+    return _twiml(safe_answer(FALLBACK_TEXT))
+
+
+@voice.post("/api/voice/input")
+@answered
+def gather_input(call_sid: str, params: dict[str, str]) -> str:
+    speech = " ".join(params.get("SpeechResult", "").split())[:MAX_SPEECH_CHARS]
+    digits = re.sub(r"[^0-9*#]", "", params.get("Digits", ""))[:MAX_DIGITS]
+    if not speech and not digits:
+        return _advance(call_sid, params, Silence(_now()))
+    try:
+        confidence = min(max(float(params.get("Confidence", "0") or 0), 0.0), 1.0)
+    except ValueError:
+        confidence = 0.0
+    return _advance(call_sid, params, Heard(_now(), speech, confidence, digits))
+
+
+@voice.post("/api/voice/silence")
+@answered
+def silence(call_sid: str, params: dict[str, str]) -> str:
+    return _advance(call_sid, params, Silence(_now()))
+
+
+@voice.post("/api/voice/dial")
+@answered
+def dial_result(call_sid: str, params: dict[str, str]) -> str:
+    status = params.get("DialCallStatus", "failed")[:20] or "failed"
+    duration = params.get("DialCallDuration", "0")
+    return _advance(call_sid, params, DialEnded(_now(), status,
+                                                int(duration) if duration.isdigit() else 0))
+
+
+@voice.post("/api/voice/recording")
+@answered
+def recording(call_sid: str, params: dict[str, str]) -> str:
+    duration = params.get("RecordingDuration", "0")
+    return _advance(call_sid, params, RecordingDone(
+        _now(), params.get("RecordingUrl", "")[:500], int(duration) if duration.isdigit() else 0))
+
+
+@voice.post("/api/voice/resume")
+@answered
+def resume(call_sid: str, params: dict[str, str]) -> str:
+    return _advance(call_sid, params, None)
+
+
+@voice.post("/api/call-status")
+@answered
+def call_status(call_sid: str, params: dict[str, str]) -> str:
+    status = params.get("CallStatus", "")[:20]
+    raw_duration = params.get("CallDuration", "")
+    duration = int(raw_duration) if raw_duration.isdigit() else None
+    service = services().call_service
+    state = services().store.get_state(call_sid)
+    if state is not None:
+        service.advance(call_sid, StatusChanged(_now(), status, duration or 0), None,
+                        _request_key(params), _callbacks)
+    if status in ("completed", "busy", "failed", "no-answer", "canceled"):
+        services().store.close_call(call_sid, status, duration, _now())
+    return '<?xml version="1.0" encoding="UTF-8"?><Response/>'
