@@ -1,0 +1,121 @@
+"""Draw a compiled flow: Mermaid and DOT renderers, and a JSON form, over the flow's edges.
+
+The compiled `Flow` is the neutral graph; this module only decides how each node and edge is
+shown. Every edge is labelled by its kind plus a short detail (the route condition, the exit
+name, the error strategy), error edges are dashed, and the error strategy's retries, fallback
+personality and Twilio voice are self-loops. Labels are escaped for each language, because
+conditions hold quotes, `|`, `<`, `&` and `{{ }}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from engine.flows.model import Edge, Flow, Node
+
+FORMATS = ("mermaid", "dot", "json")
+DETAIL_WIDTH = 40
+
+# Mermaid entity codes, so a quoted label can hold anything: `#quot;` is `"` and so on.
+_MERMAID_ESCAPES = str.maketrans({
+    '"': "#quot;", "#": "#35;", "&": "#amp;", "<": "#lt;", ">": "#gt;", "|": "#124;",
+    "`": "#96;",
+})
+_DOT_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "&": "&amp;", "\n": "\\n"})
+
+
+def shorten(text: str, width: int = DETAIL_WIDTH) -> str:
+    """One line of at most `width` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
+def edge_detail(edge: Edge) -> str:
+    """What an edge says besides its kind, in full: the condition, exit name or strategy."""
+    if edge.strategy:
+        name, _, value = edge.strategy.partition(" ")
+        return {"retry": f"retry ×{value}", "voice": f"voice: {value}"}.get(name, edge.strategy)
+    if edge.kind == "exit":
+        return edge.target  # the model sees the exit as a tool named after its target
+    return edge.label
+
+
+def _edge_lines(edge: Edge) -> list[str]:
+    detail = shorten(edge_detail(edge))
+    return [edge.kind, detail] if detail else [edge.kind]
+
+
+def _mermaid(text: str) -> str:
+    return text.translate(_MERMAID_ESCAPES)
+
+
+def _dot(text: str) -> str:
+    return '"' + text.translate(_DOT_ESCAPES) + '"'
+
+
+def _mermaid_node(node: Node) -> str:
+    label = f'"{_mermaid(node.id)}<br/>{_mermaid(node.type)}"'
+    if node.terminal:
+        return f"    n_{node.id}([{label}]):::terminal"
+    return f"    n_{node.id}[{label}]"
+
+
+def to_mermaid(flow: Flow) -> str:
+    """A Mermaid flowchart; node ids are prefixed `n_` so `end` or `graph` cannot clash."""
+    lines = ["flowchart TD", "    flow_start(( )):::start", f"    flow_start --> n_{flow.start}"]
+    lines += [_mermaid_node(node) for node in flow.nodes.values()]
+    for edge in flow.edges:
+        label = "<br/>".join(_mermaid(line) for line in _edge_lines(edge))
+        arrow = "-.->" if edge.is_error else "-->"
+        lines.append(f'    n_{edge.source} {arrow}|"{label}"| n_{edge.target}')
+    lines += ["    classDef start fill:#333,stroke:#333",
+              "    classDef terminal stroke-width:3px"]
+    return "\n".join(lines) + "\n"
+
+
+def mermaid_block(flow: Flow) -> str:
+    """The Mermaid chart as a fenced block, for a README."""
+    return f"```mermaid\n{to_mermaid(flow)}```\n"
+
+
+def to_dot(flow: Flow) -> str:
+    """A Graphviz digraph: `dot -Tsvg` draws it."""
+    lines = [f"digraph {_dot(flow.id)} {{",
+             "    node [shape=box, style=rounded, fontname=Helvetica];",
+             "    edge [fontname=Helvetica, fontsize=10];",
+             '    "__start__" [shape=point, width=0.15, label=""];',
+             f'    "__start__" -> {_dot(flow.start)};']
+    for node in flow.nodes.values():
+        shape = ", shape=doublecircle" if node.terminal else ""
+        label = _dot(f"{node.id}\n{node.type}")
+        lines.append(f"    {_dot(node.id)} [label={label}{shape}];")
+    for edge in flow.edges:
+        style = ", style=dashed" if edge.is_error else ""
+        label = _dot("\n".join(_edge_lines(edge)))
+        lines.append(f"    {_dot(edge.source)} -> {_dot(edge.target)} [label={label}{style}];")
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def to_json(flow: Flow) -> dict[str, Any]:
+    """Nodes and edges as plain data; `label` is the edge's detail in full."""
+    return {
+        "flow": flow.id,
+        "start": flow.start,
+        "nodes": [{"id": node.id, "type": node.type, "terminal": node.terminal,
+                   "description": node.description} for node in flow.nodes.values()],
+        "edges": [{"source": edge.source, "target": edge.target, "kind": edge.kind,
+                   "label": edge_detail(edge), "strategy": edge.strategy,
+                   "dashed": edge.is_error} for edge in flow.edges],
+    }
+
+
+def render(flow: Flow, fmt: str) -> str:
+    """The flow in one of `FORMATS`."""
+    if fmt == "mermaid":
+        return to_mermaid(flow)
+    if fmt == "dot":
+        return to_dot(flow)
+    if fmt == "json":
+        return json.dumps(to_json(flow), indent=2, ensure_ascii=False) + "\n"
+    raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

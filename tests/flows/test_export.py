@@ -1,0 +1,314 @@
+"""Graph export: every edge drawn and labelled, then rendered by Graphviz and parsed by mermaid.
+
+Graphviz (`dot`) and node/npm are needed for the rendering tests; without them those tests skip,
+unless CI or PHONEY_REQUIRE_TOOLS is set, where they fail.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from engine.flows.export import (
+    edge_detail,
+    mermaid_block,
+    render,
+    shorten,
+    to_dot,
+    to_json,
+    to_mermaid,
+)
+from engine.flows.loader import load_project
+from engine.flows.model import EDGE_KINDS, Flow
+
+ROOT = Path(__file__).resolve().parents[2]
+MERMAID_TOOL = ROOT / "tools" / "mermaid"
+REQUIRE_TOOLS = bool(os.environ.get("CI") or os.environ.get("PHONEY_REQUIRE_TOOLS"))
+
+PERSONALITY = """\
+personality: {id}
+name: {id}
+system_prompt: You answer the phone for a small business, briefly and kindly.
+voice: {{twilio: Polly.Joanna-Neural}}
+examples:
+  - input: Hi
+    response: Hello, how can I help?
+"""
+
+THREE = """\
+flow: three
+personality: p
+start: greet
+nodes:
+  greet: {type: say, text: Hello., next: menu}
+  menu:
+    type: gather
+    prompt: Press 1 to hear it again.
+    input: [dtmf]
+    routes:
+      - {when: "digits == '1'", to: menu}
+    next: bye
+    no_input: {retries: 1, then: bye}
+  bye: {type: hangup, text: Goodbye.}
+"""
+
+# Every edge kind, conditions full of characters that both languages treat specially, and node
+# ids that are Mermaid or DOT keywords.
+KINDS = r"""flow: kinds
+personality: p
+vars: {business: Acme & Sons}
+limits: {max_turns: 20, then: end}
+defaults:
+  no_input: {retries: 1, reprompt: "Hello?", then: end}
+  on_error:
+    network: {retry: 3, then: sorry}
+    rate_limit: {retry: 1, then: hold}
+    ai_failure: {personality: professional, then: sorry}
+    tts_failure: {voice: twilio, then: sorry}
+start: graph
+nodes:
+  graph:
+    type: say
+    text: "Welcome to {{ vars.business }}!"
+    next: menu
+  menu:
+    type: gather
+    prompt: Say billing, or press 1.
+    input: [speech, dtmf]
+    routes:
+      - when: |-
+          said_any("billing") or digits == '1'
+        to: subgraph
+      - when: turn < 3 and confidence > 0.5
+        to: edge
+      - when: |-
+          speech|lower == "a|b" or '#' in digits
+        to: end
+      - when: |-
+          '&' in speech or '{{ x }}' in speech
+        to: end
+      - when: |-
+          '\\' in speech or '`' in speech
+        to: end
+      - when: |-
+          '%%' in speech or '<br/>' in speech
+        to: end
+    next: edge
+  edge:
+    type: ai
+    instructions: Help the caller with {{ vars.business }}.
+    routes:
+      - when: "said_any('person')"
+        to: node
+    exits:
+      node: The caller wants a person.
+      end: The caller is done.
+  hold: {type: say, text: One moment please., pause: 1, next: edge}
+  sorry: {type: say, text: Sorry about that., next: node}
+  subgraph:
+    type: switch
+    routes:
+      - when: "open_between('09:00', '17:00', days='Mon-Fri')"
+        to: node
+    next: class
+  node: {type: transfer, to: "+15550001111", on_fail: class, next: end}
+  class: {type: record, prompt: Leave a message., next: end}
+  end: {type: hangup, text: Goodbye.}
+"""
+
+
+@pytest.fixture(scope="module")
+def flows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Flow]:
+    root = tmp_path_factory.mktemp("project")
+    (root / "flows").mkdir()
+    (root / "personalities").mkdir()
+    for name in ("p", "professional"):
+        (root / "personalities" / f"{name}.yaml").write_text(PERSONALITY.format(id=name))
+    (root / "flows" / "three.yaml").write_text(THREE)
+    (root / "flows" / "kinds.yaml").write_text(KINDS)
+    result = load_project(root)
+    assert result.registry is not None, "\n".join(map(str, result.problems))
+    return dict(result.registry.flows)
+
+
+def _mermaid_unescape(text: str) -> str:
+    return re.sub(r"#(\d+);", lambda m: chr(int(m.group(1))), html.unescape(
+        text.replace("#quot;", "&quot;").replace("#amp;", "&amp;").replace("#lt;", "&lt;")
+        .replace("#gt;", "&gt;")))
+
+
+def _dot_unescape(text: str) -> str:
+    return html.unescape(re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1),
+                                text))
+
+
+def _expected(flow: Flow) -> Counter[tuple[str, str, bool, tuple[str, ...]]]:
+    return Counter((edge.source, edge.target, edge.is_error,
+                    (edge.kind, shorten(edge_detail(edge))) if edge_detail(edge) else (edge.kind,))
+                   for edge in flow.edges)
+
+
+MERMAID_EDGE = re.compile(r'^ {4}n_(\w+) (-->|-\.->)\|"([^"|]*)"\| n_(\w+)$')
+DOT_EDGE = re.compile(r'^ {4}"(\w+)" -> "(\w+)" \[label="((?:[^"\\]|\\.)*)"(, style=dashed)?\];$')
+
+
+def test_the_flow_has_every_edge_kind(flows: dict[str, Flow]) -> None:
+    assert {edge.kind for edge in flows["kinds"].edges} == set(EDGE_KINDS)
+    strategies = {edge.strategy for edge in flows["kinds"].edges if edge.strategy}
+    assert strategies == {"retry 3", "retry 1", "personality professional", "voice twilio"}
+
+
+@pytest.mark.parametrize("name", ["three", "kinds"])
+def test_mermaid_draws_every_edge_escaped_and_dashed(flows: dict[str, Flow], name: str) -> None:
+    flow = flows[name]
+    text = to_mermaid(flow)
+    drawn: Counter[tuple[str, str, bool, tuple[str, ...]]] = Counter()
+    for line in text.splitlines():
+        match = MERMAID_EDGE.match(line)
+        if match:
+            source, arrow, label, target = match.groups()
+            assert "<" not in label.replace("<br/>", "") and ">" not in label.replace("<br/>", "")
+            lines = tuple(_mermaid_unescape(part) for part in label.split("<br/>"))
+            drawn[(source, target, arrow == "-.->", lines)] += 1
+    assert drawn == _expected(flow)
+    assert f"flow_start --> n_{flow.start}" in text
+
+
+@pytest.mark.parametrize("name", ["three", "kinds"])
+def test_dot_draws_every_edge_escaped_and_dashed(flows: dict[str, Flow], name: str) -> None:
+    flow = flows[name]
+    text = to_dot(flow)
+    drawn: Counter[tuple[str, str, bool, tuple[str, ...]]] = Counter()
+    for line in text.splitlines():
+        match = DOT_EDGE.match(line)
+        if match:
+            source, target, label, dashed = match.groups()
+            drawn[(source, target, bool(dashed), tuple(_dot_unescape(label).split("\n")))] += 1
+    assert drawn == _expected(flow)
+    assert f'"__start__" -> "{flow.start}";' in text
+
+
+def test_strategy_edges_are_labelled_self_loops(flows: dict[str, Flow]) -> None:
+    mermaid, dot = to_mermaid(flows["kinds"]), to_dot(flows["kinds"])
+    for kind, detail in [("error:network", "retry ×3"), ("error:rate_limit", "retry ×1"),
+                         ("error:ai_failure", "personality professional"),
+                         ("error:tts_failure", "voice: twilio")]:
+        assert f'n_edge -.->|"{kind}<br/>{detail}"| n_edge' in mermaid
+        assert f'"edge" -> "edge" [label="{kind}\\n{detail}", style=dashed];' in dot
+
+
+def test_terminal_and_start_are_marked(flows: dict[str, Flow]) -> None:
+    mermaid, dot = to_mermaid(flows["kinds"]), to_dot(flows["kinds"])
+    assert 'n_end(["end<br/>hangup"]):::terminal' in mermaid
+    assert "classDef terminal" in mermaid
+    assert 'n_graph["graph<br/>say"]' in mermaid
+    assert "flow_start(( )):::start" in mermaid
+    assert '"end" [label="end\\nhangup", shape=doublecircle];' in dot
+    assert '"graph" [label="graph\\nsay"];' in dot
+    assert '"__start__" [shape=point' in dot
+
+
+def test_long_conditions_are_shortened(flows: dict[str, Flow]) -> None:
+    details = [shorten(edge_detail(edge)) for edge in flows["kinds"].edges]
+    assert all(len(detail) <= 40 for detail in details)
+    assert any(detail.endswith("…") for detail in details)
+
+
+def test_json_round_trips(flows: dict[str, Flow]) -> None:
+    for flow in flows.values():
+        data = json.loads(render(flow, "json"))
+        assert data == to_json(flow)
+        assert data["flow"] == flow.id and data["start"] == flow.start
+        assert len(data["edges"]) == len(flow.edges)
+        assert [node["id"] for node in data["nodes"]] == list(flow.nodes)
+        assert {edge["kind"] for edge in data["edges"] if edge["dashed"]} <= {
+            kind for kind in EDGE_KINDS if kind.startswith("error:")}
+    end = next(node for node in json.loads(render(flows["kinds"], "json"))["nodes"]
+               if node["id"] == "end")
+    assert end == {"id": "end", "type": "hangup", "terminal": True, "description": ""}
+
+
+def test_render_picks_the_format(flows: dict[str, Flow]) -> None:
+    flow = flows["three"]
+    assert render(flow, "mermaid") == to_mermaid(flow)
+    assert render(flow, "dot") == to_dot(flow)
+    assert mermaid_block(flow) == f"```mermaid\n{to_mermaid(flow)}```\n"
+    with pytest.raises(ValueError, match="svg"):
+        render(flow, "svg")
+
+
+# Rendering with the real tools.
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"`{name}` is not installed; it is needed to render exports for real"
+        if REQUIRE_TOOLS:
+            pytest.fail(f"{message} (required because CI or PHONEY_REQUIRE_TOOLS is set)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mermaid_parser() -> list[str]:
+    """The command that checks Mermaid files with mermaid's own parser."""
+    node, npm = _tool("node"), _tool("npm")
+    if not (MERMAID_TOOL / "node_modules").is_dir():
+        done = subprocess.run([npm, "ci", "--prefix", str(MERMAID_TOOL), "--no-audit",
+                               "--no-fund"], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            message = f"`npm ci --prefix tools/mermaid` failed:\n{done.stderr}"
+            if REQUIRE_TOOLS:
+                pytest.fail(message)
+            pytest.skip(message)
+    return [node, str(MERMAID_TOOL / "parse.mjs")]
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_graphviz_renders_dot(flows: dict[str, Flow], tmp_path: Path) -> None:
+    dot = _tool("dot")
+    for flow in flows.values():
+        source = tmp_path / f"{flow.id}.dot"
+        source.write_text(render(flow, "dot"))
+        done = _run([dot, "-Tsvg", str(source)])
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr, done.stderr
+        svg = html.unescape(done.stdout)
+        for node_id in flow.nodes:
+            assert f">{node_id}</text>" in svg
+        for edge in flow.edges:  # labels come out as written, escapes undone
+            assert f">{shorten(edge_detail(edge))}</text>" in svg or not edge_detail(edge)
+
+
+def test_mermaid_parses_exports(flows: dict[str, Flow], mermaid_parser: list[str],
+                                tmp_path: Path) -> None:
+    files = []
+    for flow in flows.values():
+        files.append(tmp_path / f"{flow.id}.mmd")
+        files[-1].write_text(render(flow, "mermaid"))
+        files.append(tmp_path / f"{flow.id}.md")
+        files[-1].write_text(mermaid_block(flow))
+    done = _run([*mermaid_parser, *map(str, files)])
+    assert done.returncode == 0, done.stderr
+
+
+def test_mermaid_parser_rejects_broken_text(mermaid_parser: list[str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mmd"
+    broken.write_text('flowchart TD\n    end --> n_a\n    n_a -->|"say "hi""| n_b\n')
+    done = _run([*mermaid_parser, str(broken)])
+    assert done.returncode == 1
+    assert "parse error" in done.stderr
+    from_stdin = subprocess.run(mermaid_parser, input="flowchart TD\n    a[x -->\n",
+                                capture_output=True, text=True, timeout=120)
+    assert from_stdin.returncode == 1, from_stdin.stderr
