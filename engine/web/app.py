@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from typing import Any
@@ -11,6 +12,7 @@ from flask import Flask
 from engine.ai.responder import OfflineResponder
 from engine.cli import flows_cli
 from engine.store import open_store
+from engine.web.auth import auth, configure_auth
 from engine.web.call_service import CallService
 from engine.web.library import FlowLibrary
 from engine.web.services import Services
@@ -39,12 +41,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     library.reload()
     call_service = CallService(library, store, OfflineResponder(),
                                default_flow=settings.default_flow)
-    app.extensions["phoney"] = Services(settings, store, library, call_service)
+    password = configure_auth(app, store, settings.dashboard_password, settings.secret_key,
+                              secure_cookies=settings.public_base_url.startswith("https://"))
+    app.extensions["phoney"] = Services(settings, store, library, call_service, password)
     app.register_blueprint(voice)
+    app.register_blueprint(auth)
     return app
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:
-    import dataclasses
-
     return dataclasses.replace(settings, **changes)

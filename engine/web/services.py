@@ -18,6 +18,7 @@ class Services:
     store: CallStore
     library: FlowLibrary
     call_service: CallService
+    dashboard_password: str
 
 
 def services() -> Services:

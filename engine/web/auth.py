@@ -1,0 +1,153 @@
+"""Dashboard login: one password, a signed session cookie, CSRF tokens for control actions.
+
+Without `DASHBOARD_PASSWORD` the server makes a password at start, keeps it in the store so every
+server process accepts the same one, and prints it (as Jupyter does with its token): the dashboard
+is never open to anyone who merely finds the port.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from engine.store import CallStore
+from engine.web.services import services
+
+log = logging.getLogger(__name__)
+
+auth = Blueprint("auth", __name__)
+
+PASSWORD_BLOB = "dashboard:password"
+SECRET_BLOB = "flask:secret-key"
+CSRF_HEADER = "X-CSRF-Token"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _shared_secret(store: CallStore, key: str, make: Callable[[], str]) -> tuple[str, bool]:
+    """A secret every server process agrees on: the store's, or a new one put there."""
+    found = store.get_blob(key)
+    if found is not None:
+        return found.decode(), False
+    store.put_blob(key, make().encode())
+    return (store.get_blob(key) or b"").decode(), True
+
+
+def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
+                   secure_cookies: bool) -> str:
+    """Set the session key and cookie flags; return the password in force."""
+    app.secret_key = secret_key or _shared_secret(
+        store, SECRET_BLOB, lambda: secrets.token_urlsafe(32))[0]
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=secure_cookies, SESSION_COOKIE_NAME="phoney_session")
+    if password:
+        return password
+    generated, new = _shared_secret(store, PASSWORD_BLOB, lambda: secrets.token_urlsafe(12))
+    print(f"\n  Dashboard password ({'new' if new else 'kept in the store'}): {generated}\n"
+          f"  Set DASHBOARD_PASSWORD to choose your own.\n", flush=True)
+    return generated
+
+
+def logged_in() -> bool:
+    return bool(session.get("user"))
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        session["csrf"] = token
+    return str(token)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/pusher/")
+
+
+def login_required(view: F) -> F:
+    """Pages redirect to the login page; API routes answer 401."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not logged_in():
+            if _wants_json():
+                return jsonify(error="login required"), 401
+            return redirect(url_for("auth.login_page", next=request.full_path))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def csrf_protected(view: F) -> F:
+    """State-changing requests from the page carry the session's token in a header or form."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token", "")
+        expected = session.get("csrf", "")
+        if not expected or not hmac.compare_digest(str(sent), str(expected)):
+            return jsonify(error="missing or invalid CSRF token"), 403
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: a login link must not bounce the user to another site."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@auth.get("/login")
+def login_page() -> str:
+    return render_template("login.html", next=_safe_next(request.args.get("next")), error=None)
+
+
+@auth.post("/login")
+def login() -> WerkzeugResponse | tuple[str, int]:
+    given = request.form.get("password", "")
+    expected = services().dashboard_password
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        log.warning("dashboard login refused from %s", request.remote_addr)
+        return render_template("login.html", next=_safe_next(request.form.get("next")),
+                               error="Wrong password."), 401
+    session.clear()
+    session["user"] = "admin"
+    session.permanent = True
+    csrf_token()
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@auth.post("/logout")
+def logout() -> WerkzeugResponse:
+    session.clear()
+    return redirect(url_for("auth.login_page"))
+
+
+@auth.get("/api/session")
+@login_required
+def session_info() -> Response:
+    """The CSRF token for scripts and the page's JavaScript."""
+    return jsonify(user=session.get("user"), csrf_token=csrf_token())
