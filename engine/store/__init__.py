@@ -1,0 +1,15 @@
+"""Where calls live: the `CallStore` port, its backends, and `open_store(STORE_URL)`."""
+
+from engine.store.base import CallStore, CallSummary, NewEvent, StepConflict, StoredEvent
+from engine.store.factory import open_store
+from engine.store.sqlite import SQLiteStore
+
+__all__ = [
+    "CallStore",
+    "CallSummary",
+    "NewEvent",
+    "SQLiteStore",
+    "StepConflict",
+    "StoredEvent",
+    "open_store",
+]

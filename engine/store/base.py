@@ -1,0 +1,97 @@
+"""The `CallStore` port: where calls, their state, their events and answered webhooks live.
+
+Every backend passes the one contract suite in `tests/store/test_contract.py`. A step is committed
+atomically with the events it caused and the TwiML it answered (an outbox): either all of it is
+stored or none, and a step made concurrently by another request is detected, not overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.runtime.state import CallState
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    name: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int  # increases with every event in the store; SSE clients resume from it
+    call_sid: str
+    name: str
+    data: Mapping[str, Any]
+    at: float  # epoch seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "call_sid": self.call_sid, "name": self.name,
+                "data": dict(self.data), "at": self.at}
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    call_sid: str
+    flow_id: str
+    flow_version: str
+    caller: str
+    called: str
+    status: str
+    node: str
+    personality: str
+    started_at: float
+    updated_at: float
+    ended_at: float | None
+    duration: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class StepConflict(Exception):
+    """Another request advanced the call first (a concurrent duplicate webhook)."""
+
+
+class CallStore(Protocol):
+    def commit_step(self, previous: CallState | None, state: CallState,
+                    events: Sequence[NewEvent], request_key: str, response: str,
+                    at: float) -> None:
+        """Store `state`, its events and the answer to `request_key`, all or nothing.
+
+        `previous` is the state the step started from (None for a new call). Raises
+        StepConflict when the stored call is no longer at `previous.step` (or, for a new call,
+        already exists).
+        """
+
+    def get_state(self, call_sid: str) -> CallState | None: ...
+
+    def stored_response(self, call_sid: str, request_key: str) -> str | None:
+        """The TwiML already answered to this request, if it was answered."""
+
+    def record_events(self, call_sid: str, events: Sequence[NewEvent], at: float) -> None:
+        """Events outside a step (errors of requests that could not step the call)."""
+
+    def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
+        """The status callback's final word: status and duration, whatever the state says."""
+
+    def list_calls(self, limit: int = 50) -> list[CallSummary]:
+        """Most recently updated first."""
+
+    def get_call(self, call_sid: str) -> CallSummary | None: ...
+
+    def events_after(self, after_id: int, call_sid: str | None = None,
+                     limit: int = 500) -> list[StoredEvent]:
+        """Events with id > after_id in id order, for one call or all."""
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        """Small shared blobs (flow snapshots, cached audio) every server process can read."""
+
+    def get_blob(self, key: str) -> bytes | None: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...

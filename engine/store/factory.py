@@ -1,0 +1,53 @@
+"""`open_store`: the `STORE_URL` setting turned into a `CallStore`.
+
+Accepted forms (SQLAlchemy-style for SQLite):
+- `sqlite:///relative/path.db` (relative to the working directory)
+- `sqlite:////absolute/path.db`
+- `sqlite://` or `sqlite:///:memory:` (a private in-memory database, for tests)
+- `redis://...`, `rediss://...`, `unix://...` (the Redis backend, to scale out)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.store.base import CallStore
+from engine.store.sqlite import SQLiteStore
+
+ACCEPTED_FORMS = ("sqlite:///relative/path.db, sqlite:////absolute/path.db, "
+                  "redis://host:port/db")
+
+
+def _open_sqlite(url: str) -> CallStore:
+    rest = url.partition(":")[2]  # the scheme's case does not matter
+    if rest == "//":
+        return SQLiteStore(":memory:")
+    path = rest.removeprefix("///")
+    if path == rest or not path:
+        raise ValueError(f"STORE_URL {url!r}: write sqlite:///relative/path.db or "
+                         f"sqlite:////absolute/path.db (three slashes, then the path)")
+    if "?" in path:
+        raise ValueError(f"STORE_URL {url!r}: query parameters are not supported")
+    return SQLiteStore(path)
+
+
+def _open_redis(url: str) -> CallStore:
+    raise ValueError(f"STORE_URL {url!r}: the Redis store is not available yet; "
+                     f"use a SQLite URL such as sqlite:///instance/phoney.db")
+
+
+_OPENERS: dict[str, Callable[[str], CallStore]] = {
+    "sqlite": _open_sqlite,
+    "redis": _open_redis,
+    "rediss": _open_redis,
+    "unix": _open_redis,
+}
+
+
+def open_store(url: str) -> CallStore:
+    """The store `url` names; ValueError, naming the accepted forms, for anything else."""
+    scheme, colon, _ = url.strip().partition(":")
+    opener = _OPENERS.get(scheme.lower()) if colon else None
+    if opener is None:
+        raise ValueError(f"STORE_URL {url!r}: unknown store; accepted forms: {ACCEPTED_FORMS}")
+    return opener(url.strip())

@@ -1,0 +1,368 @@
+"""The SQLite `CallStore`: the default backend, one database file shared by every server process.
+
+Each thread gets its own connection (sqlite3 connections must not be shared between threads), the
+database runs in WAL mode so readers never block the writer, and every write is one
+`BEGIN IMMEDIATE` transaction: the write lock is taken before the stored step is read, so the
+check of `previous.step` and the write that follows are atomic across threads and processes.
+Waiting for that lock is bounded by `busy_timeout`.
+
+Because writers are serialised, event ids become visible in increasing order: a reader that has
+seen event N never sees an event with a smaller id appear later, so `events_after` can resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
+from engine.store.base import CallSummary, NewEvent, StepConflict, StoredEvent
+
+BUSY_TIMEOUT_MS = 5000
+
+# MIGRATIONS[n] takes the schema from version n to n + 1 (PRAGMA user_version). Only append.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS calls (
+            call_sid     TEXT PRIMARY KEY,
+            state        TEXT NOT NULL,
+            step         INTEGER NOT NULL,
+            flow_id      TEXT NOT NULL,
+            flow_version TEXT NOT NULL,
+            caller       TEXT NOT NULL,
+            called       TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            node         TEXT NOT NULL,
+            personality  TEXT NOT NULL,
+            started_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL,
+            ended_at     REAL,
+            duration     INTEGER,
+            closed       INTEGER NOT NULL DEFAULT 0  -- close_call gave a final status
+        )""",
+        "CREATE INDEX IF NOT EXISTS calls_by_update ON calls (updated_at DESC)",
+        """CREATE TABLE IF NOT EXISTS events (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            call_sid TEXT NOT NULL,
+            name     TEXT NOT NULL,
+            data     TEXT NOT NULL,
+            at       REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS events_by_call ON events (call_sid, id)",
+        """CREATE TABLE IF NOT EXISTS responses (
+            call_sid    TEXT NOT NULL,
+            request_key TEXT NOT NULL,
+            response    TEXT NOT NULL,
+            at          REAL NOT NULL,
+            PRIMARY KEY (call_sid, request_key)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS blobs (
+            key   TEXT PRIMARY KEY,
+            value BLOB NOT NULL,
+            at    REAL NOT NULL
+        )""",
+    ),
+)
+
+_SUMMARY_COLUMNS = ("call_sid, flow_id, flow_version, caller, called, status, node, personality,"
+                    " started_at, updated_at, ended_at, duration")
+
+
+class _Connection(sqlite3.Connection):
+    """A plain connection that can be weakly referenced, so `close` can reach every thread's."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _summary(row: sqlite3.Row) -> CallSummary:
+    return CallSummary(
+        call_sid=row["call_sid"], flow_id=row["flow_id"], flow_version=row["flow_version"],
+        caller=row["caller"], called=row["called"], status=row["status"], node=row["node"],
+        personality=row["personality"], started_at=row["started_at"],
+        updated_at=row["updated_at"], ended_at=row["ended_at"], duration=row["duration"])
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode, once for all connections.
+
+    The switch needs an exclusive lock and SQLite does not wait for it with the busy handler,
+    so processes opening a new file at the same moment retry here instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _is_over(state: CallState) -> bool:
+    return state.ended or state.status in FINAL_STATUSES
+
+
+class SQLiteStore:
+    """`CallStore` on one SQLite file; `":memory:"` gives a private database for tests."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._memory = path == ":memory:" or path == ""
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self._lock = threading.RLock()  # guards the fields below, and the one :memory: connection
+        self._schema_ready = False
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._inherited: list[_Connection] = []
+        self._shared: _Connection | None = None
+
+    # Connections
+
+    def _open(self) -> _Connection:
+        if not self._memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                             check_same_thread=False, factory=_Connection)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not self._memory:
+                _use_wal(db)
+                db.execute("PRAGMA synchronous = NORMAL")  # WAL: an app crash loses nothing
+            with self._lock:
+                if not self._schema_ready:
+                    self._migrate(db)
+                    self._schema_ready = True
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")  # several processes may open a fresh file at once
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
+                                   f"code knows ({len(MIGRATIONS)}); upgrade Phoney")
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        if self._memory:
+            return self._memory_connection()
+        if os.getpid() != self._pid:
+            # Forked (gunicorn --preload): connections must not cross a fork. Keep the parent's
+            # objects alive rather than closing them here, which could disturb the parent's.
+            with self._lock:
+                if os.getpid() != self._pid:
+                    self._inherited.extend(self._connections)
+                    self._connections = weakref.WeakSet()
+                    self._local = threading.local()
+                    self._pid = os.getpid()
+        db: _Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._open()
+            self._local.db = db
+            with self._lock:
+                self._connections.add(db)
+        return nullcontext(db)
+
+    @contextmanager
+    def _memory_connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._shared is None:
+                self._shared = self._open()
+            yield self._shared
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the database's write lock from its first statement."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    # CallStore
+
+    def commit_step(self, previous: CallState | None, state: CallState,
+                    events: Sequence[NewEvent], request_key: str, response: str,
+                    at: float) -> None:
+        if previous is not None and previous.call_sid != state.call_sid:
+            raise ValueError(f"commit_step: previous state is of call {previous.call_sid!r}, "
+                             f"the new one of {state.call_sid!r}")
+        sid = state.call_sid
+        with self._transaction() as db:
+            row = db.execute("SELECT step, closed, status FROM calls WHERE call_sid = ?",
+                             (sid,)).fetchone()
+            if previous is None and row is not None:
+                raise StepConflict(f"call {sid} already exists")
+            if previous is not None:
+                if row is None:
+                    raise StepConflict(f"call {sid} is not stored")
+                if row["step"] != previous.step:
+                    raise StepConflict(f"call {sid} is at step {row['step']}, "
+                                       f"not {previous.step}")
+                if row["closed"]:
+                    # The status callback had the final word: a step racing it cannot reopen.
+                    state = dataclasses.replace(state, status=row["status"], ended=True)
+            if db.execute("SELECT 1 FROM responses WHERE call_sid = ? AND request_key = ?",
+                          (sid, request_key)).fetchone() is not None:
+                raise StepConflict(f"call {sid}: request {request_key!r} was already answered")
+            values = {
+                "call_sid": sid, "state": _dumps(state_to_dict(state)), "step": state.step,
+                "flow_id": state.flow_id, "flow_version": state.flow_version,
+                "caller": state.caller.number, "called": state.called, "status": state.status,
+                "node": state.node, "personality": state.personality,
+                "started_at": state.started_at, "updated_at": at, "over": _is_over(state),
+                "at": at,
+            }
+            if row is None:
+                db.execute(
+                    "INSERT INTO calls (call_sid, state, step, flow_id, flow_version, caller,"
+                    " called, status, node, personality, started_at, updated_at, ended_at)"
+                    " VALUES (:call_sid, :state, :step, :flow_id, :flow_version, :caller,"
+                    " :called, :status, :node, :personality, :started_at, :updated_at,"
+                    " CASE WHEN :over THEN :at END)", values)
+            else:
+                db.execute(
+                    "UPDATE calls SET state = :state, step = :step, flow_id = :flow_id,"
+                    " flow_version = :flow_version, caller = :caller, called = :called,"
+                    " status = :status, node = :node, personality = :personality,"
+                    " started_at = :started_at, updated_at = :updated_at,"
+                    " ended_at = CASE WHEN :over THEN coalesce(ended_at, :at) END"
+                    " WHERE call_sid = :call_sid", values)
+            db.executemany(
+                "INSERT INTO events (call_sid, name, data, at) VALUES (?, ?, ?, ?)",
+                ((sid, event.name, _dumps(dict(event.data)), at) for event in events))
+            db.execute("INSERT INTO responses (call_sid, request_key, response, at)"
+                       " VALUES (?, ?, ?, ?)", (sid, request_key, response, at))
+
+    def get_state(self, call_sid: str) -> CallState | None:
+        with self._connection() as db:
+            row = db.execute("SELECT state FROM calls WHERE call_sid = ?",
+                             (call_sid,)).fetchone()
+        return None if row is None else state_from_dict(json.loads(row["state"]))
+
+    def stored_response(self, call_sid: str, request_key: str) -> str | None:
+        with self._connection() as db:
+            row = db.execute("SELECT response FROM responses WHERE call_sid = ? AND"
+                             " request_key = ?", (call_sid, request_key)).fetchone()
+        return None if row is None else str(row["response"])
+
+    def record_events(self, call_sid: str, events: Sequence[NewEvent], at: float) -> None:
+        if not events:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO events (call_sid, name, data, at) VALUES (?, ?, ?, ?)",
+                ((call_sid, event.name, _dumps(dict(event.data)), at) for event in events))
+
+    def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
+        """Final statuses end the call for good; any other status only updates the status."""
+        final = status in FINAL_STATUSES
+        with self._transaction() as db:
+            row = db.execute("SELECT state, closed FROM calls WHERE call_sid = ?",
+                             (call_sid,)).fetchone()
+            if row is None or (row["closed"] and not final):
+                return  # a late "ringing" or "in-progress" must not undo "completed"
+            state: dict[str, Any] = json.loads(row["state"])
+            state["status"] = status
+            if final:
+                state["ended"] = True
+            db.execute(
+                "UPDATE calls SET state = :state, status = :status,"
+                " duration = coalesce(:duration, duration), updated_at = :at,"
+                " ended_at = CASE WHEN closed THEN ended_at WHEN :final THEN :at"
+                " ELSE ended_at END,"
+                " closed = closed OR :final"
+                " WHERE call_sid = :call_sid",
+                {"state": _dumps(state), "status": status, "duration": duration, "at": at,
+                 "final": final, "call_sid": call_sid})
+
+    def list_calls(self, limit: int = 50) -> list[CallSummary]:
+        with self._connection() as db:
+            rows = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM calls"
+                              " ORDER BY updated_at DESC, started_at DESC, call_sid DESC"
+                              " LIMIT ?", (max(limit, 0),)).fetchall()
+        return [_summary(row) for row in rows]
+
+    def get_call(self, call_sid: str) -> CallSummary | None:
+        with self._connection() as db:
+            row = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM calls WHERE call_sid = ?",
+                             (call_sid,)).fetchone()
+        return None if row is None else _summary(row)
+
+    def events_after(self, after_id: int, call_sid: str | None = None,
+                     limit: int = 500) -> list[StoredEvent]:
+        query = "SELECT id, call_sid, name, data, at FROM events WHERE id > ?"
+        params: list[Any] = [after_id]
+        if call_sid is not None:
+            query += " AND call_sid = ?"
+            params.append(call_sid)
+        query += " ORDER BY id LIMIT ?"
+        params.append(max(limit, 0))
+        with self._connection() as db:
+            rows = db.execute(query, params).fetchall()
+        return [StoredEvent(id=row["id"], call_sid=row["call_sid"], name=row["name"],
+                            data=json.loads(row["data"]), at=row["at"]) for row in rows]
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO blobs (key, value, at) VALUES (?, ?, ?)",
+                       (key, bytes(value), time.time()))
+
+    def get_blob(self, key: str) -> bytes | None:
+        with self._connection() as db:
+            row = db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row["value"])
+
+    def ping(self) -> bool:
+        try:
+            with self._connection() as db:
+                return bool(db.execute("SELECT 1").fetchone()[0] == 1)
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        """Close every thread's connection; a later call opens new ones."""
+        with self._lock:
+            connections = list(self._connections)
+            if self._shared is not None:
+                connections.append(self._shared)
+                self._shared = None
+            self._connections = weakref.WeakSet()
+            self._local = threading.local()
+        for db in connections:
+            db.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+

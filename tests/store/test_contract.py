@@ -1,0 +1,435 @@
+"""The `CallStore` contract: every backend passes these same tests.
+
+To add a backend, add its name to BACKENDS and a branch to `_url`; each test gets a fresh, empty
+store (`store`), and `open_again` opens another handle on the same storage, as a second server
+process would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.runtime.state import Caller, CallState, Message
+from engine.store import CallStore, NewEvent, StepConflict, open_store
+
+BACKENDS = ["sqlite"]  # add "redis" here once engine.store has the Redis backend
+
+
+def _url(backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite":
+        # An absolute path (sqlite:////...) in a directory that does not exist yet.
+        return f"sqlite:///{tmp_path / 'data' / 'calls.db'}"
+    raise AssertionError(f"no URL for backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+def open_again(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], CallStore]]:
+    url = _url(request.param, tmp_path)
+    opened: list[CallStore] = []
+
+    def open_() -> CallStore:
+        opened.append(open_store(url))
+        return opened[-1]
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_again: Callable[[], CallStore]) -> CallStore:
+    return open_again()
+
+
+T0 = 1_700_000_000.0
+
+
+def new_call(call_sid: str = "CA0001", **changes: object) -> CallState:
+    state = CallState(
+        call_sid=call_sid, flow_id="receptionist", flow_version="v1-abc", node="greet",
+        caller=Caller(number="+15550002222", city="Springfield", state="IL", country="US",
+                      zip="62701", name="Ana"),
+        called="+15550001000", started_at=T0, personality="friendly", step=1, path=("greet",))
+    return dataclasses.replace(state, **changes)  # type: ignore[arg-type]
+
+
+def advance(state: CallState, **changes: object) -> CallState:
+    """The next step's state, as `step` would return it."""
+    return dataclasses.replace(state, step=state.step + 1, **changes)  # type: ignore[arg-type]
+
+
+def ev(name: str, **data: object) -> NewEvent:
+    return NewEvent(name, data)
+
+
+def test_a_new_call_round_trips_the_whole_state(store: CallStore) -> None:
+    state = new_call(
+        node="ask", step=3, turn=2, silences=1, ended=False,
+        path=("greet", "ask", "ask"),
+        history=(Message("agent", "Bonjour, ¿qué tal? 👋", "greet"),
+                 Message("caller", "I need an appointment", "ask")),
+        pending="tomorrow at 9", pending_digits="12#", errors={"network": 2, "ai_failure": 1},
+        offline=True)
+
+    store.commit_step(None, state, [ev("call.start", flow="receptionist")], "start", "<R/>",
+                      at=T0)
+
+    loaded = store.get_state("CA0001")
+    assert loaded == state
+    assert loaded is not None
+    assert isinstance(loaded.path, tuple) and isinstance(loaded.history, tuple)
+    assert loaded.history[0] == Message("agent", "Bonjour, ¿qué tal? 👋", "greet")
+    assert dict(loaded.errors) == {"network": 2, "ai_failure": 1}
+    assert loaded.caller == state.caller
+
+
+def test_unknown_call_has_no_state_summary_or_response(store: CallStore) -> None:
+    assert store.get_state("CAnope") is None
+    assert store.get_call("CAnope") is None
+    assert store.stored_response("CAnope", "start") is None
+
+
+def test_steps_advance_the_stored_state(store: CallStore) -> None:
+    first = new_call()
+    store.commit_step(None, first, [], "start", "<R>1</R>", at=T0)
+    second = advance(first.at("ask"), turn=1)
+    store.commit_step(first, second, [ev("call.node", node="ask")], "step-2", "<R>2</R>",
+                      at=T0 + 5)
+    third = advance(second, history=(Message("caller", "hi", "ask"),))
+    store.commit_step(second, third, [], "step-3", "<R>3</R>", at=T0 + 9)
+
+    assert store.get_state("CA0001") == third
+    assert store.stored_response("CA0001", "start") == "<R>1</R>"
+    assert store.stored_response("CA0001", "step-2") == "<R>2</R>"
+    assert store.stored_response("CA0001", "step-3") == "<R>3</R>"
+
+
+def _snapshot(store: CallStore, call_sid: str) -> tuple[object, ...]:
+    return (store.get_state(call_sid), store.get_call(call_sid),
+            store.events_after(0), store.list_calls())
+
+
+def test_a_stale_step_conflicts_and_changes_nothing(store: CallStore) -> None:
+    first = new_call()
+    store.commit_step(None, first, [ev("call.start")], "start", "<R>1</R>", at=T0)
+    second = advance(first.at("ask"))
+    store.commit_step(first, second, [ev("call.node", node="ask")], "step-2", "<R>2</R>",
+                      at=T0 + 5)
+    before = _snapshot(store, "CA0001")
+
+    # Another request stepped from `first` too, and lost the race.
+    stale = advance(first.at("goodbye"), status="completed", ended=True)
+    with pytest.raises(StepConflict):
+        store.commit_step(first, stale, [ev("call.node", node="goodbye"), ev("call.end")],
+                          "step-2-dup", "<R>stale</R>", at=T0 + 6)
+
+    assert _snapshot(store, "CA0001") == before
+    assert store.stored_response("CA0001", "step-2-dup") is None
+    assert [e.name for e in store.events_after(0)] == ["call.start", "call.node"]
+
+
+def test_a_step_from_a_state_that_was_never_stored_conflicts(store: CallStore) -> None:
+    ghost = new_call("CAghost")
+    with pytest.raises(StepConflict):
+        store.commit_step(ghost, advance(ghost), [ev("call.node")], "k", "<R/>", at=T0)
+    assert store.get_state("CAghost") is None
+    assert store.get_call("CAghost") is None
+    assert store.events_after(0) == []
+    assert store.stored_response("CAghost", "k") is None
+
+
+def test_a_new_call_that_already_exists_conflicts(store: CallStore) -> None:
+    state = new_call()
+    store.commit_step(None, state, [ev("call.start")], "start", "<R>first</R>", at=T0)
+    before = _snapshot(store, "CA0001")
+
+    with pytest.raises(StepConflict):
+        store.commit_step(None, dataclasses.replace(state, node="other"), [ev("call.start")],
+                          "start-again", "<R>second</R>", at=T0 + 1)
+
+    assert _snapshot(store, "CA0001") == before
+    assert store.stored_response("CA0001", "start-again") is None
+
+
+def test_a_request_already_answered_is_not_stepped_again(store: CallStore) -> None:
+    first = new_call()
+    store.commit_step(None, first, [], "start", "<R>1</R>", at=T0)
+    second = advance(first)
+    store.commit_step(first, second, [ev("call.node")], "gather-2", "<R>2</R>", at=T0 + 1)
+    before = _snapshot(store, "CA0001")
+
+    # The same webhook again, stepped from the state the first one produced.
+    with pytest.raises(StepConflict):
+        store.commit_step(second, advance(second), [ev("call.node")], "gather-2", "<R>3</R>",
+                          at=T0 + 2)
+
+    assert _snapshot(store, "CA0001") == before
+    assert store.stored_response("CA0001", "gather-2") == "<R>2</R>"
+
+
+def test_a_step_that_fails_midway_stores_nothing(store: CallStore) -> None:
+    first = new_call()
+    store.commit_step(None, first, [], "start", "<R>1</R>", at=T0)
+    before = _snapshot(store, "CA0001")
+
+    unserialisable = NewEvent("call.node", {"when": object()})
+    with pytest.raises(TypeError):
+        store.commit_step(first, advance(first.at("ask")), [ev("call.node"), unserialisable],
+                          "step-2", "<R>2</R>", at=T0 + 1)
+
+    assert _snapshot(store, "CA0001") == before
+    assert store.stored_response("CA0001", "step-2") is None
+    # Nothing was left half-done: the same step can now be committed.
+    store.commit_step(first, advance(first.at("ask")), [ev("call.node")], "step-2", "<R>2</R>",
+                      at=T0 + 1)
+    assert store.stored_response("CA0001", "step-2") == "<R>2</R>"
+
+
+def test_stored_response_is_per_call_and_request(store: CallStore) -> None:
+    store.commit_step(None, new_call("CA1"), [], "start", "<R>one</R>", at=T0)
+    store.commit_step(None, new_call("CA2"), [], "start", "<R>two</R>", at=T0)
+
+    assert store.stored_response("CA1", "start") == "<R>one</R>"
+    assert store.stored_response("CA2", "start") == "<R>two</R>"
+    assert store.stored_response("CA1", "gather-2") is None
+    assert store.stored_response("CA3", "start") is None
+
+
+def test_events_get_increasing_ids_and_are_read_after_an_id(store: CallStore) -> None:
+    a, b = new_call("CAa"), new_call("CAb")
+    store.commit_step(None, a, [ev("call.start", n=1), ev("call.node", n=2)], "s", "<R/>", at=T0)
+    store.commit_step(None, b, [ev("call.start", n=3)], "s", "<R/>", at=T0 + 1)
+    store.record_events("CAa", [ev("call.error", n=4, kind="network")], at=T0 + 2)
+    store.commit_step(a, advance(a), [ev("call.transcript", n=5, text="¡hola!")], "s2", "<R/>",
+                      at=T0 + 3)
+
+    events = store.events_after(0)
+    assert [e.data["n"] for e in events] == [1, 2, 3, 4, 5]
+    ids = [e.id for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [e.call_sid for e in events] == ["CAa", "CAa", "CAb", "CAa", "CAa"]
+    assert events[3].name == "call.error" and events[3].data == {"n": 4, "kind": "network"}
+    assert events[4].data["text"] == "¡hola!"
+    assert [e.at for e in events] == [T0, T0, T0 + 1, T0 + 2, T0 + 3]
+
+    assert [e.data["n"] for e in store.events_after(ids[1])] == [3, 4, 5]
+    assert [e.data["n"] for e in store.events_after(ids[1], "CAa")] == [4, 5]
+    assert [e.data["n"] for e in store.events_after(0, "CAb")] == [3]
+    assert [e.data["n"] for e in store.events_after(0, limit=2)] == [1, 2]
+    assert [e.data["n"] for e in store.events_after(ids[0], "CAa", limit=2)] == [2, 4]
+    assert store.events_after(ids[-1]) == []
+    assert store.events_after(0, "CAnone") == []
+    assert events[0].as_json()["data"] == {"n": 1}
+
+
+def test_record_events_needs_no_stored_call(store: CallStore) -> None:
+    store.record_events("CAunknown", [ev("call.error", kind="network"), ev("call.end")], at=T0)
+    store.record_events("CAunknown", [], at=T0 + 1)
+
+    assert [(e.call_sid, e.name) for e in store.events_after(0)] == [
+        ("CAunknown", "call.error"), ("CAunknown", "call.end")]
+    assert store.get_call("CAunknown") is None
+
+
+def test_the_summary_follows_the_state(store: CallStore) -> None:
+    state = new_call()
+    store.commit_step(None, state, [], "start", "<R/>", at=T0 + 1)
+
+    summary = store.get_call("CA0001")
+    assert summary is not None
+    assert summary.as_json() == {
+        "call_sid": "CA0001", "flow_id": "receptionist", "flow_version": "v1-abc",
+        "caller": "+15550002222", "called": "+15550001000", "status": "in-progress",
+        "node": "greet", "personality": "friendly", "started_at": T0, "updated_at": T0 + 1,
+        "ended_at": None, "duration": None}
+
+    moved = advance(state.at("ask"), personality="professional")
+    store.commit_step(state, moved, [], "step-2", "<R/>", at=T0 + 7)
+    summary = store.get_call("CA0001")
+    assert summary is not None
+    assert (summary.node, summary.personality, summary.updated_at, summary.ended_at) == (
+        "ask", "professional", T0 + 7, None)
+
+    hung_up = advance(moved.at("goodbye"), ended=True)
+    store.commit_step(moved, hung_up, [], "step-3", "<R><Hangup/></R>", at=T0 + 9)
+    summary = store.get_call("CA0001")
+    assert summary is not None
+    assert (summary.node, summary.status, summary.ended_at) == ("goodbye", "in-progress", T0 + 9)
+
+
+def test_a_final_status_in_the_state_ends_the_summary(store: CallStore) -> None:
+    state = new_call(status="busy")
+    store.commit_step(None, state, [], "start", "<R/>", at=T0 + 2)
+    summary = store.get_call("CA0001")
+    assert summary is not None
+    assert (summary.status, summary.ended_at) == ("busy", T0 + 2)
+
+
+def test_close_call_sets_status_duration_and_end(store: CallStore) -> None:
+    state = new_call()
+    store.commit_step(None, state, [], "start", "<R/>", at=T0)
+
+    store.close_call("CA0001", "completed", 42, at=T0 + 43)
+
+    summary = store.get_call("CA0001")
+    assert summary is not None
+    assert (summary.status, summary.duration, summary.ended_at, summary.updated_at) == (
+        "completed", 42, T0 + 43, T0 + 43)
+    closed = store.get_state("CA0001")
+    assert closed is not None
+    assert (closed.status, closed.ended) == ("completed", True)
+    # Everything else in the state, and the step later requests are checked against, stays.
+    assert dataclasses.replace(closed, status="in-progress", ended=False) == state
+
+
+
+def test_only_a_final_status_closes_the_call(store: CallStore) -> None:
+    state = new_call()
+    store.commit_step(None, state, [], "start", "<R/>", at=T0)
+
+    store.close_call("CA0001", "in-progress", None, at=T0 + 1)
+    summary, latest = store.get_call("CA0001"), store.get_state("CA0001")
+    assert summary is not None and latest is not None
+    assert (summary.status, summary.ended_at, latest.ended) == ("in-progress", None, False)
+
+    store.close_call("CA0001", "no-answer", 0, at=T0 + 5)
+    store.close_call("CA0001", "in-progress", None, at=T0 + 6)  # late, out of order
+    store.close_call("CA0001", "no-answer", 0, at=T0 + 7)  # Twilio retried the callback
+    summary, latest = store.get_call("CA0001"), store.get_state("CA0001")
+    assert summary is not None and latest is not None
+    assert (summary.status, summary.duration, summary.ended_at) == ("no-answer", 0, T0 + 5)
+    assert (latest.status, latest.ended) == ("no-answer", True)
+
+def test_close_call_of_an_unknown_call_does_nothing(store: CallStore) -> None:
+    store.close_call("CAnope", "completed", 10, at=T0)
+
+    assert store.get_call("CAnope") is None
+    assert store.get_state("CAnope") is None
+    assert store.list_calls() == []
+
+
+def test_a_step_racing_the_close_does_not_reopen_the_call(store: CallStore) -> None:
+    state = new_call()
+    store.commit_step(None, state, [], "start", "<R/>", at=T0)
+    store.close_call("CA0001", "completed", 12, at=T0 + 12)
+
+    # A webhook read the state before the close and commits after it.
+    store.commit_step(state, advance(state.at("ask")), [ev("call.node")], "step-2", "<R/>",
+                      at=T0 + 13)
+
+    summary = store.get_call("CA0001")
+    assert summary is not None
+    assert (summary.node, summary.status, summary.duration, summary.ended_at) == (
+        "ask", "completed", 12, T0 + 12)
+    latest = store.get_state("CA0001")
+    assert latest is not None
+    assert (latest.node, latest.status, latest.ended) == ("ask", "completed", True)
+
+
+def test_list_calls_most_recently_updated_first(store: CallStore) -> None:
+    states = {sid: new_call(sid) for sid in ("CA1", "CA2", "CA3")}
+    store.commit_step(None, states["CA1"], [], "start", "<R/>", at=T0 + 10)
+    store.commit_step(None, states["CA2"], [], "start", "<R/>", at=T0 + 30)
+    store.commit_step(None, states["CA3"], [], "start", "<R/>", at=T0 + 20)
+
+    assert [c.call_sid for c in store.list_calls()] == ["CA2", "CA3", "CA1"]
+
+    store.commit_step(states["CA1"], advance(states["CA1"]), [], "s2", "<R/>", at=T0 + 40)
+    assert [c.call_sid for c in store.list_calls()] == ["CA1", "CA2", "CA3"]
+    assert [c.call_sid for c in store.list_calls(limit=2)] == ["CA1", "CA2"]
+    assert [c.call_sid for c in store.list_calls(limit=1)] == ["CA1"]
+
+    store.close_call("CA3", "completed", 30, at=T0 + 50)
+    assert [c.call_sid for c in store.list_calls(limit=2)] == ["CA3", "CA1"]
+
+
+def test_blobs(store: CallStore) -> None:
+    raw = bytes(range(256)) + b"\x00\xff"
+    assert store.get_blob("audio/abc.mp3") is None
+
+    store.put_blob("audio/abc.mp3", raw)
+    store.put_blob("flow/receptionist/v1", b"{}")
+    assert store.get_blob("audio/abc.mp3") == raw
+    assert store.get_blob("flow/receptionist/v1") == b"{}"
+
+    store.put_blob("audio/abc.mp3", b"")
+    assert store.get_blob("audio/abc.mp3") == b""
+    assert store.get_blob("audio/other.mp3") is None
+
+
+def test_ping(store: CallStore) -> None:
+    assert store.ping() is True
+
+
+def test_racing_steps_from_one_state_exactly_one_wins(store: CallStore) -> None:
+    first = new_call()
+    store.commit_step(None, first, [ev("call.start")], "start", "<R/>", at=T0)
+    racers = 8
+    barrier = threading.Barrier(racers)
+    outcomes: dict[int, str] = {}
+
+    def race(i: int) -> None:
+        barrier.wait()
+        try:
+            store.commit_step(first, advance(first.at(f"node-{i}")), [ev("call.node", racer=i)],
+                              f"request-{i}", f"<R>{i}</R>", at=T0 + 1)
+        except StepConflict:
+            outcomes[i] = "conflict"
+        except Exception as error:  # reported below, not swallowed by the thread
+            outcomes[i] = repr(error)
+        else:
+            outcomes[i] = "won"
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [i for i, outcome in outcomes.items() if outcome == "won"]
+    assert len(winners) == 1, outcomes
+    assert sorted(outcomes.values()) == ["conflict"] * (racers - 1) + ["won"], outcomes
+    (winner,) = winners
+    assert store.get_state("CA0001") == advance(first.at(f"node-{winner}"))
+    assert [e.data for e in store.events_after(0, "CA0001")][1:] == [{"racer": winner}]
+    for i in range(racers):
+        expected = f"<R>{winner}</R>" if i == winner else None
+        assert store.stored_response("CA0001", f"request-{i}") == expected
+
+
+def test_two_handles_on_one_store_see_each_others_writes(
+        open_again: Callable[[], CallStore]) -> None:
+    one, two = open_again(), open_again()
+    first = new_call()
+    one.commit_step(None, first, [ev("call.start")], "start", "<R>1</R>", at=T0)
+
+    assert two.get_state("CA0001") == first
+    assert two.stored_response("CA0001", "start") == "<R>1</R>"
+    second = advance(first.at("ask"))
+    two.commit_step(first, second, [ev("call.node")], "step-2", "<R>2</R>", at=T0 + 1)
+
+    assert one.get_state("CA0001") == second
+    with pytest.raises(StepConflict):  # `one` still holds the old state: it must not win
+        one.commit_step(first, advance(first.at("other")), [], "step-2b", "<R/>", at=T0 + 2)
+    assert [e.name for e in one.events_after(0)] == ["call.start", "call.node"]
+
+    two.put_blob("k", b"v")
+    assert one.get_blob("k") == b"v"
+    one.close_call("CA0001", "completed", 3, at=T0 + 3)
+    summary = two.get_call("CA0001")
+    assert summary is not None and summary.status == "completed"
+    assert [c.call_sid for c in two.list_calls()] == ["CA0001"]
+
+
+def test_a_closed_store_can_be_reopened(open_again: Callable[[], CallStore]) -> None:
+    store = open_again()
+    store.commit_step(None, new_call(), [], "start", "<R/>", at=T0)
+    store.close()
+
+    again = open_again()
+    assert again.get_state("CA0001") == new_call()
