@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from engine.ai.offline import offline_reply
@@ -13,8 +15,15 @@ class Responder(Protocol):
     offline: bool
 
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
-               now: float) -> Replied | Failed:
-        """Reply to `state.pending` (or open the conversation when it is None)."""
+               started: float) -> Replied | Failed:
+        """Reply to `state.pending` (or open the conversation when it is None).
+
+        `started` is when the webhook arrived: the reply must fit in what is left of it.
+        """
+
+    def resume(self, flow: Flow, registry: Registry, state: CallState,
+               started: float) -> Replied | Failed:
+        """More of the reply streaming under `state.stream`."""
 
 
 class OfflineResponder:
@@ -22,8 +31,12 @@ class OfflineResponder:
 
     offline = True
 
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
-               now: float) -> Replied | Failed:
+               started: float) -> Replied | Failed:
+        now = self.clock()
         node = flow.nodes.get(ask.node)
         personality = registry.personalities.get(ask.personality)
         if not isinstance(node, AiNode) or personality is None:
@@ -31,4 +44,8 @@ class OfflineResponder:
         business = str(flow.vars.get("business", ""))
         reply = offline_reply(node, personality, state.pending, business)
         return Replied(now, reply.text, exit=reply.exit, personality=personality.id,
-                       offline=True)
+                       offline=True, timings={"first_token": 0.0, "first_sentence": 0.0})
+
+    def resume(self, flow: Flow, registry: Registry, state: CallState,
+               started: float) -> Replied | Failed:
+        return Failed(self.clock(), "ai_failure", "the offline responder does not stream")

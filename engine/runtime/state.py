@@ -59,7 +59,13 @@ class CallState:
     pending: str | None = None  # caller utterance not yet answered (see DESIGN.md section 6)
     pending_digits: str = ""
     errors: Mapping[str, int] = field(default_factory=dict)  # failures by kind on this turn
+    hold_until: float = 0.0  # rate limited: ask the model again no earlier than this
     offline: bool = False
+    # A streamed reply whose first sentence was spoken; the rest is read on the next webhook.
+    stream: str | None = None
+    stream_offset: int = 0  # characters of the model's text already spoken
+    stream_personality: str | None = None
+    stream_sentences: int = 0
 
     def at(self, node_id: str) -> CallState:
         """The state on entering `node_id`: per-node counters start over."""
@@ -133,13 +139,21 @@ class Resume:
 
 @dataclass(frozen=True)
 class Replied:
-    """The model (or the offline responder) answered the pending utterance."""
+    """The model (or the offline responder) answered the pending utterance.
+
+    `final=False` is the first part of a reply still streaming under `stream`; the text up to
+    `offset` of the model's output has then been consumed.
+    """
 
     now: float
     text: str
     exit: str | None = None
     personality: str | None = None
     offline: bool = False
+    final: bool = True
+    stream: str | None = None
+    offset: int = 0
+    timings: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,7 @@ class Failed:
     now: float
     kind: str
     detail: str = ""
+    retry_after: float = 0.0
 
 
 Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChanged | Resume
@@ -213,6 +228,13 @@ class AskModel:
 
 
 @dataclass(frozen=True)
+class AwaitStream:
+    """The shell must read more of `state.stream` and step again with Replied or Failed."""
+
+    node: str
+
+
+@dataclass(frozen=True)
 class Emit:
     """A call event to record (and publish): `call.node`, `call.transcript`, ..."""
 
@@ -220,4 +242,5 @@ class Emit:
     data: Mapping[str, Any]
 
 
-Action = Say | Pause | Listen | Dial | Record | Hangup | Continue | AskModel | Emit
+Action = (Say | Pause | Listen | Dial | Record | Hangup | Continue | AskModel | AwaitStream
+          | Emit)

@@ -35,8 +35,10 @@ from engine.runtime.state import (
     FINAL_STATUSES,
     Action,
     AskModel,
+    AwaitStream,
     CallStarted,
     CallState,
+    Continue,
     Dial,
     DialEnded,
     Emit,
@@ -64,6 +66,8 @@ MAX_HISTORY = 40
 
 SAFE_GOODBYE = "Sorry, something went wrong on our side. Please call again later. Goodbye."
 DIAL_SUCCESS = frozenset({"completed", "answered"})
+RETRY_AFTER_INLINE = 2.0
+"""A rate limit asking for a longer wait goes straight to the hold edge instead of retrying."""
 
 
 class _Run:
@@ -146,7 +150,10 @@ class _Run:
             self.say(node.prompt, f"{where}.prompt")
             self.listen(node)
         elif isinstance(node, AiNode):
-            if self.state.pending is not None:
+            if self.state.pending is not None and self.state.hold_until > self.now:
+                # Back from a hold node in the same step: let Twilio play the hold first.
+                self.actions.append(Continue())
+            elif self.state.pending is not None:
                 # Back from a hold or a retry: answer the utterance still waiting.
                 self.actions.append(AskModel(node.id, self.personality()))
             elif node.opening == "ai":
@@ -265,8 +272,15 @@ class _Run:
 
     def resume(self) -> None:
         node = self.flow.nodes[self.state.node]
-        if isinstance(node, AiNode) and self.state.pending is not None:
-            self.actions.append(AskModel(node.id, self.personality()))
+        if isinstance(node, AiNode) and self.state.stream is not None:
+            self.actions.append(AwaitStream(node.id))
+        elif isinstance(node, AiNode) and self.state.pending is not None:
+            wait = self.state.hold_until - self.now
+            if wait > 0.5:  # still inside the model's Retry-After: keep the caller on hold
+                self.actions.append(Pause(min(wait, 10.0)))
+                self.actions.append(Continue())
+            else:
+                self.actions.append(AskModel(node.id, self.personality()))
         elif isinstance(node, (GatherNode, AiNode)):
             self.listen(node)
         else:
@@ -277,14 +291,24 @@ class _Run:
         if not isinstance(node, AiNode):
             return  # a reply that arrived after the call moved on: nothing to say
         exits = {exit_.to for exit_ in node.exits}
-        self.state = dataclasses.replace(self.state, pending=None, pending_digits="",
-                                         errors={}, offline=event.offline or self.state.offline)
+        personality = event.personality or self.personality()
+        spoken_before = self.state.stream_sentences
+        self.state = dataclasses.replace(
+            self.state, pending=None, pending_digits="", errors={}, hold_until=0.0,
+            offline=event.offline or self.state.offline,
+            stream=None if event.final else event.stream,
+            stream_offset=0 if event.final else event.offset,
+            stream_personality=None if event.final else personality,
+            stream_sentences=0 if event.final else spoken_before + (1 if event.text else 0))
         if event.text:
-            self.actions.append(Say(event.text, event.personality or self.personality(),
-                                    self.flow.language))
+            self.actions.append(Say(event.text, personality, self.flow.language))
             self.remember("agent", event.text)
             self.emit("call.response", text=event.text, offline=event.offline,
-                      personality=event.personality or self.personality())
+                      personality=personality, final=event.final, part=spoken_before,
+                      timings=dict(event.timings))
+        if not event.final:
+            self.actions.append(Continue())  # the rest is still arriving
+            return
         if event.exit is not None and event.exit not in exits:
             # The model asked for an edge the node does not declare: ignore it, keep talking.
             self.emit("call.error", kind="ai_failure", detail=f"undeclared exit {event.exit!r}")
@@ -297,14 +321,17 @@ class _Run:
         node = self.flow.nodes[self.state.node]
         policy = node.on_error.get(event.kind) if isinstance(node, AiNode) else None  # type: ignore[call-overload]
         count = self.state.errors.get(event.kind, 0) + 1
-        self.state = dataclasses.replace(self.state,
-                                         errors={**self.state.errors, event.kind: count})
+        self.state = dataclasses.replace(
+            self.state, errors={**self.state.errors, event.kind: count}, stream=None,
+            stream_offset=0, stream_personality=None, stream_sentences=0,
+            hold_until=event.now + event.retry_after if event.kind == "rate_limit" else 0.0)
         self.emit("call.error", kind=event.kind, detail=event.detail[:500], attempt=count)
         if not isinstance(node, AiNode) or policy is None:
             self.fail_safe(f"{event.kind} on '{node.id}' with no strategy for it")
             return
         edge: EdgeKind = f"error:{event.kind}"  # type: ignore[assignment]
-        if event.kind in ("network", "rate_limit") and count <= policy.retry:
+        retry_now = event.kind == "network" or event.retry_after <= RETRY_AFTER_INLINE
+        if event.kind in ("network", "rate_limit") and count <= policy.retry and retry_now:
             self.emit("call.node", source=node.id, edge=edge, strategy=f"retry {policy.retry}")
             self.actions.append(AskModel(node.id, self.personality(), attempt=count))
         elif event.kind == "ai_failure" and policy.personality and count == 1:
@@ -332,12 +359,14 @@ def start_state(flow: Flow, version: str, call_sid: str, caller: Any, called: st
 
 def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Action]]:
     """Advance `state` by one `event`; return the new state and what the shell must do."""
+    if isinstance(event, StatusChanged) and event.status not in FINAL_STATUSES:
+        # News, not a move: stepping would make the question the caller is answering stale.
+        return state, []
     run = _Run(flow, dataclasses.replace(state, step=state.step + 1), event.now)
     if isinstance(event, StatusChanged):
-        if event.status in FINAL_STATUSES:
-            run.state = dataclasses.replace(run.state, status=event.status,  # type: ignore[arg-type]
-                                            ended=True)
-            run.emit("call.end", status=event.status, duration=event.duration)
+        run.state = dataclasses.replace(run.state, status=event.status,  # type: ignore[arg-type]
+                                        ended=True)
+        run.emit("call.end", status=event.status, duration=event.duration)
         return run.state, run.actions
     if state.ended:
         run.actions.append(Hangup())
@@ -363,7 +392,8 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
     elif isinstance(event, DialEnded):
         node = flow.nodes[state.node]
         if isinstance(node, TransferNode):
-            run.emit("call.transfer", to=node.to, status=event.status, duration=event.duration)
+            run.emit("call.transfer", to=run.render(node.to, f"nodes.{node.id}.to"),
+                     status=event.status, duration=event.duration)
             if event.status in DIAL_SUCCESS:
                 if node.next:
                     run.goto(node.next, "next")

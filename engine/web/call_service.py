@@ -17,17 +17,21 @@ from engine.flows.model import Registry
 from engine.runtime.state import (
     Action,
     AskModel,
+    AwaitStream,
     Caller,
     CallStarted,
     CallState,
     Continue,
     Emit,
     Event,
-    Say,
+    Failed,
+    Replied,
+    Resume,
 )
 from engine.runtime.step import start_state, step
+from engine.speech.voices import TwilioVoicing
 from engine.store import CallStore, NewEvent, StepConflict
-from engine.twiml import Callbacks, PlayAudio, SayWith, Voicing, render, safe_answer
+from engine.twiml import Callbacks, render, safe_answer
 from engine.web.library import FlowLibrary, Pinned
 
 log = logging.getLogger(__name__)
@@ -48,19 +52,13 @@ def caller_from(params: Mapping[str, str]) -> Caller:
                   zip=params.get("FromZip", ""), name=params.get("CallerName", ""))
 
 
-def twilio_voicing(registry: Registry) -> Voicing:
-    def voice(say: Say) -> SayWith | PlayAudio:
-        personality = registry.personalities.get(say.personality)
-        name = personality.voice.twilio if personality else "Polly.Joanna-Neural"
-        return SayWith(say.text, name, say.language)
-
-    return voice
+VoicingFactory = Callable[[Registry], TwilioVoicing]
 
 
 class CallService:
     def __init__(self, library: FlowLibrary, store: CallStore, responder: Responder,
                  default_flow: str = "receptionist",
-                 voicing: Callable[[Registry], Voicing] = twilio_voicing,
+                 voicing: VoicingFactory = TwilioVoicing,
                  clock: Callable[[], float] = time.time) -> None:
         self.library = library
         self.store = store
@@ -74,10 +72,10 @@ class CallService:
     def incoming(self, params: Mapping[str, str], flow_id: str | None, request_key: str,
                  callbacks: CallbackFactory) -> str:
         call_sid = params["CallSid"]
+        now = self.clock()
         stored = self.store.stored_response(call_sid, request_key)
         if stored is not None:
             return stored
-        now = self.clock()
         existing = self.store.get_state(call_sid)
         if existing is not None:  # Twilio asked again for a call we know: carry on from there
             return self.advance(call_sid, None, None, request_key, callbacks)
@@ -90,13 +88,12 @@ class CallService:
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
-        return self._run(pinned, None, state, CallStarted(now), request_key, callbacks)
+        return self._run(pinned, None, state, CallStarted(now), request_key, callbacks, now)
 
     def advance(self, call_sid: str, event: Event | None, at_step: int | None,
                 request_key: str, callbacks: CallbackFactory) -> str:
         """Step a known call with `event`; None means "carry on" (a resume)."""
-        from engine.runtime.state import Resume
-
+        started = self.clock()
         stored = self.store.stored_response(call_sid, request_key)
         if stored is not None:
             return stored
@@ -109,26 +106,32 @@ class CallService:
             detail = f"flow {state.flow_id} version {state.flow_version} is not available"
             log.error("call %s: %s", call_sid, detail)
             self.store.record_events(call_sid, [NewEvent("call.error", {
-                "kind": "flow", "detail": detail})], self.clock())
-            return self._safe(state, pinned)
+                "kind": "flow", "detail": detail})], started)
+            return safe_answer(APOLOGY)
         if at_step is not None and at_step != state.step:
             # An answer to a question the call has moved past: say where the call is now.
             log.info("call %s: stale webhook for step %s (now %s)", call_sid, at_step,
                      state.step)
             event = None
-        return self._run(pinned, state, state, event or Resume(self.clock()), request_key,
-                         callbacks)
+        return self._run(pinned, state, state, event or Resume(started), request_key,
+                         callbacks, started)
 
     # -- the step, with model rounds, rendered and committed -----------------------------------
 
     def _run(self, pinned: Pinned, previous: CallState | None, state: CallState, event: Event,
-             request_key: str, callbacks: CallbackFactory) -> str:
+             request_key: str, callbacks: CallbackFactory, started: float) -> str:
         new_state, actions = step(pinned.flow, state, event)
-        new_state, actions = self._answer_model(pinned, new_state, actions)
+        new_state, actions, timings = self._answer_model(pinned, new_state, actions, started)
+        voicing = self.voicing(pinned.registry)
+        twiml = render([a for a in actions if not isinstance(a, Emit)],
+                       callbacks(new_state.step), voicing)
         events = [NewEvent(action.name, action.data) for action in actions
                   if isinstance(action, Emit)]
-        twiml = render([a for a in actions if not isinstance(a, Emit)],
-                       callbacks(new_state.step), self.voicing(pinned.registry))
+        events += self._speech_failures(new_state, voicing)
+        if timings:
+            events.append(NewEvent("call.timing", {
+                "node": new_state.node, **timings,
+                "answer": round(self.clock() - started, 3)}))
         try:
             self.store.commit_step(previous, new_state, events, request_key, twiml,
                                    self.clock())
@@ -138,29 +141,48 @@ class CallService:
                 return stored
             latest = self.store.get_state(new_state.call_sid)
             log.info("call %s: lost a race to another request; resuming", new_state.call_sid)
-            return render([Continue()], callbacks(latest.step if latest else 0),
-                          self.voicing(pinned.registry))
+            return render([Continue()], callbacks(latest.step if latest else 0), voicing)
         return twiml
 
-    def _answer_model(self, pinned: Pinned, state: CallState,
-                      actions: Sequence[Action]) -> tuple[CallState, list[Action]]:
+    def _answer_model(self, pinned: Pinned, state: CallState, actions: Sequence[Action],
+                      started: float) -> tuple[CallState, list[Action], dict[str, object]]:
+        """Resolve AskModel / AwaitStream by asking the responder and stepping its answer."""
         done: list[Action] = []
         todo = list(actions)
         rounds = 0
+        timings: dict[str, object] = {}
         while todo:
             action = todo.pop(0)
-            if not isinstance(action, AskModel):
+            if not isinstance(action, (AskModel, AwaitStream)):
                 done.append(action)
                 continue
             rounds += 1
             if rounds > MAX_MODEL_ROUNDS:
+                # Ending the answer here would hang up on the caller mid-hold. Have Twilio come
+                # back instead: the utterance is still pending, and the resume asks again.
                 log.error("call %s: too many model rounds in one webhook", state.call_sid)
+                done.append(Continue())
                 break
-            reply = self.responder.answer(pinned.flow, pinned.registry, state, action,
-                                          self.clock())
+            reply: Replied | Failed
+            if isinstance(action, AskModel):
+                reply = self.responder.answer(pinned.flow, pinned.registry, state, action,
+                                              started)
+            else:
+                reply = self.responder.resume(pinned.flow, pinned.registry, state, started)
+            if isinstance(reply, Replied) and reply.timings:
+                timings = {**reply.timings, "offline": reply.offline}
             state, more = step(pinned.flow, state, reply)
             todo = more + todo
-        return state, done
+        return state, done, timings
 
-    def _safe(self, state: CallState | None, pinned: Pinned | None) -> str:
-        return safe_answer(APOLOGY)
+    @staticmethod
+    def _speech_failures(state: CallState, voicing: TwilioVoicing) -> list[NewEvent]:
+        """Speech that fell back to Twilio's voice: the tts_failure edge, recorded."""
+        events = []
+        for kind, detail in voicing.failures:
+            events.append(NewEvent("call.error", {"node": state.node, "kind": "tts_failure",
+                                                  "cause": kind, "detail": detail[:300]}))
+            events.append(NewEvent("call.node", {"node": state.node, "source": state.node,
+                                                 "edge": "error:tts_failure",
+                                                 "strategy": "voice twilio"}))
+        return events

@@ -44,6 +44,11 @@ class FlowLibrary:
         self.refused: list[Problem] = []  # problems of the last refused reload
 
     @property
+    def ok(self) -> bool:
+        """A valid set is loaded."""
+        return self._live is not None
+
+    @property
     def live(self) -> Registry:
         if self._live is None:
             raise NoFlowsLoaded("no valid set of flows has been loaded")

@@ -1,0 +1,136 @@
+"""One streamed model reply, readable while it is still arriving, from any server process.
+
+The thread that reads the model's stream feeds a `ReplyStream`. The webhook that started it
+waits for the first sentence; a later webhook (possibly in another process) reads the rest. The
+reply is kept in this process's memory for speed and written to the store (a blob under
+`stream:<key>`) at each sentence, so no process has to be the one that started it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from engine.ai.speakable import first_sentence, speakable
+from engine.store import CallStore
+
+STREAM_BLOB = "stream:{key}"
+PARTIAL_EVERY = 0.25
+"""Seconds between `call.response.partial` events while text keeps arriving."""
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    text: str = ""
+    done: bool = False
+    exit: str | None = None
+    error_kind: str | None = None
+    error_detail: str = ""
+    retry_after: float = 0.0
+    started_at: float = 0.0
+    first_token_at: float | None = None
+    first_sentence_at: float | None = None
+
+    @property
+    def has_sentence(self) -> bool:
+        return first_sentence(self.text) is not None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> StreamSnapshot:
+        return cls(**json.loads(raw))
+
+
+@dataclass
+class ReplyStream:
+    key: str
+    store: CallStore
+    on_partial: Callable[[str], None] = lambda text: None
+    clock: Callable[[], float] = time.time
+    snapshot: StreamSnapshot = field(default_factory=StreamSnapshot)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _last_partial: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.snapshot = replace(self.snapshot, started_at=self.clock())
+
+    def _update(self, persist: bool, **changes: Any) -> None:
+        with self._changed:
+            self.snapshot = replace(self.snapshot, **changes)
+            self._changed.notify_all()
+        if persist:
+            self.store.put_blob(STREAM_BLOB.format(key=self.key), self.snapshot.to_json())
+
+    def add_text(self, delta: str) -> None:
+        now = self.clock()
+        had_sentence = self.snapshot.has_sentence
+        text = self.snapshot.text + delta
+        changes: dict[str, Any] = {"text": text}
+        if self.snapshot.first_token_at is None and delta.strip():
+            changes["first_token_at"] = now
+        new_sentence = not had_sentence and first_sentence(text) is not None
+        if new_sentence:
+            changes["first_sentence_at"] = now
+        sentence_done = text.rstrip().endswith((".", "!", "?")) and delta.rstrip() != ""
+        self._update(persist=new_sentence or sentence_done, **changes)
+        if new_sentence or now - self._last_partial >= PARTIAL_EVERY:
+            self._last_partial = now
+            self.on_partial(speakable(text))
+
+    def finish(self, exit_: str | None = None) -> None:
+        self._update(persist=True, done=True, exit=exit_)
+        self.on_partial(speakable(self.snapshot.text))
+
+    def fail(self, kind: str, detail: str, retry_after: float = 0.0) -> None:
+        self._update(persist=True, done=True, error_kind=kind, error_detail=detail,
+                     retry_after=retry_after)
+
+    def wait(self, until: Callable[[StreamSnapshot], bool], timeout: float) -> StreamSnapshot:
+        """Block until `until(snapshot)` holds, the stream ends, or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not (until(self.snapshot) or self.snapshot.done):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            return self.snapshot
+
+
+class StreamRegistry:
+    """Streams started by this process, by key; others are read from the store."""
+
+    def __init__(self, store: CallStore, poll_interval: float = 0.05) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+        self._streams: dict[str, ReplyStream] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stream: ReplyStream) -> None:
+        with self._lock:
+            self._streams[stream.key] = stream
+            if len(self._streams) > 1000:  # finished streams are only needed briefly
+                for key in [k for k, s in self._streams.items() if s.snapshot.done][:500]:
+                    del self._streams[key]
+
+    def wait(self, key: str, until: Callable[[StreamSnapshot], bool],
+             timeout: float) -> StreamSnapshot | None:
+        with self._lock:
+            local = self._streams.get(key)
+        if local is not None:
+            return local.wait(until, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self.store.get_blob(STREAM_BLOB.format(key=key))
+            found = StreamSnapshot.from_json(raw) if raw is not None else None
+            if found is not None and (until(found) or found.done):
+                return found
+            if time.monotonic() >= deadline:
+                return found
+            time.sleep(self.poll_interval)

@@ -1,0 +1,31 @@
+"""Synthesised audio, cached by a hash of text and voice in the store every process reads."""
+
+from __future__ import annotations
+
+import hashlib
+
+from engine.flows.model import OpenAIVoice
+from engine.store import CallStore
+
+AUDIO_FORMAT = "mp3"
+CONTENT_TYPE = "audio/mpeg"
+
+
+def audio_key(text: str, voice: OpenAIVoice) -> str:
+    """Same text, same voice, same audio: the key (and so the URL) changes when either does."""
+    material = "\x1f".join((voice.model, voice.voice, voice.instructions, AUDIO_FORMAT, text))
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+class AudioCache:
+    def __init__(self, store: CallStore) -> None:
+        self.store = store
+
+    def get(self, key: str) -> bytes | None:
+        return self.store.get_blob(f"audio:{key}")
+
+    def has(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def put(self, key: str, audio: bytes) -> None:
+        self.store.put_blob(f"audio:{key}", audio)

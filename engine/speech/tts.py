@@ -1,0 +1,40 @@
+"""Text to speech through the `openai` SDK's audio endpoint."""
+
+from __future__ import annotations
+
+import openai
+
+from engine.ai.errors import classify
+from engine.flows.model import OpenAIVoice
+from engine.speech.cache import AUDIO_FORMAT
+
+MAX_INPUT_CHARS = 4096  # the endpoint's limit
+SPEECH_TIMEOUT = openai.Timeout(connect=2.0, read=8.0, write=5.0, pool=2.0)
+
+
+class SpeechFailed(Exception):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Synthesizer:
+    def __init__(self, client: openai.OpenAI) -> None:
+        self.client = client
+
+    def synthesize(self, text: str, voice: OpenAIVoice) -> bytes:
+        options: dict[str, str] = {}
+        if voice.instructions:
+            options["instructions"] = voice.instructions
+        try:
+            response = self.client.audio.speech.create(
+                model=voice.model, voice=voice.voice, input=text[:MAX_INPUT_CHARS],
+                response_format=AUDIO_FORMAT, timeout=SPEECH_TIMEOUT, **options)  # type: ignore[arg-type]
+            audio = response.read()
+        except Exception as error:
+            found = classify(error)
+            raise SpeechFailed(found.kind, found.detail) from error
+        if len(audio) < 16:
+            raise SpeechFailed("ai_failure", "the speech endpoint returned no audio")
+        return audio
