@@ -14,9 +14,11 @@ from engine.cli import flows_cli
 from engine.store import open_store
 from engine.web.auth import auth, configure_auth
 from engine.web.call_service import CallService
+from engine.web.control import control
 from engine.web.library import FlowLibrary
 from engine.web.services import Services
 from engine.web.settings import Settings
+from engine.web.twilio_rest import TwilioRest
 from engine.web.voice import voice
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update({key: value for key, value in (config or {}).items()
                        if key not in ("PROJECT_ROOT",)})
     app.cli.add_command(flows_cli)
+    twilio = TwilioRest.from_settings(settings)  # before a missing token is replaced below
 
     if not settings.twilio_auth_token:
         # Refuse every webhook rather than accept unsigned ones.
@@ -43,9 +46,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                default_flow=settings.default_flow)
     password = configure_auth(app, store, settings.dashboard_password, settings.secret_key,
                               secure_cookies=settings.public_base_url.startswith("https://"))
-    app.extensions["phoney"] = Services(settings, store, library, call_service, password)
+    app.extensions["phoney"] = Services(settings, store, library, call_service, password,
+                                         twilio)
     app.register_blueprint(voice)
     app.register_blueprint(auth)
+    app.register_blueprint(control)
     return app
 
 

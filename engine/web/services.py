@@ -10,6 +10,7 @@ from engine.store import CallStore
 from engine.web.call_service import CallService
 from engine.web.library import FlowLibrary
 from engine.web.settings import Settings
+from engine.web.twilio_rest import TwilioRest
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Services:
     library: FlowLibrary
     call_service: CallService
     dashboard_password: str
+    twilio: TwilioRest | None = None  # REST client for call control; see create_app
 
 
 def services() -> Services:
