@@ -72,7 +72,7 @@ defaults:
     network: {retry: 3, then: sorry}
     rate_limit: {retry: 1, then: hold}
     ai_failure: {personality: professional, then: sorry}
-    tts_failure: {voice: twilio, then: sorry}
+    tts_failure: {voice: twilio}
 start: graph
 nodes:
   graph:
