@@ -92,6 +92,13 @@ class CallStore(Protocol):
 
     def get_blob(self, key: str) -> bytes | None: ...
 
+    def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        """Put `new` under `key` only if the blob is still `expected` (None: absent), atomically
+        across threads and processes; True when written. Cursors and leases are built on it."""
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 when there is none): where "from now on" starts."""
+
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...

@@ -344,6 +344,21 @@ class SQLiteStore:
             row = db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row["value"])
 
+    def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        with self._transaction() as db:  # the write lock is held from the read to the write
+            row = db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+            current = None if row is None else bytes(row["value"])
+            if current != (None if expected is None else bytes(expected)):
+                return False
+            db.execute("INSERT OR REPLACE INTO blobs (key, value, at) VALUES (?, ?, ?)",
+                       (key, bytes(new), time.time()))
+            return True
+
+    def last_event_id(self) -> int:
+        with self._connection() as db:
+            row = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+        return int(row[0])
+
     def ping(self) -> bool:
         try:
             with self._connection() as db:

@@ -362,6 +362,51 @@ def test_blobs(store: CallStore) -> None:
     assert store.get_blob("audio/other.mp3") is None
 
 
+def test_compare_and_set_blob_writes_only_over_the_expected_value(store: CallStore) -> None:
+    assert store.compare_and_set_blob("cursor:x", None, b"1") is True  # None: absent
+    assert store.compare_and_set_blob("cursor:x", None, b"2") is False
+    assert store.compare_and_set_blob("cursor:x", b"0", b"2") is False
+    assert store.get_blob("cursor:x") == b"1"
+    assert store.compare_and_set_blob("cursor:x", b"1", b"2") is True
+    assert store.get_blob("cursor:x") == b"2"
+    store.put_blob("cursor:y", b"")
+    assert store.compare_and_set_blob("cursor:y", None, b"3") is False  # empty is not absent
+    assert store.compare_and_set_blob("cursor:y", b"", b"3") is True
+    assert store.get_blob("cursor:y") == b"3"
+
+
+def test_racing_compare_and_set_exactly_one_wins(
+        open_again: Callable[[], CallStore]) -> None:
+    handles = [open_again() for _ in range(2)]  # as two server processes would
+    handles[0].put_blob("lease", b"free")
+    racers = 8
+    barrier = threading.Barrier(racers)
+    won: list[int] = []
+
+    def race(i: int) -> None:
+        barrier.wait()
+        if handles[i % 2].compare_and_set_blob("lease", b"free", f"racer-{i}".encode()):
+            won.append(i)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(won) == 1
+    assert handles[1].get_blob("lease") == f"racer-{won[0]}".encode()
+
+
+def test_last_event_id_is_the_newest_events_id(store: CallStore) -> None:
+    assert store.last_event_id() == 0
+    store.record_events("CAa", [ev("call.start"), ev("call.node")], at=T0)
+    store.commit_step(None, new_call("CAb"), [ev("call.start")], "s", "<R/>", at=T0 + 1)
+
+    assert store.last_event_id() == store.events_after(0)[-1].id
+    assert store.events_after(store.last_event_id()) == []
+
+
 def test_ping(store: CallStore) -> None:
     assert store.ping() is True
 
