@@ -5,17 +5,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 
-from engine.ai.responder import OfflineResponder
-from engine.cli import flows_cli
-from engine.store import open_store
+from engine.ai.model import ModelResponder, make_client
+from engine.ai.responder import OfflineResponder, Responder
+from engine.cli import flows_cli, speech_cli
+from engine.flows.model import Registry
+from engine.speech import AudioCache, SpeechVoicing, Synthesizer, TwilioVoicing
+from engine.speech.warmup import warm
+from engine.store import CallStore, open_store
 from engine.web.auth import auth, configure_auth
-from engine.web.call_service import CallService
+from engine.web.call_service import CallService, VoicingFactory
 from engine.web.control import control
 from engine.web.library import FlowLibrary
+from engine.web.media import media
 from engine.web.services import Services
 from engine.web.settings import Settings
 from engine.web.twilio_rest import TwilioRest
@@ -24,8 +32,14 @@ from engine.web.voice import voice
 log = logging.getLogger(__name__)
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the app. `config` overrides environment settings (same upper-case names)."""
+def create_app(config: dict[str, Any] | None = None, *,
+               clock: Callable[[], float] | None = None) -> Flask:
+    """Build the app. `config` overrides environment settings (same upper-case names).
+
+    `clock` (epoch seconds, default `time.time`) is the calls' `now`: what flows see in
+    `open_between` and `limits.max_seconds`, and the time stamped on stored steps and events.
+    Tests pass a controllable one to call "at" a given moment.
+    """
     settings = Settings.load(config)
     app = Flask(__name__)
     app.config["PROJECT_ROOT"] = str(settings.project_root)
@@ -42,8 +56,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     store = open_store(settings.store_url)
     library = FlowLibrary(settings.project_root, store)
     library.reload()
-    call_service = CallService(library, store, OfflineResponder(),
-                               default_flow=settings.default_flow)
+    now = clock or time.time
+    responder, voicing = _speech_and_model(settings, store, library, now)
+    call_service = CallService(library, store, responder, default_flow=settings.default_flow,
+                               voicing=voicing, clock=now)
     password = configure_auth(app, store, settings.dashboard_password, settings.secret_key,
                               secure_cookies=settings.public_base_url.startswith("https://"))
     app.extensions["phoney"] = Services(settings, store, library, call_service, password,
@@ -51,7 +67,40 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice)
     app.register_blueprint(auth)
     app.register_blueprint(control)
+    app.register_blueprint(media)
+    app.cli.add_command(speech_cli)
     return app
+
+
+def _speech_and_model(settings: Settings, store: CallStore, library: FlowLibrary,
+                      clock: Callable[[], float]) -> tuple[Responder, VoicingFactory]:
+    """The model and voices when an OpenAI-compatible key is set; the offline pair otherwise."""
+    if not settings.openai_api_key:
+        log.warning("OPENAI_API_KEY is not set: the offline responder answers calls (from the "
+                    "personalities' examples and the nodes' exits) and Twilio voices speak")
+        return OfflineResponder(clock), TwilioVoicing
+    client = make_client(settings.openai_api_key, settings.openai_base_url)
+    synthesizer, cache = Synthesizer(client), AudioCache(store)
+    prefix = settings.public_base_url.rstrip("/")
+
+    def voicing(registry: Registry) -> TwilioVoicing:
+        return SpeechVoicing(registry, synthesizer=synthesizer, cache=cache,
+                             audio_url=lambda key: f"{prefix}/audio/{key}.mp3")
+
+    if library.ok:
+        registry = library.live
+        threading.Thread(target=_warm_quietly, args=(registry, synthesizer, cache),
+                         daemon=True, name="speech-warmup").start()
+    return ModelResponder(client, store, settings.openai_model, clock=clock), voicing
+
+
+def _warm_quietly(registry: Registry, synthesizer: Synthesizer, cache: AudioCache) -> None:
+    try:
+        report = warm(registry, synthesizer, cache)
+        log.info("speech warm-up: %d static prompts, %d synthesised, %d cached, %d failed",
+                 report.total, report.synthesised, report.cached, report.failed)
+    except Exception:
+        log.exception("speech warm-up failed; prompts will be synthesised when first spoken")
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:
