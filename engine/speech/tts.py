@@ -35,6 +35,14 @@ class Synthesizer:
         except Exception as error:
             found = classify(error)
             raise SpeechFailed(found.kind, found.detail) from error
-        if len(audio) < 16:
-            raise SpeechFailed("ai_failure", "the speech endpoint returned no audio")
+        if not looks_like_mp3(audio):
+            # The SDK does not parse speech bodies: an error page would be "played" otherwise.
+            raise SpeechFailed("ai_failure", "the speech endpoint returned something that is "
+                                             "not MP3 audio")
         return audio
+
+
+def looks_like_mp3(audio: bytes) -> bool:
+    """An ID3 tag or an MPEG frame sync at the start."""
+    return len(audio) >= 16 and (audio.startswith(b"ID3")
+                                 or (audio[0] == 0xFF and audio[1] & 0xE0 == 0xE0))
