@@ -1,0 +1,25 @@
+"""Live events: the wire payload, the background publisher and the Pusher sink.
+
+Events live in the store (written with the step that caused them); this package only reads and
+delivers them. Server-sent events are served from the store too (engine/web/events_api.py).
+"""
+
+from engine.events.payload import MAX_DATA_BYTES, TRIM_MARKER, payload, utf8_size
+from engine.events.publisher import Lease, Publisher, Rejected, Sink, SinkStats
+from engine.events.pusher_sink import ChannelNames, PusherSink, make_client, master_key
+
+__all__ = [
+    "MAX_DATA_BYTES",
+    "TRIM_MARKER",
+    "ChannelNames",
+    "Lease",
+    "Publisher",
+    "PusherSink",
+    "Rejected",
+    "Sink",
+    "SinkStats",
+    "make_client",
+    "master_key",
+    "payload",
+    "utf8_size",
+]
