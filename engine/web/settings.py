@@ -11,8 +11,9 @@ from typing import Any
 ENV_KEYS = (
     "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_URL", "OPENAI_API_KEY",
     "OPENAI_BASE_URL", "OPENAI_MODEL", "PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET",
-    "PUSHER_CLUSTER", "PUSHER_HOST", "STORE_URL", "PUBLIC_BASE_URL", "DEFAULT_FLOW",
-    "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW", "PROJECT_ROOT",
+    "PUSHER_CLUSTER", "PUSHER_HOST", "PUSHER_CHANNELS", "STORE_URL", "PUBLIC_BASE_URL",
+    "DEFAULT_FLOW", "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW",
+    "PROJECT_ROOT",
 )
 
 
@@ -31,7 +32,8 @@ class Settings:
     pusher_key: str = ""
     pusher_secret: str = ""
     pusher_cluster: str = ""
-    pusher_host: str = ""
+    pusher_host: str = ""  # name, name:port or URL; wins over the cluster (tests: a double)
+    pusher_channels: str = ""  # public, private, encrypted; empty: encrypted with ENCRYPTION_KEY
     public_base_url: str = ""
     dashboard_password: str = ""
     encryption_key: str = ""

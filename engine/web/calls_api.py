@@ -1,0 +1,115 @@
+"""The dashboard's call data: `GET /api/calls` and `GET /api/calls/<CallSid>` (login required).
+
+`/api/calls?limit=N` (default 50, at most 200): the most recently updated calls, each with status,
+flow, node, personality, caller and timings, and `last_event_id`, read before the list, so a page
+that then subscribes with `?after=<last_event_id>` misses nothing (it may see an event twice: ids
+tell).
+
+`/api/calls/<CallSid>`: the same summary plus the transcript and the call's events. The transcript
+is built from the events: caller turns from `call.transcript` (speech, digits or a silence), agent
+lines from `call.say` (the flow's text) and `call.response` (the model's replies, each spoken
+part), each with `at` (epoch seconds) and `offset` (seconds since the call started).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from engine.events.payload import event_json
+from engine.store import CallSummary, StoredEvent
+from engine.web.auth import login_required
+from engine.web.services import services
+
+calls_api = Blueprint("calls_api", __name__)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_EVENTS = 5000  # per call in one answer; `events_truncated` says when there were more
+_PAGE = 500
+
+
+def summary_json(call: CallSummary) -> dict[str, Any]:
+    last = call.ended_at if call.ended_at is not None else call.updated_at
+    return {
+        "call_sid": call.call_sid, "status": call.status, "flow": call.flow_id,
+        "flow_version": call.flow_version, "node": call.node, "personality": call.personality,
+        "caller": call.caller, "called": call.called, "live": call.ended_at is None,
+        "timings": {"started_at": call.started_at, "updated_at": call.updated_at,
+                    "ended_at": call.ended_at, "duration": call.duration,
+                    "elapsed": round(max(last - call.started_at, 0.0), 3)},
+    }
+
+
+def transcript(events: Sequence[StoredEvent], started_at: float | None) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for event in events:
+        data = event.data
+        line: dict[str, Any] = {"event_id": event.id, "at": event.at,
+                                "offset": (round(event.at - started_at, 3)
+                                           if started_at is not None else None),
+                                "node": data.get("node")}
+        if event.name == "call.transcript":
+            line.update(role="caller", text=str(data.get("speech") or ""),
+                        digits=str(data.get("digits") or ""),
+                        confidence=data.get("confidence"), silence=bool(data.get("silence")))
+        elif event.name == "call.say":
+            line.update(role="agent", kind="say", text=str(data.get("text") or ""),
+                        personality=data.get("personality"))
+        elif event.name == "call.response":
+            line.update(role="agent", kind="response", text=str(data.get("text") or ""),
+                        personality=data.get("personality"), offline=data.get("offline"),
+                        final=data.get("final", True), timings=data.get("timings"))
+        else:
+            continue
+        lines.append(line)
+    return lines
+
+
+def _call_events(call_sid: str) -> tuple[list[StoredEvent], bool]:
+    store = services().store
+    found: list[StoredEvent] = []
+    after = 0
+    while len(found) < MAX_EVENTS:
+        page = store.events_after(after, call_sid, limit=min(_PAGE, MAX_EVENTS - len(found)))
+        found += page
+        if len(page) < _PAGE:
+            return found, False
+        after = page[-1].id
+    return found, bool(store.events_after(after, call_sid, limit=1))
+
+
+@calls_api.get("/api/calls")
+@login_required
+def list_calls() -> Response | tuple[Response, int]:
+    try:
+        limit = int(request.args.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        return jsonify(error="limit must be a number"), 400
+    store = services().store
+    last_event_id = store.last_event_id()
+    calls = store.list_calls(limit=min(max(limit, 1), MAX_LIMIT))
+    return jsonify(calls=[summary_json(call) for call in calls], last_event_id=last_event_id)
+
+
+@calls_api.get("/api/calls/<call_sid>")
+@login_required
+def get_call(call_sid: str) -> Response | tuple[Response, int]:
+    store = services().store
+    summary = store.get_call(call_sid)
+    events, truncated = _call_events(call_sid)
+    if summary is None and not events:
+        return jsonify(error=f"no call {call_sid}"), 404
+    body: dict[str, Any] = (summary_json(summary) if summary is not None
+                            else {"call_sid": call_sid, "status": "unknown"})
+    state = store.get_state(call_sid)
+    if state is not None:
+        body.update(offline=state.offline, path=list(state.path), turn=state.turn)
+    started_at = summary.started_at if summary is not None else (
+        events[0].at if events else None)
+    body["transcript"] = transcript(events, started_at)
+    body["events"] = [event_json(event) for event in events]
+    body["events_truncated"] = truncated
+    return jsonify(body)

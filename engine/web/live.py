@@ -1,0 +1,79 @@
+"""Wiring of live events: the Pusher sink, the publisher thread, and the routes that serve them.
+
+`install_live_events(app, settings, store)` is called by `create_app`. It keeps a `LiveEvents` on
+`app.extensions["phoney.live"]` and registers the blueprints of engine/web/events_api.py
+(`/api/events`, `/api/live`, `/pusher/auth`) and engine/web/calls_api.py (`/api/calls`).
+
+App config (not environment) knobs, mostly for tests:
+- `PUBLISHER` (default True): False starts no publisher thread (events still go to the store,
+  and another process's publisher, or a later start, delivers them);
+- `EVENT_SINKS`: more sinks (objects with `name`, `max_batch`, `deliver`) besides Pusher;
+- `PUBLISHER_OPTIONS`: keyword arguments for `Publisher` (poll_interval, lease_seconds, ...);
+- `SSE_LIFETIME` (300 s), `SSE_HEARTBEAT` (15 s), `SSE_POLL` (0.1 s): see events_api.py.
+
+The publisher thread starts only when there is a sink: without Pusher the dashboard reads the
+server-sent events, which come straight from the store.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import weakref
+from typing import Any
+
+from flask import Flask
+
+from engine.events import ChannelNames, Publisher, PusherSink, Sink, make_client
+from engine.store import CallStore
+from engine.web.calls_api import calls_api
+from engine.web.events_api import EXTENSION, LiveEvents, events_api
+from engine.web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_running: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+def _stop_publishers() -> None:
+    """Hand the leases back on a clean exit, so another process takes over at once."""
+    for publisher in list(_running):
+        publisher.stop(timeout=2.0)
+
+
+def pusher_sink(settings: Settings) -> PusherSink | None:
+    """The sink when PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET are all set."""
+    if not (settings.pusher_app_id and settings.pusher_key and settings.pusher_secret):
+        if settings.pusher_app_id or settings.pusher_key or settings.pusher_secret:
+            log.warning("Pusher needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET; with only some "
+                        "of them set, live events go to server-sent events only")
+        return None
+    channels = ChannelNames.choose(settings.pusher_channels, settings.encryption_key)
+    encryption_key = settings.encryption_key if channels.encrypted else ""
+    client = make_client(settings.pusher_app_id, settings.pusher_key, settings.pusher_secret,
+                         cluster=settings.pusher_cluster, host=settings.pusher_host,
+                         encryption_key=encryption_key)
+    if channels.mode == "public":
+        log.warning("PUSHER_CHANNELS=public: anyone with the Pusher key can read call transcripts")
+    return PusherSink(client, channels, encryption_key)
+
+
+def install_live_events(app: Flask, settings: Settings, store: CallStore) -> LiveEvents:
+    sink = pusher_sink(settings)
+    sinks: list[Sink] = ([sink] if sink else []) + list(app.config.get("EVENT_SINKS") or [])
+    options: dict[str, Any] = dict(app.config.get("PUBLISHER_OPTIONS") or {})
+    publisher = Publisher(store, sinks, **options) if sinks else None
+    live = LiveEvents(publisher, sink, settings.pusher_key, settings.pusher_cluster,
+                      sse_lifetime=float(app.config.get("SSE_LIFETIME", 300.0)),
+                      sse_heartbeat=float(app.config.get("SSE_HEARTBEAT", 15.0)),
+                      sse_poll=float(app.config.get("SSE_POLL", 0.1)))
+    app.extensions[EXTENSION] = live
+    app.register_blueprint(events_api)
+    app.register_blueprint(calls_api)
+    if publisher is not None and app.config.get("PUBLISHER", True):
+        publisher.start()
+        if not _running:
+            atexit.unregister(_stop_publishers)  # registered once, whatever the number of apps
+            atexit.register(_stop_publishers)
+        _running.add(publisher)
+    return live
