@@ -154,7 +154,10 @@ class SimulatedCall:
                 targets = [(child.text or "").strip() for child in verb] or \
                     [(verb.text or "").strip()]
                 self.dialed += targets
-                self.waiting = Waiting("dial", urljoin(base, verb.get("action") or ""), verb,
+                # No action: Twilio goes on with the next verb (unlike <Record> and <Gather>,
+                # which post to the document's own URL).
+                action = verb.get("action")
+                self.waiting = Waiting("dial", urljoin(base, action) if action else "", verb,
                                        rest, base)
                 return None
             elif verb.tag == "Record":
@@ -173,7 +176,7 @@ class SimulatedCall:
 
     def start(self, path: str = "/api/incoming-call") -> SimulatedCall:
         self.params["CallStatus"] = "in-progress"
-        self._follow(path)
+        self._follow(path, {"CallStatus": "ringing"})  # the incoming call webhook rings
         return self
 
     def _expect(self, kind: str) -> Waiting:

@@ -7,6 +7,7 @@ interrupt it. Every answer stays under Twilio's limits: 64 kB a document and 4 0
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ from engine.runtime.state import (
 
 MAX_SAY_CHARS = 3000
 MAX_TWIML_BYTES = 64_000
+
+# Characters XML 1.0 cannot carry at all, escaped or not: one in a <Say> (a model echoing the
+# caller, a CallerName in a template) would make the whole answer unreadable to Twilio.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ Voicing = Callable[[Say], SayWith | PlayAudio]
 
 
 def clip(text: str, limit: int = MAX_SAY_CHARS) -> str:
-    """Cut text to `limit` characters at a sentence or word boundary."""
+    """Cut text to `limit` characters at a sentence or word boundary, dropping what XML
+    cannot carry."""
+    text = _NOT_XML.sub("", text)
     if len(text) <= limit:
         return text
     cut = text[:limit]
@@ -85,7 +92,7 @@ def _gather(listen: Listen, callbacks: Callbacks) -> Gather:
     if "speech" in listen.input:
         options["speechTimeout"] = "auto"
     if listen.hints:
-        options["hints"] = ", ".join(listen.hints)[:2000]
+        options["hints"] = _NOT_XML.sub("", ", ".join(listen.hints))[:2000]
     if listen.num_digits:
         options["numDigits"] = listen.num_digits
     return Gather(**options)
@@ -126,7 +133,7 @@ def render(actions: Sequence[Action], callbacks: Callbacks, voicing: Voicing) ->
             flush(response)
             response.record(action=callbacks.recording, method="POST",
                             max_length=action.max_seconds, finish_on_key=action.finish_on_key,
-                            play_beep=True)
+                            play_beep=True, transcribe=True if action.transcribe else None)
             # Twilio skips the action URL for an empty recording; carry on all the same.
             response.redirect(callbacks.recording, method="POST")
         elif isinstance(action, Hangup):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -66,9 +67,14 @@ def _request_key(params: dict[str, str]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()
 
 
+def _count(raw: str) -> int | None:
+    """A non-negative whole number Twilio sent, or None. `str.isdigit` alone would let '²'
+    through to `int`, and thousands of digits past int's conversion limit."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else None
+
+
 def _step_param() -> int | None:
-    raw = request.args.get("step", "")
-    return int(raw) if raw.isdigit() else None
+    return _count(request.args.get("step", ""))
 
 
 def _callbacks(step: int) -> Callbacks:
@@ -94,7 +100,7 @@ def answered(handler: Callable[..., str]) -> Callable[..., Response]:
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         params = _params()
         call_sid = params.get("CallSid", "")
-        if not CALL_SID.match(call_sid):
+        if not CALL_SID.fullmatch(call_sid):  # `match` with `$` lets a trailing newline in
             log.warning("%s: missing or malformed CallSid %r", request.path, call_sid[:40])
             return _twiml(safe_answer(APOLOGY))
         try:
@@ -138,9 +144,11 @@ def gather_input(call_sid: str, params: dict[str, str]) -> str:
     if not speech and not digits:
         return _advance(call_sid, params, Silence(_now()))
     try:
-        confidence = min(max(float(params.get("Confidence", "0") or 0), 0.0), 1.0)
+        confidence = float(params.get("Confidence", "0") or 0)
     except ValueError:
         confidence = 0.0
+    # 'nan' parses, survives min/max, and would be stored as JSON no browser can read.
+    confidence = min(max(confidence, 0.0), 1.0) if math.isfinite(confidence) else 0.0
     return _advance(call_sid, params, Heard(_now(), speech, confidence, digits))
 
 
@@ -154,17 +162,16 @@ def silence(call_sid: str, params: dict[str, str]) -> str:
 @answered
 def dial_result(call_sid: str, params: dict[str, str]) -> str:
     status = params.get("DialCallStatus", "failed")[:20] or "failed"
-    duration = params.get("DialCallDuration", "0")
-    return _advance(call_sid, params, DialEnded(_now(), status,
-                                                int(duration) if duration.isdigit() else 0))
+    duration = _count(params.get("DialCallDuration", "0")) or 0
+    return _advance(call_sid, params, DialEnded(_now(), status, duration))
 
 
 @voice.post("/api/voice/recording")
 @answered
 def recording(call_sid: str, params: dict[str, str]) -> str:
-    duration = params.get("RecordingDuration", "0")
     return _advance(call_sid, params, RecordingDone(
-        _now(), params.get("RecordingUrl", "")[:500], int(duration) if duration.isdigit() else 0))
+        _now(), params.get("RecordingUrl", "")[:500],
+        _count(params.get("RecordingDuration", "0")) or 0))
 
 
 @voice.post("/api/voice/resume")
@@ -177,8 +184,7 @@ def resume(call_sid: str, params: dict[str, str]) -> str:
 @answered
 def call_status(call_sid: str, params: dict[str, str]) -> str:
     status = params.get("CallStatus", "")[:20]
-    raw_duration = params.get("CallDuration", "")
-    duration = int(raw_duration) if raw_duration.isdigit() else None
+    duration = _count(params.get("CallDuration", ""))
     service = services().call_service
     state = services().store.get_state(call_sid)
     if state is not None:
