@@ -66,6 +66,8 @@ MAX_HISTORY = 40
 
 SAFE_GOODBYE = "Sorry, something went wrong on our side. Please call again later. Goodbye."
 DIAL_SUCCESS = frozenset({"completed", "answered"})
+MIN_HOLD = 1.0
+"""Seconds a rate-limited call holds at least, even when the model sends no Retry-After."""
 RETRY_AFTER_INLINE = 2.0
 """A rate limit asking for a longer wait goes straight to the hold edge instead of retrying."""
 
@@ -271,6 +273,8 @@ class _Run:
             self.goto(policy.then, "no_input", retries=policy.retries)
 
     def resume(self) -> None:
+        if self.over_limit():  # a hold that never ends must not outlive `max_seconds`
+            return
         node = self.flow.nodes[self.state.node]
         if isinstance(node, AiNode) and self.state.stream is not None:
             self.actions.append(AwaitStream(node.id))
@@ -321,11 +325,18 @@ class _Run:
         node = self.flow.nodes[self.state.node]
         policy = node.on_error.get(event.kind) if isinstance(node, AiNode) else None  # type: ignore[call-overload]
         count = self.state.errors.get(event.kind, 0) + 1
+        mid_stream = self.state.stream is not None
         self.state = dataclasses.replace(
             self.state, errors={**self.state.errors, event.kind: count}, stream=None,
             stream_offset=0, stream_personality=None, stream_sentences=0,
             hold_until=event.now + event.retry_after if event.kind == "rate_limit" else 0.0)
         self.emit("call.error", kind=event.kind, detail=event.detail[:500], attempt=count)
+        if mid_stream and isinstance(node, AiNode):
+            # The reply's first part was spoken and answered the utterance (it is no longer
+            # pending): end the turn and listen. An error edge now would retry a question that
+            # is gone, i.e. have the model greet the caller anew.
+            self.listen(node)
+            return
         if not isinstance(node, AiNode) or policy is None:
             self.fail_safe(f"{event.kind} on '{node.id}' with no strategy for it")
             return
@@ -338,11 +349,18 @@ class _Run:
             self.emit("call.node", source=node.id, edge=edge,
                       strategy=f"personality {policy.personality}")
             self.actions.append(AskModel(node.id, policy.personality, attempt=count))
-        elif event.kind == "tts_failure" and policy.voice and not policy.then:
+        elif event.kind == "tts_failure" and policy.voice:
+            # The shell already spoke with the Twilio voice; the conversation carries on.
             self.emit("call.node", source=node.id, edge=edge, strategy=f"voice {policy.voice}")
+            self.listen(node)
         elif policy.then:
-            if event.kind != "rate_limit":
-                # Only a hold comes back to retry the utterance; other edges move on from it.
+            if event.kind == "rate_limit":
+                # The hold node comes back to retry the utterance: not before the model allows,
+                # and never straight away, or the hold would only play after the retries.
+                self.state = dataclasses.replace(
+                    self.state, hold_until=event.now + max(event.retry_after, MIN_HOLD))
+            else:
+                # Other edges move on from the utterance.
                 self.state = dataclasses.replace(self.state, pending=None)
             self.goto(policy.then, edge)
         else:

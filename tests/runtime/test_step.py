@@ -19,6 +19,7 @@ from engine.runtime.state import (
     Caller,
     CallStarted,
     CallState,
+    Continue,
     Dial,
     DialEnded,
     Emit,
@@ -455,10 +456,14 @@ def test_network_failures_retry_up_to_retry_then_take_the_edge() -> None:
 def test_rate_limit_holds_and_comes_back_to_retry_the_same_utterance() -> None:
     flow = flow_of(AI)
     state, actions = step(flow, asked(flow), Failed(T0, "rate_limit", "429"))
-    assert shell(actions) == [said("One moment."), Pause(2), AskModel("assist", "p", 0)]
+    # The hold plays before the model is asked again: Twilio comes back after it.
+    assert shell(actions) == [said("One moment."), Pause(2), Continue()]
     assert state.node == "assist" and state.pending == QUESTION  # not dropped
     assert [(e["source"], e["edge"]) for e in emitted(actions, "call.node")] == [
         ("assist", "error:rate_limit"), ("hold", "next")]
+
+    state, actions = step(flow, state, Resume(T0 + 3))
+    assert shell(actions) == [AskModel("assist", "p", 0)]
 
     state, actions = step(flow, state, Replied(T0 + 3, "Nine to five."))
     assert shell(actions) == [said("Nine to five."), listen()]

@@ -492,21 +492,23 @@ class RateLimitedThenFine:
 
     offline = True
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, clock: Clock) -> None:
         self.failures = failures
+        self.clock = clock
         self.asked: list[str | None] = []
 
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
                now: float) -> Replied | Failed:
         self.asked.append(state.pending)
         if len(self.asked) <= self.failures:
+            self.clock.advance(2)  # the caller's hold plays while time passes
             return Failed(now, "rate_limit", "429 Too Many Requests")
         return Replied(now, f"You asked: {state.pending}", personality=ask.personality)
 
 
 def test_a_long_rate_limit_keeps_the_caller_on_hold_until_the_model_answers(
-        call: Call, app: Flask) -> None:
-    responder = RateLimitedThenFine(failures=8)
+        call: Call, app: Flask, clock: Clock) -> None:
+    responder = RateLimitedThenFine(failures=8, clock=clock)
     app.extensions["phoney"].call_service.responder = responder
     c = call(to=RECEPTIONIST).start()
     heard = act(c, lambda: c.say("do you do whitening"))
