@@ -12,8 +12,10 @@ from flask.cli import AppGroup
 
 from engine.ai.model import make_client
 from engine.flows.export import render
-from engine.flows.loader import load, load_project
+from engine.flows.loader import LoadResult, load, load_project
+from engine.flows.model import Flow
 from engine.flows.problems import has_errors
+from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
 from engine.speech import AudioCache, Synthesizer
 from engine.speech.warmup import warm
 from engine.web.services import services
@@ -34,16 +36,24 @@ def validate_command(paths: tuple[Path, ...], fmt: str) -> None:
     """Check flows and personalities; every problem at once, exit 1 on any error.
 
     PATHS are files or directories (default: flows/ and personalities/). Personalities and
-    flows not given are read from the project to resolve references.
+    flows not given are read from the project to resolve references. Scenario files
+    (flows/*.test.yaml) are checked too, against the flows they call.
     """
     root = project_root()
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise click.UsageError(f"no such file or directory: {', '.join(missing)}")
+    flow_paths = [path for path in paths if not is_scenario_file(path)]
     if paths:
-        result = load(paths, context_paths=[root / "personalities"], root=Path.cwd())
+        result = load(flow_paths, context_paths=[root / "personalities"], root=Path.cwd()) \
+            if flow_paths else LoadResult(registry=None)
     else:
         result = load_project(root)
+    scenarios = load_scenarios(scenario_files(paths or [root / "flows"]),
+                               _flows_for_scenarios(result, root, given=bool(paths)),
+                               root=Path.cwd() if paths else root)
+    result.problems = sorted(set(result.problems + scenarios.problems))
+    result.files += scenarios.paths
     errors = sum(problem.severity == "error" for problem in result.problems)
     warnings = len(result.problems) - errors
     if fmt == "json":
@@ -57,6 +67,15 @@ def validate_command(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(summary if result.problems else f"{len(result.files)} files checked: all good",
                    err=True)
     sys.exit(1 if has_errors(result.problems) else 0)
+
+
+def _flows_for_scenarios(result: LoadResult, root: Path, given: bool) -> dict[str, Flow] | None:
+    """The flows scenario files are checked against: the given ones over the project's."""
+    project = load_project(root).registry if given else result.registry
+    if project is None and result.registry is None:
+        return None
+    return {**(project.flows if project else {}),
+            **(result.registry.flows if result.registry else {})}
 
 
 @flows_cli.command("export")

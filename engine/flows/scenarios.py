@@ -1,0 +1,346 @@
+"""Scenario files (`flows/<flow>.test.yaml`): read, check and compile them into plain values.
+
+The same steps as the flow loader: read YAML with marks, check `schemas/scenario.schema.json`,
+compile to frozen dataclasses, then check what the scenarios name against the flows (the flow
+itself, nodes, exits, vars), each problem at its file and line. Running them is
+`engine.authoring.runner`'s job; this module does no I/O beyond reading the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.flows.loader import SCENARIO_SUFFIX
+from engine.flows.model import AiNode, Flow, frozen_mapping
+from engine.flows.problems import Problem
+from engine.flows.schema import check_schema, did_you_mean
+from engine.flows.yamlread import Document, KeyPath, dotted, read_file
+from engine.runtime.state import Caller
+
+ACTIONS = ("say", "press", "silence", "dial", "record", "hangup")
+"""What a caller can do in one step; a step does at most one of them."""
+
+DEFAULT_AT = "2026-03-04T10:00:00"
+"""When a scenario without `at` rings: a Wednesday morning, fixed so that a scenario never
+depends on the day it runs."""
+
+DEFAULT_CALLER = "+15551230000"
+
+STATE_NAMES = ("personality", "status", "silences", "pending")
+"""Call state fields an `expect.vars` name may read besides the template context."""
+
+CONTEXT_NAMES = ("speech", "digits", "confidence", "caller", "vars", "turn", "now", "node",
+                 "call", *STATE_NAMES)
+
+
+@dataclass(frozen=True)
+class ModelScript:
+    """One answer of the scripted model: a reply and/or exit, or an error of a flow kind."""
+
+    reply: str = ""
+    exit: str | None = None
+    error: str | None = None
+    retry_after: float = 0.0
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.error:
+            return f"error {self.error}"
+        text = f"reply {self.reply!r}" if self.reply else ""
+        return " and ".join(part for part in (text, f"exit {self.exit}" if self.exit else "")
+                            if part)
+
+
+@dataclass(frozen=True)
+class Expect:
+    heard: tuple[str, ...] = ()
+    heard_matches: str | None = None
+    node: str | None = None
+    transfer: str | None = None
+    hangup: bool | None = None
+    vars: Mapping[str, Any] = field(default_factory=frozen_mapping)
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # 1-based, in the order of the file
+    line: int
+    action: str | None  # one of ACTIONS, or None: only checks (or the call ringing in)
+    value: Any = None
+    wait: float = 0.0
+    model: tuple[ModelScript, ...] = ()
+    expect: Expect = field(default_factory=Expect)
+
+    def action_text(self) -> str:
+        """`say 'Can I talk to a person?'`, `dial no-answer`, `silence`, ..."""
+        if self.action is None:
+            return "ring" if self.number == 1 else "check"  # see Scenario.rings_with_first_step
+        if self.action in ("silence", "hangup"):
+            return self.action
+        if self.action == "say":
+            return f"say {self.value!r}"
+        return f"{self.action} {self.value}"
+
+    def describe(self) -> str:
+        """`step 2 (say 'Can I talk to a person?')`."""
+        return f"step {self.number} ({self.action_text()})"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    line: int
+    at: datetime  # naive: local time in the flow's timezone; aware when `at` had an offset
+    caller: str
+    called: str | None
+    vars: Mapping[str, Any]
+    steps: tuple[Step, ...]
+
+    @property
+    def rings_with_first_step(self) -> bool:
+        """A first step without a caller action is the call ringing in."""
+        return bool(self.steps) and self.steps[0].action is None
+
+
+@dataclass(frozen=True)
+class ScenarioFile:
+    path: str  # as shown in messages
+    flow_id: str
+    scenarios: tuple[Scenario, ...]
+
+
+@dataclass
+class ScenarioLoad:
+    files: list[ScenarioFile] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
+def is_scenario_file(path: Path) -> bool:
+    return path.name.endswith(SCENARIO_SUFFIX)
+
+
+def scenario_files(paths: Iterable[Path]) -> list[Path]:
+    """The scenario files among `paths`: given ones, and those inside given directories."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and is_scenario_file(p))
+        elif is_scenario_file(path):
+            found.append(path)
+    return found
+
+
+def flow_of(path: Path) -> str:
+    return path.name.removesuffix(SCENARIO_SUFFIX)
+
+
+# -- compile (the document passed its schema) --------------------------------------------------
+
+def _model(raw: Any) -> tuple[ModelScript, ...]:
+    entries = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    return tuple(ModelScript(reply=entry.get("reply", ""), exit=entry.get("exit"),
+                             error=entry.get("error"),
+                             retry_after=float(entry.get("retry_after", 0.0)),
+                             detail=entry.get("detail", "")) for entry in entries)
+
+
+def _expect(raw: Mapping[str, Any]) -> Expect:
+    heard = raw.get("heard", ())
+    return Expect(heard=(heard,) if isinstance(heard, str) else tuple(heard),
+                  heard_matches=raw.get("heard_matches"), node=raw.get("node"),
+                  transfer=raw.get("transfer"), hangup=raw.get("hangup"),
+                  vars=frozen_mapping(raw.get("vars", {})), events=tuple(raw.get("events", ())))
+
+
+def _step(number: int, raw: Mapping[str, Any], line: int) -> Step:
+    action = next((name for name in ACTIONS if name in raw), None)
+    return Step(number=number, line=line, action=action,
+                value=raw.get(action) if action else None, wait=float(raw.get("wait", 0)),
+                model=_model(raw.get("model")), expect=_expect(raw.get("expect", {})))
+
+
+def _at(text: str | None) -> datetime:
+    return datetime.fromisoformat((text or DEFAULT_AT).replace("Z", "+00:00"))
+
+
+def compile_scenarios(document: Document) -> ScenarioFile:
+    """Compile a schema-valid scenario document (checked with `check_scenarios` first)."""
+    scenarios = []
+    for index, raw in enumerate(document.data["scenarios"]):
+        base: KeyPath = ("scenarios", index)
+        scenarios.append(Scenario(
+            name=raw["name"], line=document.mark(base).line, at=_at(raw.get("at")),
+            caller=raw.get("from", DEFAULT_CALLER), called=raw.get("to"),
+            vars=frozen_mapping(raw.get("vars", {})),
+            steps=tuple(_step(at + 1, step, document.mark((*base, "steps", at)).line)
+                        for at, step in enumerate(raw["steps"]))))
+    return ScenarioFile(document.path, document.data["flow"], tuple(scenarios))
+
+
+# -- checks: each reports every offender -------------------------------------------------------
+
+def _steps(document: Document) -> Iterator[tuple[KeyPath, Mapping[str, Any]]]:
+    for index, scenario in enumerate(document.data["scenarios"]):
+        for number, step in enumerate(scenario["steps"]):
+            yield ("scenarios", index, "steps", number), step
+
+
+def _model_entries(step: Mapping[str, Any], path: KeyPath
+                   ) -> Iterator[tuple[KeyPath, Mapping[str, Any]]]:
+    raw = step.get("model")
+    if isinstance(raw, list):
+        yield from (((*path, "model", i), entry) for i, entry in enumerate(raw))
+    elif raw is not None:
+        yield (*path, "model"), raw
+
+
+def _shape(document: Document) -> Iterator[Problem]:
+    """What the schema cannot say well: one action a step, model entries that make sense."""
+    names: dict[str, int] = {}
+    for index, scenario in enumerate(document.data["scenarios"]):
+        name = scenario["name"]
+        if name in names:
+            yield document.problem(("scenarios", index, "name"),
+                                   f"scenarios[{index}].name: duplicate scenario name {name!r} "
+                                   f"(first on line {names[name]}); give each a name of its own")
+        names.setdefault(name, document.mark(("scenarios", index, "name")).line)
+        if "at" in scenario:
+            try:
+                _at(scenario["at"])
+            except ValueError as error:
+                yield document.problem(("scenarios", index, "at"),
+                                       f"scenarios[{index}].at: {error}")
+    for path, step in _steps(document):
+        actions = [name for name in ACTIONS if name in step]
+        if len(actions) > 1:
+            yield document.problem((*path, actions[1]), f"{dotted(path)}: a step does one thing; "
+                                   f"this one has {' and '.join(actions)}: split it in two steps",
+                                   at_key=True)
+        for where, entry in _model_entries(step, path):
+            if not any(key in entry for key in ("reply", "exit", "error")):
+                yield document.problem(where, f"{dotted(where)}: say what the model does: "
+                                              "reply, exit or error")
+            if "error" in entry and ("reply" in entry or "exit" in entry):
+                yield document.problem(where, f"{dotted(where)}: an error entry cannot also "
+                                              "reply or exit; script the reply as the next entry")
+            if "retry_after" in entry and entry.get("error") != "rate_limit":
+                yield document.problem((*where, "retry_after"), f"{dotted(where)}.retry_after: "
+                                       "only an `error: rate_limit` entry waits", at_key=True)
+        pattern = step.get("expect", {}).get("heard_matches")
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                where = (*path, "expect", "heard_matches")
+                yield document.problem(where, f"{dotted(where)}: not a valid regular "
+                                              f"expression: {error}")
+
+
+def _references(document: Document, flow: Flow) -> Iterator[Problem]:
+    """Nodes, exits and vars the scenarios name must exist in the flow."""
+    nodes = list(flow.nodes)
+    exits = sorted({exit_.to for node in flow.nodes.values() if isinstance(node, AiNode)
+                    for exit_ in node.exits})
+    for index, scenario in enumerate(document.data["scenarios"]):
+        for name in scenario.get("vars", {}):
+            if name not in flow.vars:
+                where: KeyPath = ("scenarios", index, "vars", name)
+                yield document.problem(where, f"{dotted(where)}: flow '{flow.id}' has no var "
+                                       f"'{name}'{did_you_mean(name, list(flow.vars))}",
+                                       at_key=True)
+    for path, step in _steps(document):
+        node = step.get("expect", {}).get("node")
+        if node is not None and node not in flow.nodes:
+            where = (*path, "expect", "node")
+            yield document.problem(where, f"{dotted(where)}: flow '{flow.id}' has no node "
+                                          f"'{node}'{did_you_mean(node, nodes)}")
+        for name in step.get("expect", {}).get("vars", {}):
+            problem = _context_name(str(name), flow)
+            if problem:
+                where = (*path, "expect", "vars", name)
+                yield document.problem(where, f"{dotted(where)}: {problem}", at_key=True)
+        for where, entry in _model_entries(step, path):
+            target = entry.get("exit")
+            if target is None or target in exits:
+                continue
+            if target not in flow.nodes:
+                message = f"flow '{flow.id}' has no node '{target}'{did_you_mean(target, nodes)}"
+            else:
+                message = (f"no ai node of flow '{flow.id}' has an exit to '{target}'; its "
+                           f"exits: {', '.join(exits) or 'none'}")
+            yield document.problem((*where, "exit"), f"{dotted(where)}.exit: {message}")
+
+
+def _context_name(name: str, flow: Flow) -> str | None:
+    first, _, rest = name.partition(".")
+    if first not in CONTEXT_NAMES:
+        return (f"unknown name '{first}'{did_you_mean(first, CONTEXT_NAMES)}; "
+                f"use one of: {', '.join(CONTEXT_NAMES)}")
+    name = rest.partition(".")[0]
+    if first == "vars" and name not in flow.vars:
+        return f"flow '{flow.id}' has no var '{name}'{did_you_mean(name, list(flow.vars))}"
+    fields = [spec.name for spec in dataclasses.fields(Caller)]
+    if first == "caller" and rest and name not in fields:
+        return (f"the caller has no '{name}'{did_you_mean(name, fields)}; "
+                f"use one of: {', '.join(fields)}")
+    return None
+
+
+def check_scenarios(document: Document, flows: Mapping[str, Flow] | None,
+                    file_name: str) -> list[Problem]:
+    """Every problem of one scenario document; `flows` None skips the reference checks."""
+    problems = check_schema(document, "scenario")
+    if problems:
+        return problems
+    flow_id = document.data["flow"]
+    expected = file_name.removesuffix(SCENARIO_SUFFIX)
+    if flow_id != expected:
+        problems.append(document.problem(("flow",), f"flow: '{flow_id}' differs from the file "
+                                         f"name '{file_name}'; scenarios for flow '{flow_id}' "
+                                         f"go in flows/{flow_id}{SCENARIO_SUFFIX}"))
+    problems += _shape(document)
+    if flows is None:
+        problems.append(document.problem(("flow",), "flow: the flows do not load, so the "
+                                         "nodes and exits named here were not checked",
+                                         severity="warning"))
+    elif flow_id not in flows:
+        problems.append(document.problem(("flow",), f"flow: unknown flow '{flow_id}'"
+                                         f"{did_you_mean(flow_id, list(flows))}; known flows: "
+                                         f"{', '.join(sorted(flows)) or 'none'}"))
+    else:
+        problems += _references(document, flows[flow_id])
+    return sorted(set(problems))
+
+
+def load_scenarios(paths: Iterable[Path], flows: Mapping[str, Flow] | None,
+                   root: Path | None = None) -> ScenarioLoad:
+    """Read, check and compile scenario files; a file with errors is not compiled."""
+    result = ScenarioLoad()
+    for path in paths:
+        shown = _display(path, root)
+        result.paths.append(shown)
+        document, problems = read_file(path, shown)
+        if document is not None and not problems:
+            problems = check_scenarios(document, flows, path.name)
+        result.problems += problems
+        if document is not None and not any(p.severity == "error" for p in problems):
+            result.files.append(compile_scenarios(document))
+    result.problems = sorted(set(result.problems))
+    return result
+
+
+def _display(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            pass
+    return str(path)
