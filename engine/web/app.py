@@ -22,6 +22,7 @@ from engine.store import CallStore, open_store
 from engine.web.auth import auth, configure_auth
 from engine.web.call_service import CallService, VoicingFactory
 from engine.web.control import control
+from engine.web.dashboard import dashboard
 from engine.web.library import FlowLibrary
 from engine.web.live import install_live_events
 from engine.web.media import media
@@ -68,6 +69,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     app.register_blueprint(voice)
     app.register_blueprint(auth)
     app.register_blueprint(control)
+    app.register_blueprint(dashboard)
     app.register_blueprint(media)
     install_live_events(app, settings, store)  # publisher thread, /api/events, /api/calls
     app.cli.add_command(speech_cli)

@@ -1,0 +1,152 @@
+/* Phoney dashboard: the list of live and recent calls (GET /), kept up to date by live events.
+ *
+ * The list starts from GET /api/calls, whose `last_event_id` (read before the list) is where the
+ * live feed takes over; each event updates its call's row in place. An event for a call the page
+ * does not know (started before the list was read, or past its limit) fetches that call once.
+ */
+(function () {
+  "use strict";
+  var P = window.Phoney;
+  var el = P.el;
+
+  var calls = new Map();  // call_sid -> call summary (as /api/calls gives it)
+  var rows = new Map();   // call_sid -> <tr>
+  var fetching = new Set();
+  var body = document.getElementById("calls-body");
+  var empty = document.getElementById("calls-empty");
+  var count = document.getElementById("calls-count");
+  var problem = document.getElementById("calls-error");
+
+  function duration(call) {
+    var t = call.timings || {};
+    if (!call.live) {
+      if (typeof t.duration === "number") { return t.duration; }
+      if (typeof t.ended_at === "number" && typeof t.started_at === "number") { return t.ended_at - t.started_at; }
+      return t.elapsed;
+    }
+    return typeof t.started_at === "number" ? P.serverNow() - t.started_at : null;
+  }
+
+  function statusText(call) {
+    if (call.ending && call.live) { return "ending…"; }
+    return call.status || "unknown";
+  }
+
+  function cell(text, className) {
+    return el("td", { className: className, text: text === null || text === undefined || text === "" ? "–" : text });
+  }
+
+  function renderRow(call) {
+    var row = rows.get(call.call_sid);
+    var fresh = !row;
+    if (fresh) {
+      row = el("tr", { dataset: { callSid: call.call_sid } });
+      rows.set(call.call_sid, row);
+    }
+    P.clear(row);
+    var link = el("a", { href: "/calls/" + encodeURIComponent(call.call_sid), text: call.caller || "unknown caller" });
+    var callerCell = el("td", { className: "caller" }, link);
+    if (call.errors) { callerCell.appendChild(el("span", { className: "badge bad", title: "errors in this call", text: String(call.errors) })); }
+    row.appendChild(callerCell);
+    row.appendChild(cell(call.flow, "flow"));
+    row.appendChild(cell(call.personality, "personality"));
+    row.appendChild(cell(call.node, "node"));
+    row.appendChild(cell(P.formatDuration(duration(call)), "duration"));
+    var status = el("span", { className: "pill", text: statusText(call), dataset: { status: call.live ? (call.ending ? "ending" : "live") : (call.status || "unknown") } });
+    row.appendChild(el("td", { className: "status" }, status));
+    row.appendChild(cell(P.formatTime((call.timings || {}).started_at), "started"));
+    row.classList.toggle("live", !!call.live);
+    return row;
+  }
+
+  function order(a, b) {
+    if (!!a.live !== !!b.live) { return a.live ? -1 : 1; }
+    return ((b.timings || {}).started_at || 0) - ((a.timings || {}).started_at || 0);
+  }
+
+  function renderAll() {
+    var sorted = Array.from(calls.values()).sort(order);
+    sorted.forEach(function (call) { body.appendChild(rows.get(call.call_sid) || renderRow(call)); });
+    empty.hidden = sorted.length > 0;
+    var liveCount = sorted.filter(function (call) { return call.live; }).length;
+    count.textContent = sorted.length ? liveCount + " live · " + sorted.length + " shown" : "";
+  }
+
+  function upsert(call) {
+    var known = calls.get(call.call_sid);
+    var merged = Object.assign({}, known || {}, call);
+    merged.timings = Object.assign({}, (known || {}).timings || {}, call.timings || {});
+    calls.set(call.call_sid, merged);
+    return renderRow(merged);
+  }
+
+  function fetchCall(callSid) {
+    if (fetching.has(callSid)) { return; }
+    fetching.add(callSid);
+    P.api("/api/calls/" + encodeURIComponent(callSid)).then(function (found) {
+      var summary = {};
+      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings"].forEach(function (key) { summary[key] = found[key]; });
+      P.shown(upsert(summary), null);
+      renderAll();
+    }, function () { /* gone or not stored yet: the next event tries again */ })
+      .then(function () { fetching.delete(callSid); });
+  }
+
+  function onEvent(event) {
+    var sid = event.call_sid;
+    var data = event.data || {};
+    var known = calls.get(sid);
+    var change = null;
+    if (event.name === "call.start") {
+      change = { call_sid: sid, caller: data.caller, flow: data.flow, personality: data.personality,
+                 node: data.node, called: data.called, status: "in-progress", live: true,
+                 timings: { started_at: event.at, updated_at: event.at } };
+    } else if (!known) {
+      fetchCall(sid);
+      return;
+    } else {
+      change = { call_sid: sid, timings: { updated_at: event.at } };
+      if (data.node) { change.node = data.node; }
+      if (event.name === "call.error") { change.errors = (known.errors || 0) + 1; }
+      if (event.name === "call.response" && data.personality) { change.personality = data.personality; }
+      if (event.name === "call.end") {
+        if (data.status === "requested") {
+          change.ending = true;  // the dashboard asked Twilio; the status callback confirms
+        } else {
+          change.status = data.status || "completed";
+          change.live = false;
+          change.timings.ended_at = event.at;
+          if (typeof data.duration === "number") { change.timings.duration = data.duration; }
+        }
+      }
+    }
+    P.shown(upsert(change), event);
+    renderAll();
+  }
+
+  function load() {
+    return P.api("/api/calls").then(function (answer) {
+      problem.hidden = true;
+      (answer.calls || []).forEach(upsert);
+      renderAll();
+      return answer.last_event_id || 0;
+    }, function (error) {
+      problem.textContent = "Could not load the calls: " + error.message;
+      problem.hidden = false;
+      return 0;
+    });
+  }
+
+  var feed = P.live({ onEvent: onEvent, onResync: load });
+  feed.ready.then(load).then(function (after) { feed.start(after); });
+
+  // Durations of live calls tick without events.
+  window.setInterval(function () {
+    calls.forEach(function (call) {
+      if (!call.live) { return; }
+      var row = rows.get(call.call_sid);
+      var target = row && row.querySelector("td.duration");
+      if (target) { target.textContent = P.formatDuration(duration(call)); }
+    });
+  }, 1000);
+})();
