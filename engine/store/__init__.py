@@ -2,12 +2,14 @@
 
 from engine.store.base import CallStore, CallSummary, NewEvent, StepConflict, StoredEvent
 from engine.store.factory import open_store
+from engine.store.redis_store import RedisStore
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
     "CallStore",
     "CallSummary",
     "NewEvent",
+    "RedisStore",
     "SQLiteStore",
     "StepConflict",
     "StoredEvent",

@@ -4,7 +4,9 @@ Accepted forms (SQLAlchemy-style for SQLite):
 - `sqlite:///relative/path.db` (relative to the working directory)
 - `sqlite:////absolute/path.db`
 - `sqlite://` or `sqlite:///:memory:` (a private in-memory database, for tests)
-- `redis://...`, `rediss://...`, `unix://...` (the Redis backend, to scale out)
+- `redis://[user:password@]host:port/db`, `rediss://...` (TLS), `unix:///path/to/redis.sock?db=0`
+  (the Redis backend, to scale out), with optional `prefix=`, `ended_ttl=` and `active_ttl=`
+  query parameters (see `engine.store.redis_store`)
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.store.base import CallStore
+from engine.store.redis_store import RedisStore
 from engine.store.sqlite import SQLiteStore
 
 ACCEPTED_FORMS = ("sqlite:///relative/path.db, sqlite:////absolute/path.db, "
-                  "redis://host:port/db")
+                  "redis://host:port/db, rediss://host:port/db, unix:///path/to/redis.sock")
 
 
 def _open_sqlite(url: str) -> CallStore:
@@ -32,8 +35,8 @@ def _open_sqlite(url: str) -> CallStore:
 
 
 def _open_redis(url: str) -> CallStore:
-    raise ValueError(f"STORE_URL {url!r}: the Redis store is not available yet; "
-                     f"use a SQLite URL such as sqlite:///instance/phoney.db")
+    scheme, _, rest = url.partition(":")
+    return RedisStore(f"{scheme.lower()}:{rest}")  # redis-py wants the scheme in lower case
 
 
 _OPENERS: dict[str, Callable[[str], CallStore]] = {

@@ -17,19 +17,21 @@ import pytest
 from engine.runtime.state import Caller, CallState, Message
 from engine.store import CallStore, NewEvent, StepConflict, open_store
 
-BACKENDS = ["sqlite"]  # add "redis" here once engine.store has the Redis backend
+BACKENDS = ["sqlite", "redis"]
 
 
-def _url(backend: str, tmp_path: Path) -> str:
+def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend == "sqlite":
         # An absolute path (sqlite:////...) in a directory that does not exist yet.
         return f"sqlite:///{tmp_path / 'data' / 'calls.db'}"
+    if backend == "redis":  # a key prefix of its own (conftest.py); skipped with no server
+        return str(request.getfixturevalue("redis_url"))
     raise AssertionError(f"no URL for backend {backend!r}")
 
 
 @pytest.fixture(params=BACKENDS)
 def open_again(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], CallStore]]:
-    url = _url(request.param, tmp_path)
+    url = _url(request.param, request, tmp_path)
     opened: list[CallStore] = []
 
     def open_() -> CallStore:

@@ -101,12 +101,6 @@ def test_open_store_relative_path_is_from_the_working_directory(
     assert (tmp_path / "instance" / "phoney.db").is_file()
 
 
-@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://cache.example:6380"])
-def test_open_store_redis_is_not_available_yet(url: str) -> None:
-    with pytest.raises(ValueError, match="Redis store is not available yet"):
-        open_store(url)
-
-
 @pytest.mark.parametrize("url", ["postgres://db/phoney", "calls.db", "", "sqlite:calls.db",
                                  "sqlite:///"])
 def test_open_store_rejects_other_urls(url: str) -> None:

@@ -1,0 +1,426 @@
+"""The Redis `CallStore`: for several server processes (or machines) behind one load balancer.
+
+Every write that must be atomic is one Lua script (EVALSHA through redis-py's `register_script`,
+which loads the script again after a `SCRIPT FLUSH` or a failover), so the server runs it with no
+other command in between. A script checks everything first and writes only after every check
+passed: Redis does not roll a script back, so nothing may fail once it has started writing.
+Values are serialised (JSON) in Python before the script is called, so an unserialisable event
+fails before anything is sent.
+
+Keys, all under a configurable prefix P (default `phoney:`; URL `?prefix=`):
+
+| key | type | holds | expires |
+| --- | --- | --- | --- |
+| `P state:<sid>` | hash | `state` (JSON without status/ended), `step`, `status`, `ended` | hot |
+| `P responses:<sid>` | hash | request key -> TwiML answered to it | hot |
+| `P call:<sid>` | hash | the summary (`CallSummary` fields) and `closed` | kept |
+| `P calls` | sorted set | call sids, score `updated_at` (`list_calls`; ties: sid) | kept |
+| `P events` | sorted set | every event as its JSON, score its id | kept |
+| `P events:<sid>` | sorted set | the same members, for one call | kept |
+| `P event-id` | string | the last event id given (INCR in the script that adds the event) | kept |
+| `P blob:<key>` | string | `put_blob` values | by key prefix |
+
+Expiry ("hot" above): the state and the answered requests are what the webhooks of a live call
+need. When a call ends (a step whose state is ended or has a final status, or `close_call` with a
+final status) both get a TTL of `ended_ttl` (default 7 days: long enough for Twilio's retries and
+for support to look at a call's raw state); while a call is live they get `active_ttl` (default
+2 days, renewed by every step), so a call whose end never arrived does not stay forever. After
+they expire a late webhook conflicts (StepConflict, "not stored") instead of reviving the call.
+The summary and the events are the call's history (dashboard, transcripts, SSE resume): they are
+kept without TTL, as the SQLite backend keeps them; prune them, if needed, outside the request
+path. Blobs get a TTL by key prefix (`blob_ttls`): `stream:` (streamed replies) one hour;
+flow snapshots, cached audio, cursors and secrets are kept.
+
+Status and `ended` live in their own fields of the state hash rather than in the JSON, so that
+`close_call` changes them without decoding and encoding the JSON in Lua (whose cjson would round
+the floats).
+
+Event ids come from INCR inside the script that stores the events, so ids increase across all
+calls in the order the events become visible: a reader that has seen id N never sees a smaller id
+appear later. Each event is stored as its JSON (id included) as the member of both sorted sets.
+
+Connections: one pool per store (redis-py's, reset after a fork), socket timeouts of a few
+seconds, a health check of idle connections and at most two quick retries of a failed command, so
+a Redis outage fails a webhook well within Twilio's 15 s instead of hanging it. A retried
+`commit_step` whose first attempt did reach the server is answered StepConflict (its request is
+already answered), like any duplicate; a retried `record_events` may store its events twice.
+
+With Redis Cluster every key a script touches must hash to one slot: use a prefix with a hash tag,
+such as `{phoney}:`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast
+from urllib.parse import parse_qsl, urlencode
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
+from engine.store.base import CallSummary, NewEvent, StepConflict, StoredEvent
+
+DEFAULT_PREFIX = "phoney:"
+DAY = 24 * 3600.0
+DEFAULT_ENDED_TTL = 7 * DAY
+DEFAULT_ACTIVE_TTL = 2 * DAY
+DEFAULT_BLOB_TTLS: Mapping[str, float] = {"stream:": 3600.0}
+SOCKET_TIMEOUT = 3.0
+CONNECT_TIMEOUT = 2.0
+HEALTH_CHECK_INTERVAL = 30
+RETRIES = 2
+
+# Query parameters this store reads itself; every other one goes to redis-py.
+_OWN_PARAMS = ("prefix", "ended_ttl", "active_ttl")
+
+
+class _From(enum.Enum):
+    URL = "the URL's query parameter, else the default"
+
+
+FROM_URL: Literal[_From.URL] = _From.URL
+
+# The events' shared part: ARGV[first..] are JSON objects without an id; each gets the next id.
+_ADD_EVENTS = """
+local function add_events(first, all_events, call_events, counter)
+  for i = first, #ARGV do
+    local id = string.format('%d', redis.call('INCR', counter))
+    local member = '{"id":' .. id .. ',' .. string.sub(ARGV[i], 2)
+    redis.call('ZADD', all_events, id, member)
+    redis.call('ZADD', call_events, id, member)
+  end
+end
+"""
+
+# KEYS: state, responses, summary, calls, events, call events, event id
+# ARGV: sid, previous step ('' for a new call), request key, response, state JSON, step, status,
+#       ended ('1'/'0'), over ('1'/'0'), at, ended TTL ms, active TTL ms ('' for none),
+#       flow_id, flow_version, caller, called, node, personality, started_at, events...
+_COMMIT_STEP = _ADD_EVENTS + """
+local state, responses, summary = KEYS[1], KEYS[2], KEYS[3]
+local stored = redis.call('HGET', state, 'step')
+if ARGV[2] == '' then
+  if stored or redis.call('EXISTS', summary) == 1 then
+    return 'call ' .. ARGV[1] .. ' already exists'
+  end
+elseif not stored then
+  return 'call ' .. ARGV[1] .. ' is not stored'
+elseif stored ~= ARGV[2] then
+  return 'call ' .. ARGV[1] .. ' is at step ' .. stored .. ', not ' .. ARGV[2]
+end
+if redis.call('HEXISTS', responses, ARGV[3]) == 1 then
+  return 'call ' .. ARGV[1] .. ': request ' .. ARGV[3] .. ' was already answered'
+end
+local status, ended, over = ARGV[7], ARGV[8], ARGV[9] == '1'
+if redis.call('HGET', summary, 'closed') == '1' then
+  -- The status callback had the final word: a step racing it cannot reopen the call.
+  status, ended, over = redis.call('HGET', summary, 'status'), '1', true
+end
+local at = ARGV[10]
+redis.call('HSET', state, 'state', ARGV[5], 'step', ARGV[6], 'status', status, 'ended', ended)
+redis.call('HSET', responses, ARGV[3], ARGV[4])
+redis.call('HSET', summary, 'call_sid', ARGV[1], 'flow_id', ARGV[13], 'flow_version', ARGV[14],
+           'caller', ARGV[15], 'called', ARGV[16], 'status', status, 'node', ARGV[17],
+           'personality', ARGV[18], 'started_at', ARGV[19], 'updated_at', at)
+if not over then
+  redis.call('HDEL', summary, 'ended_at')
+elseif redis.call('HEXISTS', summary, 'ended_at') == 0 then
+  redis.call('HSET', summary, 'ended_at', at)
+end
+redis.call('ZADD', KEYS[4], at, ARGV[1])
+add_events(20, KEYS[5], KEYS[6], KEYS[7])
+local ttl = ARGV[12]
+if over then ttl = ARGV[11] end
+for _, key in ipairs({state, responses}) do
+  if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
+end
+return 'ok'
+"""
+
+# KEYS: events, call events, event id.  ARGV: events (from 1).
+_RECORD_EVENTS = _ADD_EVENTS + """
+add_events(1, KEYS[1], KEYS[2], KEYS[3])
+return 'ok'
+"""
+
+# KEYS: state, responses, summary, calls
+# ARGV: sid, status, final ('1'/'0'), duration ('' for none), at, ended TTL ms ('' for none)
+_CLOSE_CALL = """
+local state, responses, summary = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', summary) == 0 then return 0 end
+local closed = redis.call('HGET', summary, 'closed') == '1'
+local final = ARGV[3] == '1'
+if closed and not final then return 0 end  -- a late 'ringing' must not undo 'completed'
+local at = ARGV[5]
+redis.call('HSET', summary, 'status', ARGV[2], 'updated_at', at)
+if ARGV[4] ~= '' then redis.call('HSET', summary, 'duration', ARGV[4]) end
+if redis.call('EXISTS', state) == 1 then
+  redis.call('HSET', state, 'status', ARGV[2])
+  if final then redis.call('HSET', state, 'ended', '1') end
+end
+if final then
+  if not closed then redis.call('HSET', summary, 'ended_at', at, 'closed', '1') end
+  for _, key in ipairs({state, responses}) do
+    if ARGV[6] == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ARGV[6]) end
+  end
+end
+redis.call('ZADD', KEYS[4], at, ARGV[1])
+return 1
+"""
+
+# KEYS: the blob.  ARGV: '1' if a value is expected ('0': absent), expected, new, TTL ms or ''.
+_COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
+end
+if ARGV[4] == '' then
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
+return 1
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text(value: bytes | str | None) -> str:
+    """redis-py's replies are bytes here (decode_responses=False); its types also allow str."""
+    return "" if value is None else value if isinstance(value, str) else value.decode()
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _number(value: float) -> str:
+    """A float as the exact decimal Redis and Python both read back to the same value."""
+    return repr(float(value))
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else max(1, round(seconds * 1000))
+
+
+def _ms_arg(seconds: float | None) -> str:
+    """A TTL as a script argument: milliseconds, or '' for none."""
+    ms = _ms(seconds)
+    return "" if ms is None else str(ms)
+
+
+def _ttl_param(name: str, value: str) -> float | None:
+    if value.lower() in ("", "none", "0"):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"Redis URL: {name}={value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise ValueError(f"Redis URL: {name}={value!r} is negative")
+    return seconds
+
+
+def _summary(raw: Mapping[bytes | str, bytes | str]) -> CallSummary:
+    fields = {_text(name): _text(value) for name, value in raw.items()}
+
+    def get(name: str) -> str:
+        return fields[name]
+
+    ended_at = fields.get("ended_at")
+    duration = fields.get("duration")
+    return CallSummary(
+        call_sid=get("call_sid"), flow_id=get("flow_id"), flow_version=get("flow_version"),
+        caller=get("caller"), called=get("called"), status=get("status"), node=get("node"),
+        personality=get("personality"), started_at=float(get("started_at")),
+        updated_at=float(get("updated_at")),
+        ended_at=None if ended_at is None else float(ended_at),
+        duration=None if duration is None else int(duration))
+
+
+def _event(member: bytes | str) -> StoredEvent:
+    data = json.loads(member)
+    return StoredEvent(id=int(data["id"]), call_sid=data["call_sid"], name=data["name"],
+                       data=data["data"], at=data["at"])
+
+
+def _redacted(url: str) -> str:
+    """`url` without its password (in the authority or as a query parameter)."""
+    url = re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
+
+
+class RedisStore:
+    """`CallStore` on a Redis server; `url` is a redis://, rediss:// or unix:// URL.
+
+    The URL may carry `prefix`, `ended_ttl` and `active_ttl` (seconds; `none` for no TTL) query
+    parameters; the keyword arguments, when given, win over them. Other query parameters are
+    redis-py's (`db`, `ssl_cert_reqs`, ...). Nothing connects before the first command.
+    """
+
+    def __init__(self, url: str, *, prefix: str | None = None,
+                 ended_ttl: float | Literal[_From.URL] | None = FROM_URL,
+                 active_ttl: float | Literal[_From.URL] | None = FROM_URL,
+                 blob_ttls: Mapping[str, float] | None = None) -> None:
+        # Not urlunsplit: it would turn unix:///path into unix:/path.
+        base, _, query_string = url.partition("?")
+        query = parse_qsl(query_string, keep_blank_values=True)
+        own = {name: value for name, value in query if name in _OWN_PARAMS}
+        rest = [(name, value) for name, value in query if name not in _OWN_PARAMS]
+        self.url = _redacted(url)
+        self.prefix = prefix if prefix is not None else own.get("prefix", DEFAULT_PREFIX)
+        self.ended_ttl = self._ttl(ended_ttl, own, "ended_ttl", DEFAULT_ENDED_TTL)
+        self.active_ttl = self._ttl(active_ttl, own, "active_ttl", DEFAULT_ACTIVE_TTL)
+        self.blob_ttls = dict(DEFAULT_BLOB_TTLS if blob_ttls is None else blob_ttls)
+        self.client: redis.Redis = redis.Redis.from_url(
+            f"{base}?{urlencode(rest)}" if rest else base,
+            decode_responses=False, socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT, socket_keepalive=True,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), RETRIES))
+        self._commit_step = self.client.register_script(_COMMIT_STEP)
+        self._record_events = self.client.register_script(_RECORD_EVENTS)
+        self._close_call = self.client.register_script(_CLOSE_CALL)
+        self._compare_and_set = self.client.register_script(_COMPARE_AND_SET)
+
+    @staticmethod
+    def _ttl(given: float | Literal[_From.URL] | None, own: Mapping[str, str], name: str,
+             default: float) -> float | None:
+        if given is not FROM_URL:
+            return given
+        return _ttl_param(name, own[name]) if name in own else default
+
+    # Keys
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _call_keys(self, call_sid: str) -> tuple[str, str, str]:
+        return (self._key("state", call_sid), self._key("responses", call_sid),
+                self._key("call", call_sid))
+
+    def _event_keys(self, call_sid: str) -> list[str]:
+        return [self._key("events"), self._key("events", call_sid), self._key("event-id")]
+
+    def _blob_ttl(self, key: str) -> float | None:
+        matches = [prefix for prefix in self.blob_ttls if key.startswith(prefix)]
+        return self.blob_ttls[max(matches, key=len)] if matches else None
+
+    @staticmethod
+    def _event_bodies(call_sid: str, events: Sequence[NewEvent], at: float) -> list[str]:
+        # Serialised here, before any script runs: an unserialisable event stores nothing.
+        return [_dumps({"call_sid": call_sid, "name": event.name, "data": dict(event.data),
+                        "at": float(at)}) for event in events]
+
+    # CallStore
+
+    def commit_step(self, previous: CallState | None, state: CallState,
+                    events: Sequence[NewEvent], request_key: str, response: str,
+                    at: float) -> None:
+        if previous is not None and previous.call_sid != state.call_sid:
+            raise ValueError(f"commit_step: previous state is of call {previous.call_sid!r}, "
+                             f"the new one of {state.call_sid!r}")
+        sid = state.call_sid
+        body = state_to_dict(state)
+        status, ended = body.pop("status"), body.pop("ended")
+        over = state.ended or state.status in FINAL_STATUSES
+        outcome = self._commit_step(
+            keys=[*self._call_keys(sid), self._key("calls"), *self._event_keys(sid)],
+            args=[sid, "" if previous is None else str(previous.step), request_key, response,
+                  _dumps(body), str(state.step), status, "1" if ended else "0",
+                  "1" if over else "0", _number(at), _ms_arg(self.ended_ttl),
+                  _ms_arg(self.active_ttl),
+                  state.flow_id, state.flow_version, state.caller.number, state.called,
+                  state.node, state.personality, _number(state.started_at),
+                  *self._event_bodies(sid, events, at)])
+        if outcome != b"ok":
+            raise StepConflict(_text(outcome))
+
+    def get_state(self, call_sid: str) -> CallState | None:
+        body, status, ended = self.client.hmget(self._key("state", call_sid),
+                                                ["state", "status", "ended"])
+        if body is None:
+            return None
+        values = json.loads(body)
+        values["status"] = _text(status) or "in-progress"
+        values["ended"] = ended == b"1"
+        return state_from_dict(values)
+
+    def stored_response(self, call_sid: str, request_key: str) -> str | None:
+        found = self.client.hget(self._key("responses", call_sid), request_key)
+        return None if found is None else _text(found)
+
+    def record_events(self, call_sid: str, events: Sequence[NewEvent], at: float) -> None:
+        if not events:
+            return
+        self._record_events(keys=self._event_keys(call_sid),
+                            args=self._event_bodies(call_sid, events, at))
+
+    def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
+        """Final statuses end the call for good; any other status only updates the status."""
+        self._close_call(
+            keys=[*self._call_keys(call_sid), self._key("calls")],
+            args=[call_sid, status, "1" if status in FINAL_STATUSES else "0",
+                  "" if duration is None else str(int(duration)), _number(at),
+                  _ms_arg(self.ended_ttl)])
+
+    def list_calls(self, limit: int = 50) -> list[CallSummary]:
+        if limit <= 0:
+            return []
+        sids = cast("list[bytes]", self.client.zrevrange(self._key("calls"), 0, limit - 1))
+        pipe = self.client.pipeline(transaction=False)
+        for sid in sids:
+            pipe.hgetall(self._key("call", _text(sid)))
+        return [_summary(fields) for fields in pipe.execute() if fields]
+
+    def get_call(self, call_sid: str) -> CallSummary | None:
+        fields = self.client.hgetall(self._key("call", call_sid))
+        return _summary(fields) if fields else None
+
+    def events_after(self, after_id: int, call_sid: str | None = None,
+                     limit: int = 500) -> list[StoredEvent]:
+        if limit <= 0:
+            return []
+        key = self._key("events") if call_sid is None else self._key("events", call_sid)
+        members = cast("list[bytes]", self.client.zrangebyscore(
+            key, f"({int(after_id)}", "+inf", start=0, num=limit))
+        return [_event(member) for member in members]
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        self.client.set(self._key("blob", key), bytes(value), px=_ms(self._blob_ttl(key)))
+
+    def get_blob(self, key: str) -> bytes | None:
+        return _bytes(self.client.get(self._key("blob", key)))
+
+    def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
+        written = self._compare_and_set(
+            keys=[self._key("blob", key)],
+            args=["0" if expected is None else "1", b"" if expected is None else bytes(expected),
+                  bytes(new), _ms_arg(self._blob_ttl(key))])
+        return bool(written == 1)
+
+    def last_event_id(self) -> int:
+        found = self.client.get(self._key("event-id"))
+        return 0 if found is None else int(found)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        """Close the pool's connections; a later command opens new ones."""
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
