@@ -50,7 +50,9 @@ class FlowContext:
         return self.compiled.flow
 
     def at_edge(self, edge: Edge, message: str, severity: str = "error") -> Problem:
-        return self.document.problem(self.compiled.edge_paths[edge], message, severity=severity)
+        # An exit names its target as a key (`exits: {goodbye: ...}`), other edges as a value.
+        return self.document.problem(self.compiled.edge_paths[edge], message, severity=severity,
+                                     at_key=edge.kind == "exit")
 
     def at_node(self, node_id: str, message: str, severity: str = "error") -> Problem:
         return self.document.problem(("nodes", node_id), message, severity=severity, at_key=True)
@@ -152,13 +154,21 @@ def _missing_way_out(node: Node) -> str | None:
 _SILENT_KINDS = {"next", "no_input", "transfer_failed", "route"}
 
 
+def _taken_in_silence(edge: Edge, source: Node | None) -> bool:
+    # A listening node leaves by `next` or a route only when the caller answers; in silence
+    # it takes its own no_input edge. A switch routes without listening.
+    if edge.kind == "route":
+        return isinstance(source, SwitchNode)
+    return edge.kind != "next" or source is None or not source.listens
+
+
 def unbounded_no_input_loops(context: FlowContext) -> Iterator[Problem]:
     """A caller who never speaks must not keep the call going forever."""
     flow = context.flow
     if flow.limits is not None:
         return  # max_turns / max_seconds bound every loop
     silent = [edge for edge in flow.edges if edge.kind in _SILENT_KINDS and not edge.strategy
-              and (edge.kind != "route" or isinstance(flow.nodes.get(edge.source), SwitchNode))]
+              and _taken_in_silence(edge, flow.nodes.get(edge.source))]
     for edge in flow.edges:
         if edge.kind != "no_input" or edge.target not in flow.nodes:
             continue

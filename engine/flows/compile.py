@@ -38,6 +38,17 @@ from engine.flows.yamlread import KeyPath
 DEFAULT_LANGUAGE = "en-US"
 DEFAULT_TIMEZONE = "UTC"
 
+FLOW_KEYS = frozenset({"flow", "description", "personality", "language", "timezone", "numbers",
+                       "vars", "limits", "defaults", "start", "nodes"})
+"""The top-level keys `compile_flow` reads (a node's keys: `node_keys`)."""
+
+PERSONALITY_KEYS = frozenset({"personality", "name", "description", "traits", "system_prompt",
+                              "style", "model", "voice", "examples", "fallback"})
+"""The top-level keys `compile_personality` reads."""
+
+EDITOR_KEYS = frozenset({"$schema"})
+"""Top-level keys the schemas also allow, for editors only; the compiler ignores them."""
+
 
 @dataclass(frozen=True)
 class CompiledFlow:

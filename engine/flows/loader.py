@@ -62,6 +62,10 @@ def _kind_of(path: Path, document: Document) -> str:
     return "personality" if path.parent.name == "personalities" else "flow"
 
 
+def _declared_id(document: Document, kind: str) -> Any:
+    return document.data.get(kind) if isinstance(document.data, dict) else None
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in (".yaml", ".yml"):
@@ -94,14 +98,20 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
         result.problems += problems
         if document is not None:
             documents[_kind_of(path, document)].append((path, document))
-    kinds_given = {kind for kind, found in documents.items() if found}
+    # A context file fills in what the given ones do not declare, so validating one changed
+    # personality still sees the others its fallbacks and the flows refer to.
+    ids_given = {(kind, _declared_id(document, kind))
+                 for kind, found in documents.items() for _, document in found}
     given = {path.resolve() for path in files}
     for path in yaml_files(context_paths):
         if path.resolve() in given:
             continue
         document, problems = read_file(path, _display(path, root))
-        if document is not None and _kind_of(path, document) not in kinds_given:
-            documents[_kind_of(path, document)].append((path, document))
+        if document is None:
+            continue
+        kind = _kind_of(path, document)
+        if (kind, _declared_id(document, kind)) not in ids_given:
+            documents[kind].append((path, document))
             result.problems += problems
 
     personalities: dict[str, tuple[Personality, Document]] = {}

@@ -16,6 +16,11 @@ from engine.flows.yamlread import Document, dotted
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
+NAME_PATTERN = "^[a-z][a-z0-9_]*$"
+"""The schemas' pattern for ids: flows, personalities, nodes."""
+
+_NAME_RULE = "use lower case letters, digits and _, starting with a letter"
+
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
                "integer": "a whole number", "number": "a number", "boolean": "true or false",
                "null": "nothing"}
@@ -86,12 +91,17 @@ def _problems_for(error: ValidationError, document: Document) -> list[Problem]:
                                        f"use one of: {', '.join(options)}")]
     if validator == "const":
         return [document.problem(path, f"{where}: must be {expected!r}")]
+    if validator == "pattern" and (expected == NAME_PATTERN
+                                   or "propertyNames" in error.absolute_schema_path):
+        rule = _NAME_RULE if expected == NAME_PATTERN else f"it must match {expected}"
+        message = f"{where}: {_short(instance)} is not a valid name: {rule}"
+        if "propertyNames" in error.absolute_schema_path:
+            # The bad value is a key of the mapping at `path`; point at that key.
+            return [document.problem((*path, instance), message, at_key=True)]
+        return [document.problem(path, message)]
     if validator == "pattern":
         return [document.problem(path, f"{where}: {_short(instance)} does not match the "
                                        f"expected form ({schema.get('description', '')})")]
-    if validator == "propertyNames":
-        return [document.problem(path, f"{where}: {_short(instance)} is not a valid name: use "
-                                       "lower case letters, digits and _, starting with a letter")]
     return [document.problem(path, f"{where}: {error.message}")]
 
 

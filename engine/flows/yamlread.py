@@ -106,6 +106,7 @@ class _Builder:
         self.document = document
         self.count = 0
         self.problems: list[Problem] = []
+        self.own_keys: dict[int, set[int]] = {}
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.count += 1
@@ -113,20 +114,36 @@ class _Builder:
             raise _TooBig
         self.document.marks.setdefault(path, _mark(node.start_mark))
         if isinstance(node, yaml.MappingNode):
+            # Merged pairs come first and may be overridden; only the mapping's own keys can
+            # be duplicates. Remembered per node, as an aliased mapping is flattened only once.
+            own = self.own_keys.setdefault(id(node), {id(key) for key, _ in node.value})
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys
             result: dict[Any, Any] = {}
+            seen: set[Any] = set()
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    # Building a list or mapping key would expand its aliases unbounded.
+                    self.problems.append(Problem(
+                        self.document.path, key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        f"{dotted(path)}: a key must be a plain name, not a "
+                        f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}"))
+                    continue
                 key = self.loader.construct_object(key_node, deep=True)
-                if not isinstance(key, (str, int, float, bool)) or isinstance(key, bool):
-                    key = str(key)
+                if not isinstance(key, str):
+                    # Keys are names, as in JSON: `1:` is "1" (not the list index 1 of a key
+                    # path), `true:` is "true".
+                    key = key_node.value
                 key_path = (*path, key)
-                if key in result:
+                if id(key_node) in own and key in seen:
                     first = self.document.key_marks[key_path]
                     self.problems.append(Problem(
                         self.document.path, key_node.start_mark.line + 1,
                         key_node.start_mark.column + 1,
                         f"{dotted(key_path)}: duplicate key '{key}' (first defined on line "
                         f"{first.line}); remove one of them"))
+                if id(key_node) in own:
+                    seen.add(key)
                 self.document.key_marks[key_path] = _mark(key_node.start_mark)
                 result[key] = self.build(value_node, key_path)
             return result
@@ -164,6 +181,13 @@ def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
         where = error.problem_mark or error.context_mark
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
         reason = error.problem or error.context or "invalid YAML"
+        context = error.context or ""
+        if context.startswith("while ") and error.context_mark \
+                and error.context_mark.line + 1 != line:
+            # An unclosed bracket or quote is noticed lines later; say where it opened.
+            reason += f" ({context} that starts on line {error.context_mark.line + 1})"
+        elif context and reason.startswith("but "):
+            reason = f"{context}, {reason}"
         hint = ""
         if "mapping values are not allowed" in reason:
             hint = " (a value that contains ': ' must be quoted)"
