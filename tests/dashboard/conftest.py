@@ -1,0 +1,110 @@
+"""Fixtures for the dashboard tests: an app with call control pointed at the Twilio REST double,
+served over real HTTP, and (for the browser tests) Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from engine.web import create_app
+from engine.web.settings import ENV_KEYS
+from tests.support_twilio_api import TwilioApiDouble
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "5f1c0ffee0ddba11c0ffee0ddba11c0f"
+PASSWORD = "dashboard-pw"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the environment first: keep a developer's own settings out of the tests."""
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def twilio_api() -> Iterator[TwilioApiDouble]:
+    with TwilioApiDouble(ACCOUNT_SID, AUTH_TOKEN, any_call=True) as double:
+        yield double
+
+
+@pytest.fixture
+def make_dashboard_app(tmp_path: Path,
+                       twilio_api: TwilioApiDouble) -> Iterator[Callable[..., Flask]]:
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        config: dict[str, Any] = {
+            "PROJECT_ROOT": str(ROOT), "STORE_URL": f"sqlite:///{tmp_path / 'calls.db'}",
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_URL": twilio_api.url, "DASHBOARD_PASSWORD": PASSWORD,
+            "SECRET_KEY": "dashboard-test-secret", "TESTING": True, **overrides,
+        }
+        app = create_app({key: value for key, value in config.items() if value is not None})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["phoney"].store.close()
+
+
+class LiveServer:
+    """`app` over HTTP on 127.0.0.1, a thread per request (server-sent events hold one)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server.daemon_threads = True  # type: ignore[attr-defined]  # open event streams
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       name="dashboard-live-server", daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def tools_required() -> bool:
+    return bool(os.environ.get("CI") or os.environ.get("PHONEY_REQUIRE_TOOLS"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (no `playwright install`: it downloads browsers)."""
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        message = (f"{CHROMIUM} is missing: apt-get install chromium (.ci/run and "
+                   f"scripts/ensure-tools do when run as root)")
+        if tools_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "the playwright package is missing: pip install -r requirements-dev.txt"
+        if tools_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
