@@ -66,6 +66,8 @@ MAX_HISTORY = 40
 
 SAFE_GOODBYE = "Sorry, something went wrong on our side. Please call again later. Goodbye."
 DIAL_SUCCESS = frozenset({"completed", "answered"})
+MAX_PAUSE = 10.0
+"""Longest single <Pause> while holding; longer holds come back and pause again."""
 MIN_HOLD = 1.0
 """Seconds a rate-limited call holds at least, even when the model sends no Retry-After."""
 RETRY_AFTER_INLINE = 2.0
@@ -281,7 +283,11 @@ class _Run:
         elif isinstance(node, AiNode) and self.state.pending is not None:
             wait = self.state.hold_until - self.now
             if wait > 0.5:  # still inside the model's Retry-After: keep the caller on hold
-                self.actions.append(Pause(min(wait, 10.0)))
+                pause = min(wait, MAX_PAUSE)
+                # The pause itself lets the time pass: once it has played, ask again.
+                self.state = dataclasses.replace(
+                    self.state, hold_until=0.0 if wait <= MAX_PAUSE else self.state.hold_until)
+                self.actions.append(Pause(pause))
                 self.actions.append(Continue())
             else:
                 self.actions.append(AskModel(node.id, self.personality()))
