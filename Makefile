@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 5000
 HOST    ?= 127.0.0.1
 
-.PHONY: install tools run test lint typecheck validate pytest clean
+.PHONY: install tools run test lint typecheck validate scenarios pytest clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,14 @@ typecheck: install
 validate: install
 	$(BIN)/flask flows validate
 
+# Every flow's scenarios (flows/<flow>.test.yaml) pass and take every edge of its graph.
+scenarios: install
+	$(BIN)/flask flows test --min-coverage 100
+
 pytest: install tools
 	$(BIN)/pytest -q
 
-test: lint typecheck validate pytest
+test: lint typecheck validate scenarios pytest
 
 clean:
 	rm -rf $(VENV) tools/mermaid/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,4 @@
-"""The `flask flows ...` commands: validate and export flows from the command line."""
+"""The `flask flows ...` commands: validate, export and test flows from the command line."""
 
 from __future__ import annotations
 
@@ -117,3 +117,18 @@ def warm_command() -> None:
     click.echo(f"{report.total} static prompts: {report.synthesised} synthesised, "
                f"{report.cached} already cached, {report.failed} failed")
     sys.exit(1 if report.failed else 0)
+
+
+@flows_cli.command("test")
+@click.argument("flow_ids", nargs=-1)
+@click.option("--min-coverage", type=click.FloatRange(0, 100), default=None, metavar="N",
+              help="Fail when a flow's edge coverage is below N percent.")
+def test_command(flow_ids: tuple[str, ...], min_coverage: float | None) -> None:
+    """Run the scenarios in flows/<flow>.test.yaml (default: every flow) through the real
+    webhooks; print PASS/FAIL per scenario and each flow's edge coverage. Exit 1 on any
+    failure."""
+    from engine.authoring.flow_tests import run_flow_tests  # engine.web imports this module
+
+    sys.exit(run_flow_tests(project_root(), flow_ids, min_coverage, click.echo,
+                            lambda line: click.echo(line, err=True)))
+

@@ -42,7 +42,7 @@ personality: p
 timezone: America/New_York
 numbers: ["+15550007000"]
 vars: {business: Acme, desk: "+15550009999", holiday: false}
-limits: {max_turns: 6, then: bye}
+limits: {max_turns: 3, then: bye}
 defaults:
   no_input: {retries: 1, reprompt: ["Still there?"], then: bye}
   on_error:

@@ -1,0 +1,106 @@
+"""A scripted model and scripted speech, for scenario files: the `Responder` port, replayed.
+
+`ScriptedResponder` answers each model request with the next scripted entry (a reply, an exit,
+or one of the flow language's error kinds) and keeps a record of what it was asked. When the flow
+asks and nothing is scripted, it raises `Unscripted` rather than invent an answer: the webhook
+then apologises and hangs up (as for any internal failure), and the scenario runner reports the
+request it could not answer. `ScriptedVoicing` makes the next `n` spoken texts fail to
+synthesise, which is how a `tts_failure` is scripted: the call speaks with Twilio's voice and
+records the tts_failure edge, exactly as with a real speech outage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from engine.flows.model import Flow, Registry
+from engine.flows.scenarios import ModelScript
+from engine.runtime.state import AskModel, CallState, Failed, Replied, Say
+from engine.speech.voices import TwilioVoicing
+from engine.twiml import PlayAudio, SayWith
+
+
+class Unscripted(AssertionError):
+    """The flow asked the model and no answer was scripted for it."""
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One request the flow made of the model."""
+
+    node: str
+    personality: str
+    utterance: str | None
+    attempt: int
+    answered_with: ModelScript | None
+
+
+class ScriptedResponder:
+    offline = False
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.queue: deque[ModelScript] = deque()
+        self.asked: list[Asked] = []
+
+    def script(self, entries: Iterable[ModelScript]) -> None:
+        """Answers for the coming requests, in order (tts_failure entries are for the voicing)."""
+        self.queue.extend(entry for entry in entries if entry.error != "tts_failure")
+
+    def unused(self) -> list[ModelScript]:
+        return list(self.queue)
+
+    def clear(self) -> None:
+        self.queue.clear()
+
+    def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
+               started: float) -> Replied | Failed:
+        now = self.clock()
+        entry = self.queue.popleft() if self.queue else None
+        self.asked.append(Asked(ask.node, ask.personality, state.pending, ask.attempt, entry))
+        if entry is None:
+            heard = f"the caller said {state.pending!r}" if state.pending is not None \
+                else "to open the conversation"
+            raise Unscripted(f"the flow asked the model on node '{ask.node}' ({heard}), but no "
+                             f"answer was scripted; add `model: {{reply: ...}}` to the step")
+        if entry.error is not None:
+            return Failed(now, entry.error, entry.detail or f"scripted {entry.error}",
+                          entry.retry_after)
+        return Replied(now, entry.reply, exit=entry.exit, personality=ask.personality,
+                       timings={"first_token": 0.0, "first_sentence": 0.0})
+
+    def resume(self, flow: Flow, registry: Registry, state: CallState,
+               started: float) -> Replied | Failed:
+        return Failed(self.clock(), "ai_failure", "scripted replies do not stream")
+
+
+@dataclass
+class SpeechFailures:
+    """How many of the next spoken texts fail to synthesise; shared by a call's voicings."""
+
+    pending: int = 0
+
+
+@dataclass
+class ScriptedVoicing(TwilioVoicing):
+    """Twilio voices, except that the next `plan.pending` texts first fail to synthesise."""
+
+    plan: SpeechFailures = field(default_factory=SpeechFailures)
+
+    def __call__(self, say: Say) -> SayWith | PlayAudio:
+        if self.plan.pending > 0 and not say.twilio_voice:
+            self.plan.pending -= 1
+            self.failures.append(("scripted", "speech synthesis failed (scripted tts_failure)"))
+        return self.twilio(say)
+
+
+def scripted_voicing(plan: SpeechFailures) -> Callable[[Registry], TwilioVoicing]:
+    """A `VoicingFactory` for the call service: one voicing a webhook, one plan for all."""
+
+    def make(registry: Registry) -> TwilioVoicing:
+        return ScriptedVoicing(registry, plan=plan)
+
+    return make

@@ -1,0 +1,506 @@
+"""Run scenario files through the real app: `create_app`, signed webhooks, the call simulator.
+
+Each flow file gets its own app on a fresh SQLite store in a temporary directory, with a
+scripted model (`engine.ai.scripted`) and a clock that starts at the scenario's `at` and moves
+only when Twilio would wait (a `<Pause>`) or a step says `wait`. A scenario that changes the
+flow's `vars` runs on a copy of the project with those vars written in, so it still goes through
+the loader like any edit would. A scenario is one call; its first failing step ends it, and the
+failure names the file and line, the scenario, the step and what differed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+
+from engine.ai.scripted import (
+    ScriptedResponder,
+    SpeechFailures,
+    Unscripted,
+    scripted_voicing,
+)
+from engine.authoring.transports import app_transport
+from engine.flows.coverage import Coverage
+from engine.flows.model import Flow
+from engine.flows.scenarios import Expect, Scenario, ScenarioFile, Step
+from engine.flows.yamlread import read_file
+from engine.runtime.context import values
+from engine.runtime.state import CallState
+from engine.simulator import CallError, HttpAnswer, SimulatedCall, Transport
+from engine.store import CallStore, StoredEvent
+from engine.web.services import Services
+from engine.web.settings import ENV_KEYS
+
+BASE_URL = "http://localhost"
+DEFAULT_CALLED = "+15550001000"
+LOG_LINES = 5
+"""Log lines of the engine kept with a failure (the rest is noise once the step is named)."""
+
+_WAITING = {
+    "gather": "is waiting for the caller to speak or press keys",
+    "dial": "is dialing a transfer (script its outcome with `dial: ...`)",
+    "record": "is recording (script it with `record: SECONDS`)",
+    "ended": "has ended",
+    "idle": "has not started",
+}
+
+
+class StepFailed(Exception):
+    """A step did not go as scripted; `line` is the step's line in the scenario file."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class ScenarioClock:
+    """The calls' `now`: set from a scenario's `at`, moved by pauses and waits only."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def epoch(moment: datetime, timezone: str) -> float:
+    """A scenario's `at` (local to the flow unless it carries an offset) in epoch seconds."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.timestamp()
+
+
+def paused_seconds(twiml: str) -> float:
+    """How long Twilio would pause while playing an answer (`<Pause length>`, default 1)."""
+    try:
+        root = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError:
+        return 0.0
+    return float(sum(int(pause.get("length", "1") or 1) for pause in root.iter("Pause")))
+
+
+@dataclass
+class Harness:
+    """One app and the scripted parts its scenarios share."""
+
+    app: Flask
+    clock: ScenarioClock
+    responder: ScriptedResponder
+    speech: SpeechFailures
+    token: str
+
+    @property
+    def services(self) -> Services:
+        found: Services = self.app.extensions["phoney"]
+        return found
+
+    def flow(self, flow_id: str) -> Flow | None:
+        library = self.services.library
+        return library.live.flows.get(flow_id) if library.ok else None
+
+    def transport(self) -> Transport:
+        post = app_transport(self.app)
+
+        def timed(url: str, params: Mapping[str, str],
+                  headers: Mapping[str, str]) -> HttpAnswer:
+            answer = post(url, params, headers)
+            self.clock.advance(paused_seconds(answer.body))  # Twilio plays the pause first
+            return answer
+
+        return timed
+
+    def close(self) -> None:
+        self.services.store.close()
+
+
+@dataclass
+class ScenarioResult:
+    path: str
+    flow_id: str
+    scenario: Scenario
+    failure: str | None = None
+    node_events: list[dict[str, Any]] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    def lines(self) -> list[str]:
+        """`PASS flow: name`, or FAIL with the detail (and the engine's log) indented."""
+        head = f"{'PASS' if self.passed else 'FAIL'} {self.flow_id}: {self.scenario.name}"
+        if self.passed:
+            return [head]
+        detail = [f"    {line}" for line in (self.failure or "").splitlines()]
+        log = [f"    log: {line}" for line in self.log[-LOG_LINES:]]
+        return [head, *detail, *log]
+
+
+@dataclass
+class RunReport:
+    results: list[ScenarioResult] = field(default_factory=list)
+    coverage: dict[str, Coverage] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[ScenarioResult]:
+        return [result for result in self.results if not result.passed]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, Unscripted):
+            return  # the step's failure says it better
+        if error is not None:
+            line += f" ({type(error).__name__}: {error})"
+        self.lines.append(line)
+
+
+@contextmanager
+def captured_engine_log() -> Iterator[_Capture]:
+    """Keep the engine's warnings for the report instead of the terminal."""
+    logger, capture = logging.getLogger("engine"), _Capture()
+    propagate = logger.propagate
+    logger.addHandler(capture)
+    logger.propagate = False
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
+        logger.propagate = propagate
+
+
+# -- apps ----------------------------------------------------------------------------------------
+
+def make_harness(root: Path, workdir: Path) -> Harness:
+    """An app over the project at `root`, its store in `workdir`, nothing from the environment."""
+    token = secrets.token_hex(16)
+    clock = ScenarioClock()
+    config: dict[str, Any] = {key: "" for key in ENV_KEYS}
+    config.update(PROJECT_ROOT=str(root), STORE_URL=f"sqlite:///{workdir / 'calls.sqlite3'}",
+                  TWILIO_AUTH_TOKEN=token, DASHBOARD_PASSWORD=token, SECRET_KEY=token,
+                  DEFAULT_FLOW="receptionist", RELOAD=False, PUBLISHER=False)
+    from engine.web.app import create_app  # here: engine.web imports the CLI, which imports us
+
+    app = create_app(config, clock=clock)
+    responder, speech = ScriptedResponder(clock), SpeechFailures()
+    service = app.extensions["phoney"].call_service
+    service.responder = responder
+    service.voicing = scripted_voicing(speech)
+    return Harness(app, clock, responder, speech, token)
+
+
+def project_with_vars(root: Path, flow_id: str, changes: Mapping[str, Any],
+                      workdir: Path) -> Path:
+    """A copy of the project's flows and personalities with `changes` made to one flow's vars."""
+    target = workdir / "project"
+    for folder in ("flows", "personalities"):
+        shutil.copytree(root / folder, target / folder)
+    path = target / "flows" / f"{flow_id}.yaml"
+    document, _ = read_file(path)
+    if document is None or not isinstance(document.data, dict):
+        raise ValueError(f"cannot read {path} to change its vars")
+    document.data["vars"] = {**document.data.get("vars", {}), **changes}
+    # JSON is YAML, and writing it keeps every value's type exactly.
+    path.write_text(json.dumps(document.data, ensure_ascii=False, indent=1), encoding="utf-8")
+    return target
+
+
+# -- one step ------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """What happened in answer to one step."""
+
+    heard: str
+    events: list[StoredEvent]
+    reached: list[str]
+    dialed: list[str]
+    ended: bool
+    waiting: str
+    state: CallState | None
+
+
+def _act(call: SimulatedCall, step: Step) -> None:
+    if step.action == "say":
+        call.say(str(step.value))
+    elif step.action == "press":
+        call.press(str(step.value))
+    elif step.action == "silence":
+        call.silence()
+    elif step.action == "dial":
+        status = "completed" if step.value == "answered" else str(step.value)
+        call.dial_ends(status)
+    elif step.action == "record":
+        call.record(int(step.value))
+    elif step.action == "hangup":
+        call.hang_up()
+
+
+def _heard_text(call: SimulatedCall, since: int) -> str:
+    return " ".join(item.text or f"[audio {item.audio_url}]" for item in call.heard[since:])
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+_MISSING = object()
+
+
+def _lookup(context: Mapping[str, Any], dotted_name: str) -> Any:
+    value: Any = context
+    for part in dotted_name.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part, _MISSING)
+        else:
+            value = getattr(value, part, _MISSING)
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def check_expect(expect: Expect, outcome: Outcome, flow: Flow, now: float) -> list[str]:
+    """What differed from `expect`, one sentence each; empty when everything held."""
+    problems: list[str] = []
+    heard = repr(outcome.heard) if outcome.heard else "nothing"
+    problems += [f"expected to hear {text!r}; heard {heard}" for text in expect.heard
+                 if _normal(text) not in _normal(outcome.heard)]
+    if expect.heard_matches and not re.search(expect.heard_matches, outcome.heard):
+        problems.append(f"expected what was heard to match /{expect.heard_matches}/; "
+                        f"heard {heard}")
+    if expect.node and expect.node not in outcome.reached:
+        problems.append(f"expected to reach node '{expect.node}'; reached "
+                        f"{', '.join(outcome.reached) or 'no node'}")
+    if expect.transfer and expect.transfer not in outcome.dialed:
+        problems.append(f"expected a transfer to {expect.transfer}; dialed "
+                        f"{', '.join(outcome.dialed) or 'nothing'}")
+    if expect.hangup is True and not outcome.ended:
+        problems.append(f"expected the call to end; it {outcome.waiting}")
+    if expect.hangup is False and outcome.ended:
+        problems.append("expected the call to go on; it ended")
+    if expect.vars:
+        problems += _check_vars(expect.vars, outcome.state, flow, now)
+    names = [event.name for event in outcome.events]
+    problems += [f"expected a {name} event; recorded {', '.join(dict.fromkeys(names))}"
+                 for name in expect.events if name not in names]
+    return problems
+
+
+def _check_vars(expected: Mapping[str, Any], state: CallState | None, flow: Flow,
+                now: float) -> list[str]:
+    if state is None:
+        return ["expected vars, but the call has no stored state"]
+    context = {**values(flow, state, now), "personality": state.personality,
+               "status": state.status, "silences": state.silences, "pending": state.pending}
+    problems = []
+    for name, wanted in expected.items():
+        found = _lookup(context, name)
+        if found is _MISSING:
+            problems.append(f"expected {name} = {wanted!r}; there is no {name}")
+        elif found != wanted:
+            problems.append(f"expected {name} = {wanted!r}; it is {found!r}")
+    return problems
+
+
+class ScenarioRun:
+    """One scenario: one simulated call, driven step by step."""
+
+    def __init__(self, harness: Harness, flow: Flow, scenario: Scenario) -> None:
+        self.harness = harness
+        self.flow = flow
+        self.scenario = scenario
+        harness.clock.now = epoch(scenario.at, flow.timezone)
+        harness.responder.clear()
+        harness.speech.pending = 0
+        called = scenario.called or (flow.numbers[0] if flow.numbers else DEFAULT_CALLED)
+        self.call = SimulatedCall(harness.transport(), BASE_URL, harness.token, to=called,
+                                  from_=scenario.caller)
+        self.seen_event = 0
+
+    @property
+    def store(self) -> CallStore:
+        return self.harness.services.store
+
+    def ring(self) -> None:
+        self.call.start(f"/api/incoming-call?flow={self.flow.id}")
+
+    def run(self) -> None:
+        steps = list(self.scenario.steps)
+        if not self.scenario.rings_with_first_step:
+            self.step(Step(number=0, line=self.scenario.line, action=None), ring=True)
+        for index, step in enumerate(steps):
+            self.step(step, ring=index == 0 and self.scenario.rings_with_first_step)
+
+    def step(self, step: Step, ring: bool = False) -> None:
+        harness = self.harness
+        harness.clock.advance(step.wait)
+        harness.responder.script(step.model)
+        harness.speech.pending = sum(entry.error == "tts_failure" for entry in step.model)
+        asked_before, heard_before = len(harness.responder.asked), len(self.call.heard)
+        dialed_before = len(self.call.dialed)
+        what = "ring" if ring else step.action_text()
+        try:
+            if ring:
+                self.ring()
+            else:
+                _act(self.call, step)
+        except CallError as error:
+            raise StepFailed(step.line, f"{self._label(step, ring)}: the caller cannot {what} "
+                             f"now: the call {_WAITING.get(self.call.waiting.kind, 'is busy')} "
+                             f"({error})") from error
+        problems = self._model_problems(asked_before)
+        if not problems:
+            outcome = self._outcome(heard_before, dialed_before, ring)
+            problems = check_expect(step.expect, outcome, self.flow, harness.clock())
+        if problems:
+            raise StepFailed(step.line, f"{self._label(step, ring)}: " + "; ".join(problems))
+
+    @staticmethod
+    def _label(step: Step, ring: bool) -> str:
+        return "the call ringing in" if ring and step.number == 0 else step.describe()
+
+    def _model_problems(self, asked_before: int) -> list[str]:
+        harness = self.harness
+        problems = [f"the flow asked the model on node '{asked.node}' (the caller said "
+                    f"{asked.utterance!r}) but no model answer was scripted for this step; "
+                    f"add `model: {{reply: ...}}`" if asked.utterance is not None else
+                    f"the flow asked the model to open the conversation on node "
+                    f"'{asked.node}' but no answer was scripted for this step"
+                    for asked in harness.responder.asked[asked_before:]
+                    if asked.answered_with is None]
+        unused = harness.responder.unused()
+        if unused:
+            problems.append(f"{len(unused)} scripted model answer(s) were not used: "
+                            f"{', '.join(entry.describe() for entry in unused)} (the flow "
+                            f"asked the model {len(harness.responder.asked) - asked_before} "
+                            f"time(s) in this step)")
+            harness.responder.clear()
+        if harness.speech.pending:
+            problems.append("a scripted tts_failure was not used: nothing was spoken")
+            harness.speech.pending = 0
+        return problems
+
+    def _outcome(self, heard_before: int, dialed_before: int, ring: bool) -> Outcome:
+        call_sid = self.call.call_sid
+        events = self.store.events_after(self.seen_event, call_sid, limit=10_000)
+        if events:
+            self.seen_event = events[-1].id
+        state = self.store.get_state(call_sid)
+        reached = [self.flow.start] if ring else []
+        reached += [str(event.data.get("node")) for event in events if event.name == "call.node"]
+        if state is not None:
+            reached.append(state.node)
+        return Outcome(heard=_heard_text(self.call, heard_before), events=events,
+                       reached=list(dict.fromkeys(reached)),
+                       dialed=self.call.dialed[dialed_before:], ended=self.call.ended,
+                       waiting=_WAITING.get(self.call.waiting.kind, "is busy"), state=state)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Send the status callback Twilio sends at the end; the call.node events of the call."""
+        self.call.hang_up()
+        events = self.store.events_after(0, self.call.call_sid, limit=100_000)
+        return [dict(event.data) for event in events if event.name == "call.node"]
+
+
+def run_scenario(harness: Harness, flow: Flow, path: str, scenario: Scenario) -> ScenarioResult:
+    result = ScenarioResult(path, flow.id, scenario)
+    with captured_engine_log() as log:
+        run = ScenarioRun(harness, flow, scenario)
+        try:
+            run.run()
+        except StepFailed as failure:
+            result.failure = f"{path}:{failure.line}: {failure}"
+        finally:
+            result.node_events = run.finish()
+        result.log = log.lines
+    return result
+
+
+# -- many scenarios ------------------------------------------------------------------------------
+
+class Runner:
+    """Runs scenario files; one app per flow file and per set of changed vars."""
+
+    def __init__(self, root: Path, workdir: Path) -> None:
+        self.root = root
+        self.workdir = workdir
+        self.harnesses: dict[str, Harness] = {}
+
+    def harness(self, flow_id: str, changes: Mapping[str, Any]) -> Harness:
+        key = json.dumps([flow_id, dict(changes)], sort_keys=True, default=str)
+        if key not in self.harnesses:
+            workdir = self.workdir / f"app{len(self.harnesses)}"
+            workdir.mkdir(parents=True)
+            root = project_with_vars(self.root, flow_id, changes, workdir) if changes \
+                else self.root
+            with captured_engine_log():
+                self.harnesses[key] = make_harness(root, workdir)
+        return self.harnesses[key]
+
+    def run_file(self, scenarios: ScenarioFile,
+                 on_result: Callable[[ScenarioResult], None] | None = None
+                 ) -> tuple[list[ScenarioResult], Flow | None]:
+        base = self.harness(scenarios.flow_id, {})
+        flow = base.flow(scenarios.flow_id)
+        results = []
+        for scenario in scenarios.scenarios:
+            harness = self.harness(scenarios.flow_id, scenario.vars)
+            variant = harness.flow(scenarios.flow_id)
+            if flow is None or variant is None:
+                problems = harness.services.library.refused
+                result = ScenarioResult(scenarios.path, scenarios.flow_id, scenario,
+                                        failure=f"{scenarios.path}:{scenario.line}: flow "
+                                                f"'{scenarios.flow_id}' did not load: "
+                                                + "; ".join(map(str, problems[:3])))
+            else:
+                result = run_scenario(harness, variant, scenarios.path, scenario)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+        return results, flow
+
+    def close(self) -> None:
+        for harness in self.harnesses.values():
+            harness.close()
+
+
+def run_scenarios(files: Sequence[ScenarioFile], root: Path, flows: Mapping[str, Flow],
+                  on_result: Callable[[ScenarioResult], None] | None = None) -> RunReport:
+    """Run every scenario of `files`; coverage for each flow of `flows` (0% without any)."""
+    report = RunReport(coverage={flow_id: Coverage(flow) for flow_id, flow in flows.items()})
+    with tempfile.TemporaryDirectory(prefix="phoney-scenarios-") as workdir:
+        runner = Runner(root, Path(workdir))
+        try:
+            for scenario_file in files:
+                results, _ = runner.run_file(scenario_file, on_result)
+                report.results += results
+                coverage = report.coverage.get(scenario_file.flow_id)
+                if coverage is not None:
+                    for result in results:
+                        coverage.add(result.node_events)
+        finally:
+            runner.close()
+    return report

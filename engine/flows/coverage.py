@@ -1,0 +1,87 @@
+"""Edge coverage: which edges of a flow calls took, from their `call.node` events.
+
+Every edge a call takes is recorded as a `call.node` event with its `source`, `edge` kind and
+target `node`, plus `when` for a route (two routes may lead to the same node) and `strategy` for
+the error strategy's self-loops (a retry and a fallback personality are both `error:...` edges
+from the node to itself). That is enough to find the one `Edge` of `flow.edges` it took. An
+event that matches no edge is kept apart: it means the runtime took a way out the graph does not
+draw, which is worth a look.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.flows.export import shorten
+from engine.flows.model import Edge, Flow
+
+
+def edge_taken(flow: Flow, data: Mapping[str, Any]) -> Edge | None:
+    """The edge of `flow` a `call.node` event's data describes, if the flow has it."""
+    source, kind, target = data.get("source"), data.get("edge"), data.get("node")
+    for edge in flow.edges:
+        if (edge.source, edge.kind, edge.target) != (source, kind, target):
+            continue
+        if edge.kind == "route" and data.get("when") != edge.label:
+            continue
+        if edge.strategy != data.get("strategy"):
+            continue
+        return edge
+    return None
+
+
+def describe_event(data: Mapping[str, Any]) -> str:
+    """`source -kind-> node (strategy)`, as `Edge.key` writes edges."""
+    strategy = f" ({data['strategy']})" if data.get("strategy") else ""
+    when = f" [when {data['when']}]" if data.get("when") else ""
+    return f"{data.get('source')} -{data.get('edge')}-> {data.get('node')}{strategy}{when}"
+
+
+@dataclass
+class Coverage:
+    flow: Flow
+    taken: Counter[Edge] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Count the edges of `call.node` event data (other events are ignored)."""
+        for data in events:
+            edge = edge_taken(self.flow, data)
+            if edge is None:
+                self.unmapped[describe_event(data)] += 1
+            else:
+                self.taken[edge] += 1
+
+    @property
+    def never(self) -> list[Edge]:
+        return [edge for edge in self.flow.edges if edge not in self.taken]
+
+    @property
+    def percent(self) -> float:
+        """Share of the flow's edges taken at least once; a flow without edges is covered."""
+        total = len(self.flow.edges)
+        return 100.0 if total == 0 else 100.0 * (total - len(self.never)) / total
+
+    def report(self) -> list[str]:
+        """Lines of the coverage report: a summary, then every edge taken or not."""
+        total = len(self.flow.edges)
+        lines = [f"{self.flow.id}: {total - len(self.never)}/{total} edges "
+                 f"({format_percent(self.percent)})"]
+        for edge in self.flow.edges:
+            count = self.taken.get(edge, 0)
+            mark = f"✓ {count}×" if count else "✗ never"
+            # Two routes may lead to the same node: their conditions tell them apart.
+            when = f"  when {shorten(edge.label, 60)}" if edge.kind == "route" else ""
+            lines.append(f"  {mark:<9} {edge.key}{when}")
+        lines += [f"  ? {count}×     {text}  (not an edge of the flow)"
+                  for text, count in sorted(self.unmapped.items())]
+        return lines
+
+
+def format_percent(value: float) -> str:
+    """One decimal, rounded down: anything short of full coverage never shows as 100%."""
+    return "100%" if value >= 100 else f"{math.floor(value * 10) / 10:.1f}%"
