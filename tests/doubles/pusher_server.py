@@ -99,8 +99,8 @@ class PusherDouble:
         self._slow_delay = 0.0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="pusher-double",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        name="pusher-double", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from engine.simulator import HttpAnswer, SimulatedCall, Transport
 from engine.store import CallStore, NewEvent, StoredEvent, open_store
+from engine.web import create_app
+from engine.web.events_api import EXTENSION, LiveEvents
+from engine.web.settings import ENV_KEYS
 from tests.doubles.pusher_server import PusherDouble
 
+ROOT = Path(__file__).resolve().parents[2]
 SID = "CA" + "0123456789abcdef" * 2
 OTHER_SID = "CA" + "fedcba9876543210" * 2
-PASSWORD = "test-password"  # tests/conftest.py's app_config
+PASSWORD = "dashboard-password"
+AUTH_TOKEN = "events-test-token"
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0, every: float = 0.02) -> bool:
@@ -109,3 +117,57 @@ def logged_in(app: Flask) -> FlaskClient:
     client = app.test_client()
     assert client.post("/login", data={"password": PASSWORD}).status_code == 302
     return client
+
+
+def live_of(app: Flask) -> LiveEvents:
+    found: LiveEvents = app.extensions[EXTENSION]
+    return found
+
+
+def store_of(app: Flask) -> CallStore:
+    found: CallStore = app.extensions["phoney"].store
+    return found
+
+
+@pytest.fixture
+def new_app(monkeypatch: pytest.MonkeyPatch, store_url: str) -> Iterator[Callable[..., Flask]]:
+    """`new_app(**config)`: the app on the bundled flows and this test's store (several apps on
+    one store are several server processes). Publishers are stopped and stores closed at the end.
+    """
+    for key in ENV_KEYS:  # a developer's own settings stay out
+        monkeypatch.delenv(key, raising=False)
+    made: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        app = create_app({"PROJECT_ROOT": str(ROOT), "STORE_URL": store_url,
+                          "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "DASHBOARD_PASSWORD": PASSWORD,
+                          "SECRET_KEY": "events-test-secret", "TESTING": True, **config})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        publisher = live_of(app).publisher
+        if publisher is not None:
+            publisher.stop()
+        store_of(app).close()
+
+
+def transport(app: Flask) -> Transport:
+    """The simulator's requests, through a Flask test client (no sockets), timed."""
+    client = app.test_client()
+
+    def post(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> HttpAnswer:
+        parts = urlsplit(url)
+        started = time.perf_counter()
+        answer = client.post(parts.path + (f"?{parts.query}" if parts.query else ""),
+                             data=dict(params), headers=dict(headers),
+                             base_url=f"{parts.scheme}://{parts.netloc}")
+        return HttpAnswer(answer.status_code, answer.get_data(as_text=True),
+                          answer.content_type or "", time.perf_counter() - started)
+
+    return post
+
+
+def simulated_call(app: Flask) -> SimulatedCall:
+    return SimulatedCall(transport(app), "http://localhost", AUTH_TOKEN)
