@@ -1,14 +1,15 @@
-"""The `flask flows ...` commands: validate, export and test flows from the command line."""
+"""The `flask flows ...` commands (validate, export, test) and `flask call`."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from engine.ai.model import make_client
 from engine.flows.export import render
@@ -132,3 +133,30 @@ def test_command(flow_ids: tuple[str, ...], min_coverage: float | None) -> None:
     sys.exit(run_flow_tests(project_root(), flow_ids, min_coverage, click.echo,
                             lambda line: click.echo(line, err=True)))
 
+
+@click.command("call")
+@click.argument("flow_id")
+@click.option("--from", "caller", default="+15551230000", show_default=True,
+              help="The caller's number.")
+@click.option("--to", "called", default=None,
+              help="The number called (default: the flow's first number).")
+@click.option("--script", type=click.File("r", encoding="utf-8"), default=None,
+              help="Read the caller's lines from FILE instead of the keyboard.")
+@click.option("--url", default=None,
+              help="Call a running server at URL (signed with TWILIO_AUTH_TOKEN) instead of "
+                   "this app in process.")
+@with_appcontext
+def call_command(flow_id: str, caller: str, called: str | None, script: TextIO | None,
+                 url: str | None) -> None:
+    """Call FLOW_ID in the terminal through the webhooks Twilio uses.
+
+    Type what the caller says; an empty line is silence, #1 presses keys, and at a transfer or
+    recording the prompt asks how it ends (in a script: !no-answer, !record 10). !hangup or
+    Ctrl-D hangs up. At the end: the path through the graph and the timings.
+    """
+    from engine.terminal import CallOptions, call_in_terminal
+
+    options = CallOptions(flow_id, caller, called, script.read().splitlines() if script else None,
+                          url.rstrip("/") if url else None)
+    sys.exit(call_in_terminal(current_app, options, click.echo, sys.stdin,
+                              prompt=lambda text: click.echo(text, nl=False)))

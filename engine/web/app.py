@@ -14,7 +14,7 @@ from flask import Flask
 
 from engine.ai.model import ModelResponder, make_client
 from engine.ai.responder import OfflineResponder, Responder
-from engine.cli import flows_cli, speech_cli
+from engine.cli import call_command, flows_cli, speech_cli
 from engine.flows.model import Registry
 from engine.speech import AudioCache, SpeechVoicing, Synthesizer, TwilioVoicing
 from engine.speech.warmup import warm
@@ -73,6 +73,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     app.register_blueprint(media)
     install_live_events(app, settings, store)  # publisher thread, /api/events, /api/calls
     app.cli.add_command(speech_cli)
+    app.cli.add_command(call_command)
     return app
 
 

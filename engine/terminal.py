@@ -1,0 +1,420 @@
+"""`flask call`: a phone call in the terminal, through the same signed webhooks Twilio uses.
+
+The call simulator (`engine.simulator.SimulatedCall`) plays Twilio: it signs each webhook,
+follows the TwiML, and stops where Twilio would wait for the caller. This module plays the
+caller: it shows what was heard and in which voice, reads what the caller does next from the
+keyboard or a script, and at the end prints the path the call took through the flow's graph (its
+`call.node` events) and how long each turn took.
+
+A line the caller types (or a script holds):
+
+    text          speech (SpeechResult)
+    (empty)       silence: the <Gather> times out
+    #12           keypad digits
+    !hangup       the caller hangs up
+    !no-answer    how a transfer ends: !answered, !busy, !no-answer, !failed, !canceled
+    !record 10    a recording 10 seconds long
+    # a comment   (scripts only: `#` and a space) skipped
+
+End of input (Ctrl-D, or the end of the script) hangs up. Either way the call ends with the status
+callback Twilio sends.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TextIO
+from urllib.parse import quote
+
+from flask import Flask
+
+from engine.authoring.transports import app_transport, http_transport
+from engine.flows.schema import did_you_mean
+from engine.simulator import CallError, Heard, SimulatedCall, Transport
+from engine.store import CallStore, StoredEvent
+from engine.web.services import Services
+
+Echo = Callable[[str], None]
+
+DIAL_OUTCOMES = {"answered": "completed", "completed": "completed", "busy": "busy",
+                 "no-answer": "no-answer", "failed": "failed", "canceled": "canceled"}
+KEYPAD = frozenset("0123456789*#")
+RECORD_DEFAULT = 5
+DIAL_PROMPT = "answered/busy/no-answer/failed? [answered] "
+
+
+class ScriptError(ValueError):
+    """A script line that does not fit what the call is waiting for."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the caller does: say, silence, press, hangup, dial (status) or record (seconds)."""
+
+    kind: str
+    value: str = ""
+    seconds: int = 0
+
+    def label(self) -> str:
+        if self.kind == "say":
+            return f"say {self.value!r}"
+        if self.kind == "press":
+            return f"#{self.value}"
+        if self.kind in ("dial", "record"):
+            return f"{self.kind} {self.value or self.seconds}"
+        return self.kind
+
+
+def parse_line(line: str) -> Turn:
+    """A caller's line, whatever the call waits for (`check_turn` says if it fits)."""
+    text = line.strip()
+    if not text:
+        return Turn("silence")
+    if text.startswith("#"):
+        digits = text[1:].strip()
+        if not digits or not set(digits) <= KEYPAD:
+            raise ScriptError(f"{text!r}: keypad input is # and then digits, * or #, e.g. #1")
+        return Turn("press", digits)
+    if text.startswith("!"):
+        command, _, argument = text[1:].strip().partition(" ")
+        if command == "hangup":
+            return Turn("hangup")
+        if command in DIAL_OUTCOMES:
+            return Turn("dial", command)
+        if command == "record":
+            seconds = argument.strip() or str(RECORD_DEFAULT)
+            if not seconds.isdigit():
+                raise ScriptError(f"{text!r}: write !record and the seconds, e.g. !record 10")
+            return Turn("record", seconds=int(seconds))
+        raise ScriptError(f"{text!r}: unknown command; use !hangup, !record SECONDS or a "
+                          f"transfer outcome: {', '.join('!' + name for name in DIAL_OUTCOMES)}")
+    return Turn("say", text)
+
+
+def check_turn(turn: Turn, waiting: str, listens_for: str = "speech dtmf",
+               shown: str | None = None) -> None:
+    """Raise ScriptError when `turn` is not something the caller can do now.
+
+    `listens_for` is the waiting <Gather>'s `input` attribute; `shown` the line as typed.
+    """
+    allowed = {"gather": ("say", "silence", "press"), "dial": ("dial",),
+               "record": ("record",)}.get(waiting, ())
+    if turn.kind == "say" and waiting == "gather" and "speech" not in listens_for:
+        raise ScriptError("this question takes keypad input only: type # and the keys, e.g. #1")
+    if turn.kind == "press" and waiting == "gather" and "dtmf" not in listens_for:
+        raise ScriptError("this question takes speech only: type what the caller says")
+    if turn.kind == "hangup" or turn.kind in allowed:
+        return
+    hints = {"gather": "it is the caller's turn: type what they say, an empty line for silence, "
+                       "or # and keys (#1)",
+             "dial": "the call is dialing a transfer: how does it end? !answered, !busy, "
+                     "!no-answer or !failed",
+             "record": "the call is recording: type !record and the seconds, e.g. !record 10"}
+    raise ScriptError(f"'{shown or turn.label()}' does not fit here: "
+                      f"{hints.get(waiting, 'the call has ended')}")
+
+
+class CallerInput:
+    """The caller's lines: from a script (echoed, so the transcript reads on) or the keyboard."""
+
+    def __init__(self, echo: Echo, stdin: TextIO, script: Sequence[str] | None = None,
+                 prompt: Echo | None = None) -> None:
+        self.echo = echo
+        self.prompt = prompt or echo  # writes without a newline, for the keyboard
+        self.stdin = stdin
+        self.script = list(script) if script is not None else None
+        self.line_number = 0
+
+    @property
+    def scripted(self) -> bool:
+        return self.script is not None
+
+    def read(self, prompt: str) -> str | None:
+        """The next line, or None at the end of the input."""
+        if self.script is not None:
+            while self.line_number < len(self.script):
+                line = self.script[self.line_number].rstrip("\r\n")
+                self.line_number += 1
+                if line.startswith("# ") or line == "#":
+                    continue
+                self.echo(f"{prompt}{line}")
+                return line
+            return None
+        if prompt:
+            self.prompt(prompt)
+        try:
+            raw = self.stdin.readline()
+        except KeyboardInterrupt:
+            return None
+        return None if raw == "" else raw.rstrip("\r\n")
+
+
+# -- showing the call ----------------------------------------------------------------------------
+
+def heard_lines(heard: Sequence[Heard]) -> list[str]:
+    """`  agent [Polly.Joanna-Neural]: Thanks for calling...` or `  agent [audio URL]`."""
+    lines = []
+    for item in heard:
+        if item.audio_url:
+            lines.append(f"  agent [audio {item.audio_url}]")
+        elif item.text:
+            lines.append(f"  agent [{item.voice or 'default voice'}]: {item.text}")
+    return lines
+
+
+def path_line(events: Sequence[StoredEvent]) -> str | None:
+    """`greet -next-> assist -route-> front_desk ...` from a call's stored events."""
+    start = next((event for event in events if event.name == "call.start"), None)
+    moves = [event.data for event in events if event.name == "call.node"]
+    if start is None and not moves:
+        return None
+    text = str(start.data.get("node", "?")) if start is not None else str(moves[0]["source"])
+    for data in moves:
+        strategy = f" ({data['strategy']})" if data.get("strategy") else ""
+        text += f" -{data.get('edge')}{strategy}-> {data.get('node')}"
+    return text
+
+
+@dataclass
+class TurnTiming:
+    label: str
+    webhooks: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(seconds for _, seconds in self.webhooks)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def timing_lines(turns: Sequence[TurnTiming], events: Sequence[StoredEvent]) -> list[str]:
+    lines = ["timings (webhook round trips per turn):"]
+    for turn in turns:
+        detail = ", ".join(f"{name} {_ms(seconds)}" for name, seconds in turn.webhooks)
+        label = turn.label if len(turn.label) <= 30 else turn.label[:29] + "…"
+        lines.append(f"  {label:<30} {_ms(turn.total):>8}  ({detail})")
+    every = [seconds for turn in turns for _, seconds in turn.webhooks]
+    if every:
+        lines.append(f"  {len(every)} webhooks: median {_ms(statistics.median(every))}, "
+                     f"max {_ms(max(every))}")
+    for event in events:
+        if event.name != "call.timing":
+            continue
+        data = dict(event.data)
+        node = data.pop("node", "?")
+        offline = " (offline)" if data.pop("offline", False) else ""
+        parts = ", ".join(f"{name} {value:.2f} s" for name, value in data.items()
+                          if isinstance(value, (int, float)) and not isinstance(value, bool))
+        lines.append(f"  model on {node}{offline}: {parts}")
+    return lines
+
+
+# -- the call ------------------------------------------------------------------------------------
+
+class TerminalCall:
+    """Drives a `SimulatedCall` from the caller's lines and shows what happens."""
+
+    def __init__(self, call: SimulatedCall, caller: CallerInput, echo: Echo) -> None:
+        self.call = call
+        self.caller = caller
+        self.echo = echo
+        self.shown = 0
+        self.turns: list[TurnTiming] = []
+        self.status_sent = False
+
+    def _timed(self, label: str, action: Callable[[], object]) -> None:
+        before = len(self.call.exchanges)
+        try:
+            action()
+        finally:
+            self.turns.append(TurnTiming(label, [
+                (exchange.url.split("?")[0].rsplit("/", 1)[-1], exchange.answer.seconds)
+                for exchange in self.call.exchanges[before:]]))
+
+    def show(self) -> None:
+        for line in heard_lines(self.call.heard[self.shown:]):
+            self.echo(line)
+        self.shown = len(self.call.heard)
+
+    def run(self, incoming_path: str) -> None:
+        """Ring, then follow the caller's lines until the call ends; always end it properly."""
+        try:
+            self._timed("ring", lambda: self.call.start(incoming_path))
+            while True:
+                self.show()
+                if self.call.ended:
+                    self.echo("☎ the call ended")
+                    break
+                turn = self._next_turn()
+                if turn is None or turn.kind == "hangup":
+                    self.echo("☎ you hung up")
+                    break
+                self._timed(turn.label(), partial(self._act, turn))
+        finally:
+            self.hang_up()
+
+    def hang_up(self) -> None:
+        """The status callback Twilio sends at the end of every call, once."""
+        if not self.status_sent:
+            self.status_sent = True
+            try:
+                self._timed("status callback", self.call.hang_up)
+            except (CallError, ConnectionError) as error:
+                self.echo(f"  (the status callback failed: {describe_error(error)})")
+
+    def _next_turn(self) -> Turn | None:
+        waiting = self.call.waiting
+        listens_for = waiting.verb.get("input", "") if waiting.verb is not None else ""
+        while True:
+            line, seconds = self._read(waiting.kind)
+            if line is None:
+                return None
+            try:
+                turn = self._interpret(line, waiting.kind, seconds)
+                check_turn(turn, waiting.kind, listens_for, shown=line.strip())
+                return turn
+            except ScriptError as error:
+                if self.caller.scripted:
+                    raise ScriptError(f"script line {self.caller.line_number}: {error}") from None
+                self.echo(f"  ({error})")
+
+    def _interpret(self, line: str, waiting: str, seconds: int) -> Turn:
+        """A line as a turn; at the keyboard, a transfer or recording needs no `!`."""
+        if self.caller.scripted or line.strip().startswith("!"):
+            return parse_line(line)
+        if waiting == "dial":
+            outcome = line.strip() or "answered"
+            if outcome not in DIAL_OUTCOMES:
+                raise ScriptError(f"{line!r}: answered, busy, no-answer or failed?")
+            return Turn("dial", outcome)
+        if waiting == "record":
+            return Turn("record", seconds=seconds)
+        return parse_line(line)
+
+    def _read(self, waiting: str) -> tuple[str | None, int]:
+        """The caller's next line, and the seconds it took (a recording's length)."""
+        if waiting == "dial":
+            target = self.call.dialed[-1] if self.call.dialed else "?"
+            self.echo(f"→ dialing {target}")
+            prompt = "  > " if self.caller.scripted else DIAL_PROMPT
+            return self.caller.read(prompt), 0
+        if waiting == "record":
+            self.echo("● recording…" + ("" if self.caller.scripted else " (Enter to stop)"))
+            started = time.monotonic()
+            line = self.caller.read("  > " if self.caller.scripted else "")
+            return line, max(1, round(time.monotonic() - started))
+        return self.caller.read("you> "), 0
+
+    def _act(self, turn: Turn) -> None:
+        if turn.kind == "say":
+            self.call.say(turn.value)
+        elif turn.kind == "silence":
+            self.call.silence()
+        elif turn.kind == "press":
+            self.call.press(turn.value)
+        elif turn.kind == "dial":
+            self.call.dial_ends(DIAL_OUTCOMES[turn.value])
+        elif turn.kind == "record":
+            self.call.record(turn.seconds)
+            self.echo(f"  (recorded {turn.seconds} s)")
+
+    def summary(self, store: CallStore | None, where: str) -> list[str]:
+        """The path through the graph and the timings, from the store's events."""
+        events = store.events_after(0, self.call.call_sid, limit=100_000) if store else []
+        path = path_line(events)
+        lines = [f"path: {path}" if path else
+                 f"path: not in this store ({where} keeps the call's events in its own)"]
+        return lines + timing_lines(self.turns, events)
+
+
+def describe_error(error: Exception) -> str:
+    if isinstance(error, CallError):
+        return f"the server's answer is not what Twilio accepts: {error}"
+    return str(error)
+
+
+# -- `flask call` --------------------------------------------------------------------------------
+
+DEFAULT_CALLER = "+15551230000"
+DEFAULT_CALLED = "+15550001000"
+HELP = ("Type what the caller says; an empty line is silence, #1 presses keys, "
+        "!hangup or Ctrl-D hangs up.")
+
+
+@dataclass
+class CallOptions:
+    flow_id: str
+    caller: str = DEFAULT_CALLER
+    called: str | None = None
+    script: Sequence[str] | None = None
+    url: str | None = None
+
+
+def responder_text(app: Flask) -> str:
+    """Which responder answers calls of this app, for the first line of the call."""
+    found = services_of(app)
+    if getattr(found.call_service.responder, "offline", False):
+        return "the offline responder (OPENAI_API_KEY is not set)"
+    settings = found.settings
+    return (f"model {settings.openai_model} at "
+            f"{settings.openai_base_url or 'https://api.openai.com/v1'}")
+
+
+def services_of(app: Flask) -> Services:
+    found: Services = app.extensions["phoney"]
+    return found
+
+
+def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO,
+                     prompt: Echo | None = None) -> int:
+    """Make the call; print the transcript, the path and the timings. The exit status."""
+    found = services_of(app)
+    if options.url:
+        token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+        if not token:
+            echo("error: set TWILIO_AUTH_TOKEN to the server's auth token: a call to --url is "
+                 "signed with it, as Twilio signs its webhooks")
+            return 2
+        transport: Transport = http_transport
+        base, flow = options.url, None
+        echo(f"Calling flow {options.flow_id} at {options.url}; the server's own model "
+             f"settings answer.")
+    else:
+        if not found.library.ok:
+            echo("error: the flows do not validate; run `flask flows validate`")
+            return 1
+        flows = found.library.live.flows
+        flow = flows.get(options.flow_id)
+        if flow is None:
+            echo(f"error: unknown flow '{options.flow_id}'"
+                 f"{did_you_mean(options.flow_id, list(flows))}; known flows: "
+                 f"{', '.join(sorted(flows))}")
+            return 2
+        transport, token = app_transport(app), found.settings.twilio_auth_token
+        base = found.settings.public_base_url or "http://localhost"
+        echo(f"Calling flow {flow.id} in process; replies come from {responder_text(app)}.")
+    called = options.called or (flow.numbers[0] if flow and flow.numbers else DEFAULT_CALLED)
+    echo(f"The caller {options.caller} calls {called}."
+         + (f" {HELP}" if options.script is None else ""))
+    call = SimulatedCall(transport, base, token, to=called, from_=options.caller)
+    terminal = TerminalCall(call, CallerInput(echo, stdin, options.script, prompt), echo)
+    status = 0
+    try:
+        terminal.run(f"/api/incoming-call?flow={quote(options.flow_id)}")
+    except ScriptError as error:
+        echo(f"error: {error}")
+        status = 1
+    except (CallError, ConnectionError) as error:
+        echo(f"error: {describe_error(error)}")
+        status = 1
+    echo("")
+    for line in terminal.summary(found.store, options.url or "the app"):
+        echo(line)
+    return status
