@@ -96,6 +96,10 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+_PLAIN_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq",
+                                    "tag:yaml.org,2002:omap"})
+
+
 class _TooBig(Exception):
     pass
 
@@ -113,6 +117,12 @@ class _Builder:
         if self.count > MAX_VALUES:
             raise _TooBig
         self.document.marks.setdefault(path, _mark(node.start_mark))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+            # Scalars with unknown tags are refused by the constructor; collections are built
+            # here, so refuse theirs too rather than read `!!python/...` as plain data.
+            self.problems.append(Problem(
+                self.document.path, node.start_mark.line + 1, node.start_mark.column + 1,
+                f"{dotted(path)}: unsupported YAML tag {node.tag!r}; flows are plain data"))
         if isinstance(node, yaml.MappingNode):
             # Merged pairs come first and may be overridden; only the mapping's own keys can
             # be duplicates. Remembered per node, as an aliased mapping is flattened only once.

@@ -70,10 +70,12 @@ def make_helpers(speech: str, now: datetime) -> dict[str, Callable[..., Any]]:
     return {"said_any": said_any, "said_all": said_all, "open_between": open_between}
 
 
-HELPERS = frozenset(make_helpers("", datetime(2000, 1, 1)))
-
 _environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
                                              keep_trailing_newline=False)
+
+HELPERS = frozenset(make_helpers("", datetime(2000, 1, 1))) | frozenset(_environment.globals) \
+    | {"loop"}
+"""Helper names, Jinja2's own globals (range, dict, ...) and `loop` inside a for block."""
 
 
 def parse_template(text: str) -> nodes.Template:
