@@ -23,6 +23,7 @@ from engine.web.auth import auth, configure_auth
 from engine.web.call_service import CallService, VoicingFactory
 from engine.web.control import control
 from engine.web.dashboard import dashboard
+from engine.web.flows_api import flows_api
 from engine.web.library import FlowLibrary
 from engine.web.live import install_live_events
 from engine.web.media import media
@@ -30,6 +31,7 @@ from engine.web.services import Services
 from engine.web.settings import Settings
 from engine.web.twilio_rest import TwilioRest
 from engine.web.voice import voice
+from engine.web.watcher import install_watcher
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ def create_app(config: dict[str, Any] | None = None, *,
     app.register_blueprint(control)
     app.register_blueprint(dashboard)
     app.register_blueprint(media)
+    app.register_blueprint(flows_api)
+    install_watcher(app, library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, store)  # publisher thread, /api/events, /api/calls
     app.cli.add_command(speech_cli)
     app.cli.add_command(call_command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,8 @@ class FlowLibrary:
         self._live: Registry | None = None
         self._by_version: dict[str, Registry] = {}
         self.refused: list[Problem] = []  # problems of the last refused reload
+        self.loaded_at: float | None = None  # when the live set was loaded (epoch seconds)
+        self.refused_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,13 +63,14 @@ class FlowLibrary:
         with self._lock:
             if result.registry is None:
                 self.refused = [p for p in result.problems if p.severity == "error"]
+                self.refused_at = time.time()
                 log.error("flows refused: %d errors; keeping the last good set",
                           len(self.refused))
                 for problem in self.refused:
                     log.error("%s", problem)
                 return result
-            self.refused = []
-            self._live = result.registry
+            self.refused, self.refused_at = [], None
+            self._live, self.loaded_at = result.registry, time.time()
             for flow_id, version in result.registry.versions.items():
                 self._remember(version, result.registry, flow_id)
         return result
