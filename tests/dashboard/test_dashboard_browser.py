@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from flask import Flask
 
 from engine.simulator import HttpAnswer, SimulatedCall
 from tests.dashboard.conftest import AUTH_TOKEN, PASSWORD, LiveServer
+from tests.doubles.openai_server import OpenAIDouble, Text
 from tests.support_twilio_api import TwilioApiDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,8 +54,9 @@ def server(make_dashboard_app: Callable[..., Flask]) -> Iterator[LiveServer]:
         yield live
 
 
-@pytest.fixture
-def page(chromium: Any, server: LiveServer) -> Iterator[Any]:
+@contextmanager
+def browser_page(chromium: Any, server: LiveServer) -> Iterator[Any]:
+    """A 1280x800 page that fails the test on a script error or a request to another host."""
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -69,6 +73,12 @@ def page(chromium: Any, server: LiveServer) -> Iterator[Any]:
         context.close()
     assert errors == [], errors
     assert external == [], f"the page fetched from elsewhere: {external}"
+
+
+@pytest.fixture
+def page(chromium: Any, server: LiveServer) -> Iterator[Any]:
+    with browser_page(chromium, server) as opened:
+        yield opened
 
 
 def shown_after(page: Any, selector: str, since: float) -> float:
@@ -117,9 +127,9 @@ def test_a_call_live_on_the_dashboard_transferred_and_ended(
     # The caller speaks: the turn and the reply stream in.
     page.evaluate("window.__phoneyLastEventAt = 0")
     before = time.time()
-    call.say("What are your opening hours?")
+    call.say("Hi, are you open on Saturdays?")
     returned = time.time()
-    caller_line = "#transcript li.line.caller:has-text('What are your opening hours?')"
+    caller_line = "#transcript li.line.caller:has-text('Hi, are you open on Saturdays?')"
     turn_delay = shown_after(page, caller_line, returned)
     reply = page.wait_for_selector("#transcript li.line.agent[data-kind=response][data-final=true]")
     reply_delay = float(reply.get_attribute("data-shown-at") or 0) / 1000 - returned
@@ -199,6 +209,53 @@ def test_the_list_loads_calls_that_started_before_the_page(page: Any, server: Li
     assert page.text_content(f"{row} td.caller") == "+15557770001"
     earlier.hang_up()
     page.wait_for_selector(f"{row} .pill[data-status=completed]")
+
+
+def test_an_ai_reply_streams_in_and_is_replaced_by_what_was_said(
+        chromium: Any, make_dashboard_app: Callable[..., Flask]) -> None:
+    """With a model (the OpenAI double, streaming slowly), `call.response.partial` shows the
+    reply growing before the final `call.response` replaces it."""
+    reply = ("Our hours are Monday to Thursday from eight to five. On Friday we close at one "
+             "in the afternoon. Is there anything else I can help you with today?")
+    with OpenAIDouble() as model:
+        model.default_chat(Text(reply, ttft=0.05, tokens_per_second=12))
+        app = make_dashboard_app(OPENAI_API_KEY=model.api_key, OPENAI_BASE_URL=model.base_url,
+                                 SPEECH_WARMUP=False)
+        with LiveServer(app) as server, browser_page(chromium, server) as page:
+            sign_in(page, server)
+            call = SimulatedCall(http, server.url, AUTH_TOKEN).start()
+            page.goto(f"{server.url}/calls/{call.call_sid}")
+            page.wait_for_selector("#live-status[data-state=live]")
+            assert page.is_hidden("#call-offline")
+            failures: list[BaseException] = []
+
+            def speak() -> None:
+                try:
+                    call.say("When are you open?")
+                except BaseException as error:  # surfaced below, in the test's thread
+                    failures.append(error)
+
+            caller = threading.Thread(target=speak)
+            caller.start()
+            streaming = page.wait_for_selector(
+                "#transcript li.line.agent[data-kind=response].streaming")
+            growing = (streaming.query_selector(".text").text_content() or "").strip()
+            assert growing and reply.startswith(growing), growing
+            final = page.wait_for_selector(
+                "#transcript li.line.agent[data-kind=response][data-final=true]", timeout=20_000)
+            caller.join(timeout=20)
+            assert failures == []
+            said = " ".join((final.query_selector(".text").text_content() or "").split())
+            assert "Our hours are Monday to Thursday" in said and "anything else" in said
+            assert "streaming" not in (final.get_attribute("class") or "")
+            # One bubble, after the caller's turn: the stream, then what was said.
+            assert len(page.query_selector_all("#transcript li.line.agent[data-kind=response]")) == 1
+            roles = page.eval_on_selector_all("#transcript li.line:not(.system)",
+                                              "items => items.map(item => item.dataset.role)")
+            assert roles[-2:] == ["caller", "agent"]
+            page.wait_for_selector("#transcript li.line.agent[data-kind=response] .timing")
+            assert "first token" in (page.text_content(
+                "#transcript li.line.agent[data-kind=response] .timing") or "")
 
 
 def _flows_api(server: LiveServer) -> bool:

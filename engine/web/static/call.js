@@ -72,13 +72,13 @@
     return typeof at === "number" && typeof call.started_at === "number" ? P.formatDuration(at - call.started_at) : "";
   }
 
-  function line(role, who, event, text, extraClass) {
+  function line(role, who, event, text, extraClass, before) {
     var item = el("li", { className: "line " + role + (extraClass ? " " + extraClass : ""),
                           dataset: { eventId: String(event.id), role: role } },
       el("div", { className: "meta" }, el("span", { className: "who", text: who }),
          el("span", { className: "when", text: offset(event.at) })),
       el("p", { className: "text", text: text }));
-    ui.transcript.appendChild(item);
+    ui.transcript.insertBefore(item, before || null);
     ui.transcriptEmpty.hidden = true;
     return item;
   }
@@ -115,6 +115,14 @@
     setLineText(reply.item, streaming ? reply.partial : spoken);
     reply.item.classList.toggle("streaming", !reply.final);
     reply.item.dataset.final = reply.final ? "true" : "false";
+  }
+
+  // A partial carries the whole reply so far, so it starts with what was already spoken of it;
+  // one that does not is a new reply (the caller spoke over the last one).
+  function sameReply(current, text) {
+    var spoken = current.parts.join(" ").replace(/\s+/g, " ").trim();
+    var head = Math.min(spoken.length, 24);
+    return text.replace(/\s+/g, " ").trim().slice(0, head) === spoken.slice(0, head);
   }
 
   function closeReply(interrupted) {
@@ -206,6 +214,13 @@
         touched = systemLine(event, "call from " + (data.caller || "unknown") + " to " + (data.called || "?") + " · flow " + data.flow);
         break;
       case "call.transcript":
+        if (reply && !reply.final && !reply.parts.length) {
+          // The reply to this very turn: the model streams while the webhook that heard the
+          // caller is still running, and the turn is stored when that webhook ends. The caller
+          // goes before it.
+          touched = line("caller", "Caller", event, callerText(data), data.silence ? "silence" : "", reply.item);
+          break;
+        }
         closeReply(true);
         touched = line("caller", "Caller", event, callerText(data), data.silence ? "silence" : "");
         break;
@@ -220,6 +235,7 @@
           if (reply.parts.join(" ").length >= (data.text || "").length) { break; }
           reply = null;
         }
+        if (reply && !sameReply(reply, data.text || "")) { closeReply(true); }
         if (!reply) { startReply(event); }
         reply.partial = data.text || "";
         showReply();
