@@ -1,6 +1,7 @@
 """Where calls live: the `CallStore` port, its backends, and `open_store(STORE_URL)`."""
 
 from engine.store.base import CallStore, CallSummary, NewEvent, StepConflict, StoredEvent
+from engine.store.encrypted import EncryptedStore, Keyring
 from engine.store.factory import open_store
 from engine.store.redis_store import RedisStore
 from engine.store.sqlite import SQLiteStore
@@ -8,6 +9,8 @@ from engine.store.sqlite import SQLiteStore
 __all__ = [
     "CallStore",
     "CallSummary",
+    "EncryptedStore",
+    "Keyring",
     "NewEvent",
     "RedisStore",
     "SQLiteStore",

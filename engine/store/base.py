@@ -99,6 +99,14 @@ class CallStore(Protocol):
     def last_event_id(self) -> int:
         """The id of the newest event (0 when there is none): where "from now on" starts."""
 
+    def incr_window(self, key: str, window_seconds: float) -> int:
+        """Count one hit on `key` and return the hits in its current window, this one included.
+
+        A fixed window: it opens at the first hit (count 1) and closes `window_seconds` later
+        (server time), when the count starts over. Atomic across threads and processes, so a
+        limit built on it (calls per caller) holds for every server process at once.
+        """
+
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...

@@ -7,6 +7,9 @@ Accepted forms (SQLAlchemy-style for SQLite):
 - `redis://[user:password@]host:port/db`, `rediss://...` (TLS), `unix:///path/to/redis.sock?db=0`
   (the Redis backend, to scale out), with optional `prefix=`, `ended_ttl=` and `active_ttl=`
   query parameters (see `engine.store.redis_store`)
+
+With an `encryption_key` (the ENCRYPTION_KEY setting) the backend is wrapped in an
+`EncryptedStore` (see `engine.store.encrypted`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.store.base import CallStore
+from engine.store.encrypted import EncryptedStore, Keyring
 from engine.store.redis_store import RedisStore
 from engine.store.sqlite import SQLiteStore
 
@@ -47,10 +51,15 @@ _OPENERS: dict[str, Callable[[str], CallStore]] = {
 }
 
 
-def open_store(url: str) -> CallStore:
-    """The store `url` names; ValueError, naming the accepted forms, for anything else."""
+def open_store(url: str, encryption_key: str = "") -> CallStore:
+    """The store `url` names; ValueError, naming the accepted forms, for anything else.
+
+    With `encryption_key` (one or more comma-separated keys) transcripts and caller numbers are
+    encrypted before they reach the backend."""
     scheme, colon, _ = url.strip().partition(":")
     opener = _OPENERS.get(scheme.lower()) if colon else None
     if opener is None:
         raise ValueError(f"STORE_URL {url!r}: unknown store; accepted forms: {ACCEPTED_FORMS}")
-    return opener(url.strip())
+    keyring = Keyring.from_setting(encryption_key) if encryption_key.strip() else None
+    store = opener(url.strip())
+    return store if keyring is None else EncryptedStore(store, keyring)

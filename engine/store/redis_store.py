@@ -19,6 +19,7 @@ Keys, all under a configurable prefix P (default `phoney:`; URL `?prefix=`):
 | `P events:<sid>` | sorted set | the same members, for one call | kept |
 | `P event-id` | string | the last event id given (INCR in the script that adds the event) | kept |
 | `P blob:<key>` | string | `put_blob` values | by key prefix |
+| `P window:<key>` | string | `incr_window` count | when its window closes |
 
 Expiry ("hot" above): the state and the answered requests are what the webhooks of a live call
 need. When a call ends (a step whose state is ended or has a final status, or `close_call` with a
@@ -189,6 +190,16 @@ end
 return 1
 """
 
+# KEYS: the counter.  ARGV: the window in ms. The TTL is set by the hit that opens the window,
+# in the same script, so no counter can be left without one.
+_INCR_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -291,6 +302,7 @@ class RedisStore:
         self._record_events = self.client.register_script(_RECORD_EVENTS)
         self._close_call = self.client.register_script(_CLOSE_CALL)
         self._compare_and_set = self.client.register_script(_COMPARE_AND_SET)
+        self._incr_window = self.client.register_script(_INCR_WINDOW)
 
     @staticmethod
     def _ttl(given: float | Literal[_From.URL] | None, own: Mapping[str, str], name: str,
@@ -411,6 +423,11 @@ class RedisStore:
     def last_event_id(self) -> int:
         found = self.client.get(self._key("event-id"))
         return 0 if found is None else int(found)
+
+    def incr_window(self, key: str, window_seconds: float) -> int:
+        count = self._incr_window(keys=[self._key("window", key)],
+                                  args=[max(1, round(float(window_seconds) * 1000))])
+        return int(count)
 
     def ping(self) -> bool:
         try:

@@ -71,6 +71,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at    REAL NOT NULL
         )""",
     ),
+    (
+        # incr_window: fixed-window counters (calls per caller), dropped once expired.
+        """CREATE TABLE IF NOT EXISTS counters (
+            key        TEXT PRIMARY KEY,
+            count      INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires_at)",
+    ),
 )
 
 _SUMMARY_COLUMNS = ("call_sid, flow_id, flow_version, caller, called, status, node, personality,"
@@ -358,6 +367,18 @@ class SQLiteStore:
         with self._connection() as db:
             row = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
         return int(row[0])
+
+    def incr_window(self, key: str, window_seconds: float) -> int:
+        now = time.time()
+        with self._transaction() as db:  # the write lock is held from the read to the write
+            db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+            row = db.execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO counters (key, count, expires_at) VALUES (?, 1, ?)",
+                           (key, now + max(float(window_seconds), 0.001)))
+                return 1
+            db.execute("UPDATE counters SET count = count + 1 WHERE key = ?", (key,))
+            return int(row["count"]) + 1
 
     def ping(self) -> bool:
         try:

@@ -2,13 +2,15 @@
 
 To add a backend, add its name to BACKENDS and a branch to `_url`; each test gets a fresh, empty
 store (`store`), and `open_again` opens another handle on the same storage, as a second server
-process would.
+process would. Each backend also runs wrapped in `EncryptedStore` (`+encrypted`, as
+ENCRYPTION_KEY makes it): the wrapper must keep every promise of the contract.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,10 +19,12 @@ import pytest
 from engine.runtime.state import Caller, CallState, Message
 from engine.store import CallStore, NewEvent, StepConflict, open_store
 
-BACKENDS = ["sqlite", "redis"]
+BACKENDS = ["sqlite", "redis", "sqlite+encrypted", "redis+encrypted"]
+ENCRYPTION_KEY = "contract-suite passphrase, not a Fernet key"
 
 
 def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    backend = backend.removesuffix("+encrypted")
     if backend == "sqlite":
         # An absolute path (sqlite:////...) in a directory that does not exist yet.
         return f"sqlite:///{tmp_path / 'data' / 'calls.db'}"
@@ -32,10 +36,11 @@ def _url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(params=BACKENDS)
 def open_again(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], CallStore]]:
     url = _url(request.param, request, tmp_path)
+    key = ENCRYPTION_KEY if request.param.endswith("+encrypted") else ""
     opened: list[CallStore] = []
 
     def open_() -> CallStore:
-        opened.append(open_store(url))
+        opened.append(open_store(url, encryption_key=key))
         return opened[-1]
 
     yield open_
@@ -398,6 +403,49 @@ def test_racing_compare_and_set_exactly_one_wins(
 
     assert len(won) == 1
     assert handles[1].get_blob("lease") == f"racer-{won[0]}".encode()
+
+
+def test_compare_and_set_of_a_blob_the_encrypted_store_encrypts(store: CallStore) -> None:
+    # `stream:` blobs hold replies, so EncryptedStore encrypts them: the swap must still work.
+    assert store.compare_and_set_blob("stream:x", None, b"one") is True
+    assert store.compare_and_set_blob("stream:x", None, b"two") is False
+    assert store.compare_and_set_blob("stream:x", b"zero", b"two") is False
+    assert store.compare_and_set_blob("stream:x", b"one", b"two") is True
+    assert store.get_blob("stream:x") == b"two"
+
+
+def test_incr_window_counts_hits_per_key(store: CallStore) -> None:
+    assert [store.incr_window("caller:+15550002222", 60) for _ in range(3)] == [1, 2, 3]
+    assert store.incr_window("caller:+15550003333", 60) == 1
+    assert store.incr_window("caller:+15550002222", 60) == 4
+
+
+def test_incr_window_starts_over_when_the_window_closes(store: CallStore) -> None:
+    assert store.incr_window("k", 0.3) == 1
+    assert store.incr_window("k", 0.3) == 2
+    time.sleep(0.45)
+    assert store.incr_window("k", 0.3) == 1
+
+
+def test_racing_incr_window_counts_every_hit_once(
+        open_again: Callable[[], CallStore]) -> None:
+    handles = [open_again() for _ in range(2)]  # as two server processes would
+    racers, hits = 8, 5
+    barrier = threading.Barrier(racers)
+    seen: list[int] = []
+
+    def race(i: int) -> None:
+        barrier.wait()
+        for _ in range(hits):
+            seen.append(handles[i % 2].incr_window("shared", 60))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(seen) == list(range(1, racers * hits + 1))
 
 
 def test_last_event_id_is_the_newest_events_id(store: CallStore) -> None:
