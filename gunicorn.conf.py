@@ -21,3 +21,30 @@ accesslog = "-"
 errorlog = "-"
 # Each worker builds its own app (store connections, publisher, reload watcher) after forking.
 preload_app = False
+
+# Prometheus with several workers: each worker is its own process with its own counters, and a
+# scrape of /metrics reaches just one of them. Set PROMETHEUS_MULTIPROC_DIR to a directory only
+# this server uses (e.g. /run/phoney-metrics, on tmpfs) before gunicorn starts: every worker then
+# keeps its values in files there, and whichever worker answers a scrape adds all of them up.
+# The hooks below empty it at start (values of an earlier run must not be added in) and tell
+# prometheus_client when a worker is gone. Without the variable each worker serves its own.
+
+
+def _metrics_dir() -> str:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def on_starting(server):
+    directory = _metrics_dir()
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):  # prometheus_client's files, and nothing else
+                os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    if _metrics_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -9,6 +9,7 @@ which edge that takes; this module only retries when the interpreter asks it to 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import random
@@ -93,7 +94,9 @@ class ModelResponder:
                              self.clock)
         self.streams.add(stream)
         request = self._request(flow, node, personality, state)
-        threading.Thread(target=self._consume, args=(stream, request, node), daemon=True,
+        # The thread runs in a copy of this context: its log lines carry the call (engine.logs).
+        threading.Thread(target=contextvars.copy_context().run,
+                         args=(self._consume, stream, request, node), daemon=True,
                          name=f"model-{state.call_sid[-6:]}").start()
         snapshot = stream.wait(lambda s: s.has_sentence,
                                min(self.first_sentence_budget, left))

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask
 
+from engine import logs
 from engine.ai.model import ModelResponder, make_client
 from engine.ai.responder import OfflineResponder, Responder
 from engine.cli import call_command, flows_cli, speech_cli
@@ -24,9 +25,11 @@ from engine.web.call_service import CallService, VoicingFactory
 from engine.web.control import control
 from engine.web.dashboard import dashboard
 from engine.web.flows_api import flows_api
+from engine.web.health import health
 from engine.web.library import FlowLibrary
 from engine.web.live import install_live_events
 from engine.web.media import media
+from engine.web.metrics import TimedSynthesizer, install_metrics
 from engine.web.services import Services
 from engine.web.settings import Settings
 from engine.web.twilio_rest import TwilioRest
@@ -45,6 +48,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     Tests pass a controllable one to call "at" a given moment.
     """
     settings = Settings.load(config)
+    logs.configure(settings.log_level, settings.log_format)  # once a process; later: updated
     app = Flask(__name__)
     app.config["PROJECT_ROOT"] = str(settings.project_root)
     app.config.update({key: value for key, value in (config or {}).items()
@@ -76,6 +80,8 @@ def create_app(config: dict[str, Any] | None = None, *,
     app.register_blueprint(flows_api)
     install_watcher(app, library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, store)  # publisher thread, /api/events, /api/calls
+    app.register_blueprint(health)  # /healthz, /readyz
+    install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
     app.cli.add_command(speech_cli)
     app.cli.add_command(call_command)
     return app
@@ -91,9 +97,10 @@ def _speech_and_model(settings: Settings, store: CallStore, library: FlowLibrary
     client = make_client(settings.openai_api_key, settings.openai_base_url)
     synthesizer, cache = Synthesizer(client), AudioCache(store)
     prefix = settings.public_base_url.rstrip("/")
+    timed = TimedSynthesizer(client)  # the webhooks' speech, measured; the warm-up's is not
 
     def voicing(registry: Registry) -> TwilioVoicing:
-        return SpeechVoicing(registry, synthesizer=synthesizer, cache=cache,
+        return SpeechVoicing(registry, synthesizer=timed, cache=cache,
                              audio_url=lambda key: f"{prefix}/audio/{key}.mp3")
 
     if library.ok:

@@ -32,6 +32,7 @@ from engine.runtime.step import start_state, step
 from engine.speech.voices import TwilioVoicing
 from engine.store import CallStore, NewEvent, StepConflict
 from engine.twiml import Callbacks, render, safe_answer
+from engine.web import metrics
 from engine.web.library import FlowLibrary, Pinned
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,8 @@ class CallService:
         if pinned is None:
             detail = f"no flow for flow={flow_id!r}, To={params.get('To', '')!r}"
             log.error("call %s: %s", call_sid, detail)
-            self.store.record_events(call_sid, [NewEvent("call.error", {
-                "kind": "flow", "detail": detail})], now)
+            self._record(call_sid, [NewEvent("call.error", {"kind": "flow", "detail": detail})],
+                         now)
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
@@ -105,8 +106,8 @@ class CallService:
         if pinned is None:
             detail = f"flow {state.flow_id} version {state.flow_version} is not available"
             log.error("call %s: %s", call_sid, detail)
-            self.store.record_events(call_sid, [NewEvent("call.error", {
-                "kind": "flow", "detail": detail})], started)
+            self._record(call_sid, [NewEvent("call.error", {"kind": "flow", "detail": detail})],
+                         started)
             return safe_answer(APOLOGY)
         if at_step is not None and at_step != state.step:
             # An answer to a question the call has moved past: say where the call is now.
@@ -142,7 +143,12 @@ class CallService:
             latest = self.store.get_state(new_state.call_sid)
             log.info("call %s: lost a race to another request; resuming", new_state.call_sid)
             return render([Continue()], callbacks(latest.step if latest else 0), voicing)
+        metrics.events_written(events)
         return twiml
+
+    def _record(self, call_sid: str, events: list[NewEvent], at: float) -> None:
+        self.store.record_events(call_sid, events, at)
+        metrics.events_written(events)
 
     def _answer_model(self, pinned: Pinned, state: CallState, actions: Sequence[Action],
                       started: float) -> tuple[CallState, list[Action], dict[str, object]]:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, g, request, url_for
 
+from engine import logs
 from engine.runtime.state import (
     DialEnded,
     Event,
@@ -27,6 +28,7 @@ from engine.runtime.state import (
 )
 from engine.store import NewEvent
 from engine.twiml import Callbacks, safe_answer
+from engine.web import metrics
 from engine.web.call_service import APOLOGY
 from engine.web.services import services
 from engine.web.signature import is_signed
@@ -43,6 +45,22 @@ FALLBACK_TEXT = "Sorry, we can't take your call right now. Please try again in a
 
 def _twiml(text: str) -> Response:
     return Response(text, status=200, mimetype="text/xml")
+
+
+@voice.before_request
+def tag_logs() -> None:
+    """Every line logged while this webhook is handled carries its CallSid (when well formed)
+    and route; threads started for the call copy the context, so theirs do too."""
+    sid = request.form.get("CallSid", "")
+    rule = request.url_rule.rule if request.url_rule is not None else request.path[:100]
+    g.phoney_log_context = logs.push(sid if CALL_SID.fullmatch(sid) else "", rule)
+
+
+@voice.teardown_request
+def untag_logs(error: BaseException | None) -> None:
+    bound = g.pop("phoney_log_context", None)
+    if bound is not None:
+        logs.pop(bound)
 
 
 @voice.before_request
@@ -108,9 +126,10 @@ def answered(handler: Callable[..., str]) -> Callable[..., Response]:
         except Exception as error:
             log.exception("call %s: %s failed", call_sid, request.path)
             try:
-                services().store.record_events(call_sid, [NewEvent("call.error", {
-                    "kind": "internal", "detail": f"{type(error).__name__} in {request.path}"})],
-                    _now())
+                failure = [NewEvent("call.error", {
+                    "kind": "internal", "detail": f"{type(error).__name__} in {request.path}"})]
+                services().store.record_events(call_sid, failure, _now())
+                metrics.events_written(failure)
             except Exception:
                 log.exception("call %s: could not record the error either", call_sid)
             return _twiml(safe_answer(APOLOGY))

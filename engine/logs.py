@@ -1,0 +1,151 @@
+"""Logging: one handler on the root logger, JSON lines or text, every line tagged with its call.
+
+`configure(level, fmt)` installs the handler (once per process: `create_app` calls it every time,
+and a later call only changes its level and format). `fmt="json"` writes one JSON object a line
+with `time`, `level`, `logger`, `message`, `call_sid`, `route` and, for a logged exception,
+`exception`; anything else writes text for people:
+
+    2025-01-15 15:00:00,123 WARNING engine.web.voice [CA0123...] /api/voice/input: ...
+
+The call and route come from context variables: the voice blueprint binds them for each Twilio
+webhook (`bind`), and a thread started for a call's work copies the context it was started in
+(`contextvars.copy_context().run`), so the model's stream thread logs under the call too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from typing import TextIO
+
+import click
+
+call_sid: ContextVar[str] = ContextVar("phoney_call_sid", default="")
+route: ContextVar[str] = ContextVar("phoney_route", default="")
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(call_tag)s: %(message)s"
+
+
+Bound = tuple[Token[str], Token[str]]
+
+
+def push(sid: str = "", path: str = "") -> Bound:
+    """Tag the lines logged from here on (in this context) with `sid` and `path`."""
+    return call_sid.set(sid), route.set(path)
+
+
+def pop(bound: Bound) -> None:
+    """Undo a `push`. One made in another context (another thread) leaves this one as is."""
+    sid_token, route_token = bound
+    try:
+        route.reset(route_token)
+        call_sid.reset(sid_token)
+    except ValueError:
+        pass
+
+
+@contextmanager
+def bind(sid: str = "", path: str = "") -> Iterator[None]:
+    bound = push(sid, path)
+    try:
+        yield
+    finally:
+        pop(bound)
+
+
+class ContextFilter(logging.Filter):
+    """Puts the call and route in force on every record (unless the record has its own, given
+    with `extra=`), so handlers' formats can use them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sid = getattr(record, "call_sid", None) or call_sid.get()
+        path = getattr(record, "route", None) or route.get()
+        record.__dict__.update(call_sid=sid, route=path,
+                               call_tag="".join(f" [{part}]" for part in (sid, path) if part))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line (a message's or traceback's newlines are escaped inside it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "call_sid": getattr(record, "call_sid", "") or call_sid.get(),
+            "route": getattr(record, "route", "") or route.get(),
+        }
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = self.formatException(record.exc_info)
+            line["exception"] = record.exc_text
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (as `logging.lastResort` does), so a
+    test's captured stderr, or one replaced after start-up, gets the lines."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always sys.stderr
+
+
+def _handler() -> logging.Handler | None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _StderrHandler):
+            return handler
+    return None
+
+
+def level_of(name: str | int | None) -> int:
+    """A level from a name ('info', 'WARNING') or number; INFO for anything unknown."""
+    if isinstance(name, int):
+        return name
+    text = (name or "").strip().upper()
+    if text.isdigit():
+        return int(text)
+    found = logging.getLevelName(text or "INFO")
+    return found if isinstance(found, int) else logging.INFO
+
+
+def default_level() -> str:
+    """INFO for a server (gunicorn, `flask run`, tests); WARNING for the other `flask`
+    commands, whose output is what the user asked for."""
+    context = click.get_current_context(silent=True)
+    return "INFO" if context is None or context.info_name == "run" else "WARNING"
+
+
+def configure(level: str | int | None = None, fmt: str | None = "text") -> logging.Handler:
+    """Install (or update) Phoney's handler on the root logger, and set the root level
+    (empty: `default_level()`)."""
+    wanted = level_of(level or default_level())
+    handler = _handler()
+    if handler is None:
+        handler = _StderrHandler()
+        handler.addFilter(ContextFilter())
+        logging.getLogger().addHandler(handler)
+    handler.setLevel(wanted)
+    handler.setFormatter(JsonFormatter() if (fmt or "").strip().lower() == "json"
+                         else logging.Formatter(TEXT_FORMAT))
+    logging.getLogger().setLevel(wanted)
+    return handler

@@ -1,0 +1,322 @@
+"""Prometheus metrics: the instruments, what feeds them, and `GET /metrics`.
+
+What is measured, and where:
+- `phoney_webhook_duration_seconds{route}`: each Twilio webhook (the voice blueprint), from the
+  app's first `before_request` to its `after_request`, signature check included;
+- `phoney_model_first_token_seconds`, `phoney_model_first_sentence_seconds`: from the start of
+  the webhook, as the call service writes them in `call.timing` (the offline responder's are
+  not model times and are left out);
+- `phoney_speech_synthesis_seconds{outcome}`: each text-to-speech request made while answering
+  a webhook (`TimedSynthesizer`, which `create_app` gives the voices);
+- `phoney_call_errors_total{kind}`: every `call.error` event the call service and the voice
+  webhooks write (`events_written`), by the flow language's error kind;
+- `phoney_events_delivered_total`, `phoney_events_failed_total`, `phoney_events_rejected_total`
+  `{sink}`: the event publisher's counters, mirrored from `Publisher.stats()`;
+- computed from the store at each scrape, so right whichever process answers it: `phoney_live_calls`
+  (calls in progress), `phoney_events_pending{sink}` (events stored and not yet delivered to
+  the sink) and `phoney_store_up`.
+
+Several processes (gunicorn workers): set `PROMETHEUS_MULTIPROC_DIR` to an empty directory
+before the server starts (see gunicorn.conf.py). prometheus_client then keeps each process's
+values in files there and a scrape of any worker adds them up; without it the process's own
+registry is served. `/metrics` is open, as scrapers expect, unless `METRICS_TOKEN` is set:
+then it wants `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from engine.events import Publisher, SinkStats
+from engine.flows.model import ERROR_KINDS
+from engine.runtime.state import FINAL_STATUSES
+from engine.speech.tts import Synthesizer
+from engine.store import CallStore, NewEvent
+
+if TYPE_CHECKING:
+    from engine.web.services import Services
+
+log = logging.getLogger(__name__)
+
+metrics = Blueprint("metrics", __name__)
+
+WEBHOOK_BLUEPRINTS = frozenset({"voice"})
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0,
+                   12.5, 15.0)
+"""5 ms (a stored answer) to Twilio's 15 s limit."""
+MODEL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
+SPEECH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
+ERROR_LABELS = frozenset({*ERROR_KINDS, "template", "flow", "condition", "internal", "control"})
+"""Kinds counted under their own name; any other is counted as `other` (labels stay bounded)."""
+LIVE_SCAN = 1000
+"""Most recently updated calls looked at for `phoney_live_calls`."""
+MAX_CALL_SECONDS = 4 * 3600
+"""Twilio's default longest call: a call not updated for longer lost its status callback."""
+SYNC_INTERVAL = 5.0
+"""Seconds between copies of the publisher's counters in multi-process mode."""
+
+
+@dataclass(frozen=True)
+class Instruments:
+    webhook: Histogram
+    first_token: Histogram
+    first_sentence: Histogram
+    speech: Histogram
+    errors: Counter
+    delivered: Counter
+    failed: Counter
+    rejected: Counter
+
+
+@cache
+def instruments() -> Instruments:
+    """The process's instruments, made on first use (nothing is registered at import)."""
+    return Instruments(
+        webhook=Histogram("phoney_webhook_duration_seconds",
+                          "Time to answer a Twilio webhook.", ["route"],
+                          buckets=WEBHOOK_BUCKETS),
+        first_token=Histogram("phoney_model_first_token_seconds",
+                              "From the start of the webhook to the model's first token.",
+                              buckets=MODEL_BUCKETS),
+        first_sentence=Histogram("phoney_model_first_sentence_seconds",
+                                 "From the start of the webhook to the model's first whole "
+                                 "sentence.", buckets=MODEL_BUCKETS),
+        speech=Histogram("phoney_speech_synthesis_seconds",
+                         "Text-to-speech requests made while answering a webhook.",
+                         ["outcome"], buckets=SPEECH_BUCKETS),
+        errors=Counter("phoney_call_errors_total", "call.error events, by error kind.",
+                       ["kind"]),
+        delivered=Counter("phoney_events_delivered_total",
+                          "Events a sink accepted.", ["sink"]),
+        failed=Counter("phoney_events_failed_total",
+                       "Deliveries to a sink that failed (each retry counted).", ["sink"]),
+        rejected=Counter("phoney_events_rejected_total",
+                         "Events a sink refused for good (skipped).", ["sink"]),
+    )
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client keeps values in PROMETHEUS_MULTIPROC_DIR: it decides when it
+    is first imported, from the environment as it was then."""
+    return values.ValueClass is not values.MutexValue
+
+
+# -- what feeds them ----------------------------------------------------------------------------
+
+def events_written(events: Sequence[NewEvent]) -> None:
+    """Count and time what the call service (or a webhook) just stored."""
+    try:
+        found = instruments()
+        for event in events:
+            if event.name == "call.error":
+                kind = str(event.data.get("kind", ""))
+                found.errors.labels(kind if kind in ERROR_LABELS else "other").inc()
+            elif event.name == "call.timing" and not event.data.get("offline"):
+                for key, histogram in (("first_token", found.first_token),
+                                       ("first_sentence", found.first_sentence)):
+                    value = event.data.get(key)
+                    if isinstance(value, int | float) and value >= 0:
+                        histogram.observe(value)
+    except Exception:  # metrics never fail a webhook
+        log.exception("metrics: could not count events")
+
+
+class TimedSynthesizer(Synthesizer):
+    """A `Synthesizer` whose every request is timed; it behaves the same otherwise."""
+
+    def synthesize(self, *args: Any, **kwargs: Any) -> bytes:
+        # Whatever Synthesizer's parameters are, passed through untouched.
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            audio = super().synthesize(*args, **kwargs)
+            outcome = "ok"
+            return audio
+        finally:
+            instruments().speech.labels(outcome).observe(time.perf_counter() - started)
+
+
+class _PublisherMirror:
+    """Copies each publisher's per-process counters into Counters (which prometheus_client
+    adds up across processes), by the increase since the last copy."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: weakref.WeakKeyDictionary[Publisher, dict[str, SinkStats]] = \
+            weakref.WeakKeyDictionary()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, publisher: Publisher) -> None:
+        with self._lock:
+            self._seen.setdefault(publisher, {})
+            if multiprocess_mode() and self._thread is None:
+                # The scrape reaches one worker; the others copy theirs on their own.
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name="metrics-sync")
+                self._thread.start()
+
+    def sync(self, publisher: Publisher | None = None) -> None:
+        with self._lock:
+            publishers = [publisher] if publisher is not None else list(self._seen.keys())
+            for each in publishers:
+                before = self._seen.setdefault(each, {})
+                now = each.stats()
+                found = instruments()
+                for name, stats in now.items():
+                    last = before.get(name, SinkStats())
+                    for counter, field in ((found.delivered, "delivered"),
+                                           (found.failed, "failed_attempts"),
+                                           (found.rejected, "rejected")):
+                        increase = getattr(stats, field) - getattr(last, field)
+                        if increase > 0:
+                            counter.labels(name).inc(increase)
+                before.update(now)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(SYNC_INTERVAL)
+            try:
+                self.sync()
+            except Exception:
+                log.exception("metrics: could not copy the publisher's counters")
+
+
+_mirror = _PublisherMirror()
+
+
+# -- the scrape ---------------------------------------------------------------------------------
+
+def live_calls(store: CallStore, now: float) -> int:
+    """Calls in progress: not ended, among the LIVE_SCAN most recently updated, and updated
+    within MAX_CALL_SECONDS (a call whose status callback never came is not live forever)."""
+    count = 0
+    for call in store.list_calls(limit=LIVE_SCAN):
+        if call.updated_at < now - MAX_CALL_SECONDS:
+            break  # newest first: the rest are older still
+        if call.ended_at is None and call.status not in FINAL_STATUSES:
+            count += 1
+    return count
+
+
+class _StoreCollector:
+    """What the store says at scrape time: the same whichever process is asked."""
+
+    def __init__(self, store: CallStore, now: float, publisher: Publisher | None) -> None:
+        self.store = store
+        self.now = now
+        self.publisher = publisher
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            up = self.store.ping()
+        except Exception:
+            up = False
+        yield GaugeMetricFamily("phoney_store_up", "The call store answers (1) or not (0).",
+                                value=1 if up else 0)
+        if not up:
+            return
+        try:
+            yield GaugeMetricFamily("phoney_live_calls", "Calls in progress.",
+                                    value=live_calls(self.store, self.now))
+            if self.publisher is not None and self.publisher.sinks:
+                pending = GaugeMetricFamily(
+                    "phoney_events_pending", "Events stored and not yet delivered to a sink.",
+                    labels=["sink"])
+                end = self.store.last_event_id()
+                for sink in self.publisher.sinks:
+                    # No cursor yet: the sink starts at the end, so nothing is owed to it.
+                    cursor = self.publisher.cursor(sink.name)
+                    pending.add_metric([sink.name], 0 if cursor is None else max(0, end - cursor))
+                yield pending
+        except Exception:
+            log.exception("metrics: could not read the store")
+
+
+class _Collects(Protocol):
+    def collect(self) -> Iterable[Metric]: ...
+
+
+class _Together:
+    """Several collectors served as one."""
+
+    def __init__(self, *parts: _Collects) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterable[Metric]:
+        for part in self.parts:
+            yield from part.collect()
+
+
+def _publisher(app: Flask) -> Publisher | None:
+    # Imported here: events_api imports the services, which import the call service, which
+    # imports this module.
+    from engine.web.events_api import EXTENSION
+
+    found = getattr(app.extensions.get(EXTENSION), "publisher", None)
+    return found if isinstance(found, Publisher) else None
+
+
+def _authorized(token: str) -> bool:
+    if not token:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode())
+
+
+@metrics.get("/metrics")
+def scrape() -> Response:
+    found: Services = current_app.extensions["phoney"]
+    if not _authorized(found.settings.metrics_token):
+        return Response("metrics need a bearer token\n", status=401, mimetype="text/plain",
+                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    publisher = _publisher(current_app)
+    if publisher is not None:
+        _mirror.sync(publisher)
+    process: _Collects = REGISTRY
+    if multiprocess_mode():
+        process = CollectorRegistry()
+        MultiProcessCollector(process)  # type: ignore[no-untyped-call]
+    store = _StoreCollector(found.store, found.call_service.clock(), publisher)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return Response(encoder(_Together(process, store)), status=200,
+                    headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
+# -- wiring -------------------------------------------------------------------------------------
+
+def install_metrics(app: Flask) -> None:
+    """Time the webhooks, serve `/metrics`, and follow the publisher's counters."""
+    instruments()
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.phoney_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("phoney_started")
+        if started is not None and request.blueprint in WEBHOOK_BLUEPRINTS \
+                and request.url_rule is not None:
+            instruments().webhook.labels(request.url_rule.rule).observe(
+                time.perf_counter() - started)
+        return response
+
+    app.register_blueprint(metrics)
+    publisher = _publisher(app)
+    if publisher is not None:
+        _mirror.watch(publisher)
