@@ -14,6 +14,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from engine.web import create_app
+from engine.web.events_api import EXTENSION, LiveEvents
 from engine.web.settings import ENV_KEYS
 from tests.support_twilio_api import TwilioApiDouble
 
@@ -58,6 +59,9 @@ def make_dashboard_app(tmp_path: Path,
 
     yield make
     for app in made:
+        live = app.extensions.get(EXTENSION)
+        if isinstance(live, LiveEvents) and live.publisher is not None:
+            live.publisher.stop(timeout=2.0)  # before its store goes
         app.extensions["phoney"].store.close()
 
 

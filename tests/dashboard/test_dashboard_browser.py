@@ -14,6 +14,7 @@ picture); otherwise the screenshot goes to the test's tmp_path only.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -29,7 +30,9 @@ from flask import Flask
 
 from engine.simulator import HttpAnswer, SimulatedCall
 from tests.dashboard.conftest import AUTH_TOKEN, PASSWORD, LiveServer
+from tests.dashboard.pusher_sockets import PusherSockets
 from tests.doubles.openai_server import OpenAIDouble, Text
+from tests.doubles.pusher_server import PusherDouble
 from tests.support_twilio_api import TwilioApiDouble
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,13 +252,63 @@ def test_an_ai_reply_streams_in_and_is_replaced_by_what_was_said(
             assert "Our hours are Monday to Thursday" in said and "anything else" in said
             assert "streaming" not in (final.get_attribute("class") or "")
             # One bubble, after the caller's turn: the stream, then what was said.
-            assert len(page.query_selector_all("#transcript li.line.agent[data-kind=response]")) == 1
+            replies = page.query_selector_all("#transcript li.line.agent[data-kind=response]")
+            assert len(replies) == 1
             roles = page.eval_on_selector_all("#transcript li.line:not(.system)",
                                               "items => items.map(item => item.dataset.role)")
             assert roles[-2:] == ["caller", "agent"]
             page.wait_for_selector("#transcript li.line.agent[data-kind=response] .timing")
             assert "first token" in (page.text_content(
                 "#transcript li.line.agent[data-kind=response] .timing") or "")
+
+
+@pytest.mark.parametrize("mode", ["private", "encrypted"])
+def test_with_pusher_the_page_listens_on_its_channels(
+        chromium: Any, make_dashboard_app: Callable[..., Flask], mode: str) -> None:
+    """Pusher configured: pusher-js (vendored) subscribes to the calls' channels with signatures
+    from /pusher/auth, and the events the publisher sends to Pusher reach the page, decrypted
+    in the browser on encrypted channels. No server-sent events are read."""
+    with PusherDouble() as api, PusherSockets(api) as sockets:
+        app = make_dashboard_app(
+            PUSHER_APP_ID=api.app_id, PUSHER_KEY=api.key, PUSHER_SECRET=api.secret,
+            PUSHER_HOST=sockets.url, PUSHER_CHANNELS=mode,
+            ENCRYPTION_KEY="e2e-key-for-the-browser-test" if mode == "encrypted" else None)
+        prefix = "private-encrypted-" if mode == "encrypted" else "private-"
+        with LiveServer(app) as server, browser_page(chromium, server) as page:
+            streams: list[str] = []
+            page.on("request", lambda request: streams.append(request.url)
+                    if "/api/events" in request.url else None)
+            page.goto(server.url + "/")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#live-status[data-state=live]:has-text('Pusher')")
+            assert sockets.subscribed(prefix + "calls")
+
+            call = SimulatedCall(http, server.url, AUTH_TOKEN, from_=CALLER).start()
+            returned = time.time()
+            row = f"#calls-body tr[data-call-sid={call.call_sid}]"
+            list_delay = shown_after(page, row, returned)
+            assert page.text_content(f"{row} td.caller") == CALLER
+
+            page.click(f"{row} td.caller a")
+            page.wait_for_selector("#live-status[data-state=live]:has-text('Pusher')")
+            page.wait_for_selector("#transcript li.line.agent[data-kind=say]")
+            assert sockets.subscribed(f"{prefix}call-{call.call_sid}")
+            call.say("Hi, are you open on Saturdays?")
+            returned = time.time()
+            turn_delay = shown_after(page, "#transcript li.line.caller", returned)
+            page.wait_for_selector("#transcript li.line.agent[data-kind=response]")
+            print(f"\ndashboard latency over Pusher ({mode}): call in the list "
+                  f"{list_delay * 1000:.0f} ms, caller turn {turn_delay * 1000:.0f} ms after "
+                  f"the webhook returned")
+            for delay in (list_delay, turn_delay):
+                assert delay < LATENCY_BOUND
+            assert streams == []  # Pusher only
+            sent = api.on(f"{prefix}call-{call.call_sid}")
+            assert sent
+            if mode == "encrypted":  # Pusher only ever saw ciphertext
+                assert all(set(event.json()) == {"nonce", "ciphertext"} for event in sent)
+                assert "Saturdays" not in json.dumps([event.data for event in sent])
 
 
 def _flows_api(server: LiveServer) -> bool:
