@@ -336,7 +336,8 @@ class TerminalCall:
 
 def describe_error(error: Exception) -> str:
     if isinstance(error, CallError):
-        return f"the server's answer is not what Twilio accepts: {error}"
+        hint = " (is TWILIO_AUTH_TOKEN the server's token?)" if "HTTP 403" in str(error) else ""
+        return f"the server's answer is not what Twilio accepts: {error}{hint}"
     return str(error)
 
 
@@ -376,6 +377,8 @@ def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO
                      prompt: Echo | None = None) -> int:
     """Make the call; print the transcript, the path and the timings. The exit status."""
     found = services_of(app)
+    flows = found.library.live.flows if found.library.ok else {}
+    flow = flows.get(options.flow_id)  # with --url, only for the default number called
     if options.url:
         token = os.environ.get("TWILIO_AUTH_TOKEN", "")
         if not token:
@@ -383,15 +386,13 @@ def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO
                  "signed with it, as Twilio signs its webhooks")
             return 2
         transport: Transport = http_transport
-        base, flow = options.url, None
+        base = options.url
         echo(f"Calling flow {options.flow_id} at {options.url}; the server's own model "
              f"settings answer.")
     else:
         if not found.library.ok:
             echo("error: the flows do not validate; run `flask flows validate`")
             return 1
-        flows = found.library.live.flows
-        flow = flows.get(options.flow_id)
         if flow is None:
             echo(f"error: unknown flow '{options.flow_id}'"
                  f"{did_you_mean(options.flow_id, list(flows))}; known flows: "

@@ -201,7 +201,8 @@ def make_harness(root: Path, workdir: Path) -> Harness:
     config: dict[str, Any] = {key: "" for key in ENV_KEYS}
     config.update(PROJECT_ROOT=str(root), STORE_URL=f"sqlite:///{workdir / 'calls.sqlite3'}",
                   TWILIO_AUTH_TOKEN=token, DASHBOARD_PASSWORD=token, SECRET_KEY=token,
-                  DEFAULT_FLOW="receptionist", RELOAD=False, PUBLISHER=False)
+                  DEFAULT_FLOW="receptionist", RELOAD=False, PUBLISHER=False,
+                  CALLER_CALL_LIMIT="off")  # every scenario calls from the same number
     from engine.web.app import create_app  # here: engine.web imports the CLI, which imports us
 
     app = create_app(config, clock=clock)
@@ -462,25 +463,22 @@ class Runner:
 
     def run_file(self, scenarios: ScenarioFile,
                  on_result: Callable[[ScenarioResult], None] | None = None
-                 ) -> tuple[list[ScenarioResult], Flow | None]:
-        base = self.harness(scenarios.flow_id, {})
-        flow = base.flow(scenarios.flow_id)
+                 ) -> list[ScenarioResult]:
         results = []
         for scenario in scenarios.scenarios:
             harness = self.harness(scenarios.flow_id, scenario.vars)
-            variant = harness.flow(scenarios.flow_id)
-            if flow is None or variant is None:
-                problems = harness.services.library.refused
+            flow = harness.flow(scenarios.flow_id)
+            if flow is None:
+                problems = "; ".join(map(str, harness.services.library.refused[:3]))
                 result = ScenarioResult(scenarios.path, scenarios.flow_id, scenario,
                                         failure=f"{scenarios.path}:{scenario.line}: flow "
-                                                f"'{scenarios.flow_id}' did not load: "
-                                                + "; ".join(map(str, problems[:3])))
+                                                f"'{scenarios.flow_id}' did not load: {problems}")
             else:
-                result = run_scenario(harness, variant, scenarios.path, scenario)
+                result = run_scenario(harness, flow, scenarios.path, scenario)
             results.append(result)
             if on_result is not None:
                 on_result(result)
-        return results, flow
+        return results
 
     def close(self) -> None:
         for harness in self.harnesses.values():
@@ -495,7 +493,7 @@ def run_scenarios(files: Sequence[ScenarioFile], root: Path, flows: Mapping[str,
         runner = Runner(root, Path(workdir))
         try:
             for scenario_file in files:
-                results, _ = runner.run_file(scenario_file, on_result)
+                results = runner.run_file(scenario_file, on_result)
                 report.results += results
                 coverage = report.coverage.get(scenario_file.flow_id)
                 if coverage is not None:

@@ -14,6 +14,7 @@ import runpy
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from engine.simulator import SimulatedCall
 from engine.store import NewEvent, StoredEvent
 from engine.web.metrics import MAX_CALL_SECONDS, events_written
-from tests.ai.conftest import call_on, wait_for_warmup
 from tests.conftest import ROOT
 from tests.doubles.openai_server import OpenAIDouble, Status, Text
 from tests.support import AUTH_TOKEN, Clock, client_transport
@@ -243,16 +243,21 @@ def double() -> Iterator[OpenAIDouble]:
 
 @pytest.fixture
 def model_app(make_app: Callable[..., Flask], double: OpenAIDouble) -> Flask:
-    created = make_app(OPENAI_API_KEY="test-key", OPENAI_BASE_URL=double.base_url)
-    wait_for_warmup(created)
+    # No speech warm-up (or, where it cannot be turned off, one that has finished): the
+    # double's queued answers are the test's.
+    created = make_app(OPENAI_API_KEY="test-key", OPENAI_BASE_URL=double.base_url,
+                       SPEECH_WARMUP=False)
+    for thread in threading.enumerate():
+        if thread.name == "speech-warmup":
+            thread.join(30)
     return created
 
 
-def test_model_time_to_first_token_and_sentence(model_app: Flask, double: OpenAIDouble,
-                                                clock: Clock) -> None:
+def test_model_time_to_first_token_and_sentence(model_app: Flask,
+                                                double: OpenAIDouble) -> None:
     client = model_app.test_client()
     double.chat(Text("Yes, we do whitening. The front desk can book you in."))
-    c = call_on(model_app, clock).start()
+    c = phone(model_app).start()
     before = scrape(client)
     c.say("do you do whitening")
     after = scrape(client)
@@ -265,11 +270,11 @@ def test_model_time_to_first_token_and_sentence(model_app: Flask, double: OpenAI
         assert grew(before, after, f"{metric}_sum") == pytest.approx(timing[key], abs=1e-6)
 
 
-def test_model_errors_are_counted_as_the_events_say(model_app: Flask, double: OpenAIDouble,
-                                                    clock: Clock) -> None:
+def test_model_errors_are_counted_as_the_events_say(model_app: Flask,
+                                                    double: OpenAIDouble) -> None:
     client = model_app.test_client()
     double.chat(Status(500), Status(503), Text("Yes, we do whitening."))
-    c = call_on(model_app, clock).start()
+    c = phone(model_app).start()
     before = scrape(client)
     c.say("do you do whitening")
     assert errors_stored(model_app, c.call_sid) == ["network", "network"]
@@ -277,10 +282,10 @@ def test_model_errors_are_counted_as_the_events_say(model_app: Flask, double: Op
 
 
 def test_speech_synthesis_is_timed_and_its_failures_counted(
-        model_app: Flask, double: OpenAIDouble, clock: Clock) -> None:
+        model_app: Flask, double: OpenAIDouble) -> None:
     client = model_app.test_client()
     double.chat(Text("Yes, we do whitening."), Text("We are on Elm Street."))
-    c = call_on(model_app, clock).start()
+    c = phone(model_app).start()
     before = scrape(client)
     c.say("do you do whitening")  # the reply is synthesised: not in the warm-up's cache
     spoken = scrape(client)
