@@ -47,8 +47,10 @@ def _shared_secret(store: CallStore, key: str, make: Callable[[], str]) -> tuple
     found = store.get_blob(key)
     if found is not None:
         return found.decode(), False
-    store.put_blob(key, make().encode())
-    return (store.get_blob(key) or b"").decode(), True
+    # Only if still absent: processes starting together must not overwrite a secret another
+    # one already uses (its session cookies would be refused by the rest).
+    created = store.compare_and_set_blob(key, None, make().encode())
+    return (store.get_blob(key) or b"").decode(), created
 
 
 def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
