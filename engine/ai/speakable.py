@@ -24,8 +24,13 @@ _MARKDOWN = [
     (re.compile(r"https?://\S+"), "the link on our website"),
 ]
 _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F]")
+# A sentence ends at . ! ? or … (after any closing quote, bracket or markdown emphasis), before
+# whitespace and the capital or digit that starts the next one (possibly behind markdown). Not
+# after an initial or a title, nor after the number of a numbered list item ("1. Cleanings").
 _SENTENCE_END = re.compile(r"(?<!\b[A-Z])(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bSt)"
-                           r"([.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+                           r"(?<!^\d)(?<!^\d\d)(?<!^\s\d)(?<!^\s\s\d)"
+                           r"([.!?…])[\"')\]*_]*\s+"
+                           r"(?=(?:[\"'(\[*_#]+|[-*+•]\s+)?[A-Z0-9])", re.M)
 
 
 def speakable(text: str) -> str:
@@ -58,6 +63,21 @@ def first_sentence(text: str) -> tuple[str, str] | None:
     if match is None:
         return None
     return text[:match.end()].strip(), text[match.end():]
+
+
+def whole_sentences(text: str, ended: bool = False) -> tuple[str, int]:
+    """The complete sentences at the start of streamed `text`, and how many characters they use.
+
+    An unfinished tail is left out; when the stream has `ended` (cut off, say), a tail that ends
+    like a sentence counts as one.
+    """
+    used = 0
+    while (split := first_sentence(text[used:])) is not None:
+        used = len(text) - len(split[1])
+    tail = text[used:]
+    if ended and speakable(tail).endswith((".", "!", "?", "…")):
+        used = len(text)
+    return text[:used].strip(), used
 
 
 def limit_reply(text: str, max_sentences: int) -> str:
