@@ -254,6 +254,7 @@ class Sent:
     total: float  # all attempts, as the caller waited
     retries: int  # attempts that failed to connect and were sent again
     timed_out: bool = False
+    began: float = 0.0  # time.monotonic() when it was first sent
 
 
 class SpreadTransport:
@@ -262,9 +263,10 @@ class SpreadTransport:
     The simulator signs the URL it means (on its own base URL); this transport sends the request
     to another server, so it signs it again for the URL actually requested, as Twilio would
     have signed a URL pointing there. Each webhook gets an `I-Twilio-Idempotency-Token`, and a
-    request that fails to connect, or whose connection drops before an answer (a worker killed
-    mid-request), is sent again with the same token, as Twilio retries; those are counted in
-    `retries`, not as answers. `sent` lists every webhook with the server that answered it.
+    request that fails to connect, or whose connection drops before a whole answer (a worker
+    killed mid-request or mid-answer), is sent again with the same token, as Twilio retries;
+    those are counted in `retries`, not as answers. `sent` lists every webhook with the server
+    that answered it.
     """
 
     def __init__(self, auth_token: str, bases: Sequence[str], *, start: int = 0,
@@ -308,7 +310,9 @@ class SpreadTransport:
                     continue
                 timed_out, seconds = True, time.perf_counter() - attempt
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # No answer, or its connection dropped halfway through the body (a worker
+                # killed while answering): Twilio got nothing usable and sends it again.
                 if retries >= self.max_retries:
                     seconds = time.perf_counter() - attempt
                     break
@@ -320,7 +324,8 @@ class SpreadTransport:
             seconds = time.perf_counter() - attempt
             break
         record = Sent(index, target, urlsplit(target).path, dict(params), token, status, body,
-                      seconds, time.perf_counter() - began, retries, timed_out)
+                      seconds, time.perf_counter() - began, retries, timed_out,
+                      time.monotonic() - (time.perf_counter() - began))
         with self._lock:
             self.sent.append(record)
         return HttpAnswer(status, body, content_type, seconds)
