@@ -62,8 +62,11 @@ def _kind_of(path: Path, document: Document) -> str:
     return "personality" if path.parent.name == "personalities" else "flow"
 
 
-def _declared_id(document: Document, kind: str) -> Any:
-    return document.data.get(kind) if isinstance(document.data, dict) else None
+def _declared_id(document: Document, kind: str) -> str | None:
+    """The id the document declares; None when it declares none, or something that is not a
+    string (`flow: []`), which its schema check reports."""
+    found = document.data.get(kind) if isinstance(document.data, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _stem(path: Path) -> str:

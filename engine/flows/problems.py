@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# Control characters and line separators a file's keys or values may carry into a message:
+# printed raw they would split a problem over lines, or drive the terminal (ESC sequences).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters and line separators escaped, as `repr` shows them."""
+    return _UNPRINTABLE.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 @dataclass(frozen=True, order=True)
@@ -16,7 +26,7 @@ class Problem:
 
     def __str__(self) -> str:
         prefix = "" if self.severity == "error" else f"{self.severity}: "
-        return f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}"
+        return printable(f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}")
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -179,7 +179,10 @@ def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
     if not text.strip() or all(line.lstrip().startswith("#") or not line.strip()
                                for line in text.splitlines()):
         return None, [Problem(path, 1, 1, "the file is empty; it should hold one YAML mapping")]
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # checks that every character may appear in YAML
+    except yaml.reader.ReaderError as error:
+        return None, [_unprintable(path, text, error)]
     document = Document(path, None)
     try:
         root = loader.get_single_node()
@@ -214,6 +217,15 @@ def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
     finally:
         loader.dispose()
     return document, builder.problems
+
+
+def _unprintable(path: str, text: str, error: yaml.reader.ReaderError) -> Problem:
+    before = text[: max(error.position, 0)]
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    character = error.character if isinstance(error.character, int) else 0
+    return Problem(path, line, column, f"the file holds the character U+{character:04X}, which "
+                                       "YAML does not allow; remove it")
 
 
 def read_file(path: Path, display: str | None = None) -> tuple[Document | None, list[Problem]]:

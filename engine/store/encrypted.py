@@ -220,11 +220,10 @@ class EncryptedStore:
         if not self._blob_is_sensitive(key):
             return self.inner.compare_and_set_blob(key, expected, new)
         # Tokens differ at every encryption: compare the plaintext, then swap the very token
-        # that was read, so the backend's own compare-and-set keeps it atomic.
+        # that was read, so the backend's own compare-and-set keeps it atomic. A value no key
+        # opens reads as absent (as in get_blob), so it can be replaced.
         raw = self.inner.get_blob(key)
-        current = None if raw is None else self._open_bytes(raw)
-        if (raw is None) != (expected is None) or (
-                expected is not None and current != bytes(expected)):
+        if self._open_bytes(raw) != (None if expected is None else bytes(expected)):
             return False
         return self.inner.compare_and_set_blob(key, raw, self._seal_bytes(new))
 

@@ -163,6 +163,9 @@ def test_rotation_reads_what_the_old_key_wrote(
     assert old_state.history[0].text == UNREADABLE
     assert only_new.events_after(0, state.call_sid)[1].data["speech"] == UNREADABLE
     assert only_new.get_blob("stream:abc") is None
+    # (an unreadable blob counts as absent: a secret made again can take its place)
+    assert only_new.compare_and_set_blob("stream:abc", None, b"again") is True
+    assert only_new.get_blob("stream:abc") == b"again"
     summary = only_new.get_call(state.call_sid)
     assert summary is not None and summary.caller == UNREADABLE
 
