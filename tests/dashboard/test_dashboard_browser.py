@@ -31,7 +31,7 @@ from flask import Flask
 from engine.simulator import HttpAnswer, SimulatedCall
 from tests.dashboard.conftest import AUTH_TOKEN, PASSWORD, LiveServer
 from tests.dashboard.pusher_sockets import PusherSockets
-from tests.doubles.openai_server import OpenAIDouble, Text
+from tests.doubles.openai_server import OpenAIDouble, Status, Text
 from tests.doubles.pusher_server import PusherDouble
 from tests.support_twilio_api import TwilioApiDouble
 
@@ -82,6 +82,15 @@ def browser_page(chromium: Any, server: LiveServer) -> Iterator[Any]:
 def page(chromium: Any, server: LiveServer) -> Iterator[Any]:
     with browser_page(chromium, server) as opened:
         yield opened
+
+
+def wait_until(check: Callable[[], bool], timeout: float = TIMEOUT_MS / 1000) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def shown_after(page: Any, selector: str, since: float) -> float:
@@ -262,6 +271,38 @@ def test_an_ai_reply_streams_in_and_is_replaced_by_what_was_said(
                 "#transcript li.line.agent[data-kind=response] .timing") or "")
 
 
+def test_errors_show_with_the_error_edge_the_flow_took(
+        chromium: Any, make_dashboard_app: Callable[..., Flask]) -> None:
+    """The model keeps failing (HTTP 500): the receptionist retries (a self-loop), then takes
+    its `error:network` edge to the apology and on to the front desk. The errors panel says so
+    and the graph marks those edges."""
+    with OpenAIDouble() as model:
+        model.default_chat(Status(500))
+        app = make_dashboard_app(OPENAI_API_KEY=model.api_key, OPENAI_BASE_URL=model.base_url,
+                                 SPEECH_WARMUP=False)
+        with LiveServer(app) as server, browser_page(chromium, server) as page:
+            sign_in(page, server)
+            call = SimulatedCall(http, server.url, AUTH_TOKEN).start()
+            page.goto(f"{server.url}/calls/{call.call_sid}")
+            page.wait_for_selector("#live-status[data-state=live]")
+            call.say("Can I book a cleaning?")
+            assert call.waiting.kind == "dial"  # the front desk, after the apology
+            page.wait_for_selector("#call-node:has-text('front_desk')")
+            kinds = page.eval_on_selector_all("#errors li.error-entry",
+                                              "items => items.map(item => item.dataset.kind)")
+            assert "network" in kinds
+            edges = page.eval_on_selector_all(
+                "#errors .edge-taken", "items => items.map(item => item.textContent)")
+            assert "edge error:network: assist → apology" in edges
+            assert any("(retry 3)" in edge for edge in edges)
+            if _flows_api(server):
+                for edge in ("assist>apology>error:network", "apology>front_desk>next",
+                             "assist>assist>error:network"):
+                    page.wait_for_selector(f"#graph path.edge.visited[data-edge='{edge}']")
+                page.wait_for_selector("#graph g.node.current[data-node=front_desk]")
+            assert "I'm sorry" in (page.text_content("#transcript") or "")
+
+
 @pytest.mark.parametrize("mode", ["private", "encrypted"])
 def test_with_pusher_the_page_listens_on_its_channels(
         chromium: Any, make_dashboard_app: Callable[..., Flask], mode: str) -> None:
@@ -282,7 +323,8 @@ def test_with_pusher_the_page_listens_on_its_channels(
             page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_selector("#live-status[data-state=live]:has-text('Pusher')")
-            assert sockets.subscribed(prefix + "calls")
+            # Connected comes first; the subscription follows once /pusher/auth has signed it.
+            assert wait_until(lambda: sockets.subscribed(prefix + "calls"))
 
             call = SimulatedCall(http, server.url, AUTH_TOKEN, from_=CALLER).start()
             returned = time.time()
@@ -291,9 +333,10 @@ def test_with_pusher_the_page_listens_on_its_channels(
             assert page.text_content(f"{row} td.caller") == CALLER
 
             page.click(f"{row} td.caller a")
+            page.wait_for_url(f"{server.url}/calls/{call.call_sid}")
             page.wait_for_selector("#live-status[data-state=live]:has-text('Pusher')")
             page.wait_for_selector("#transcript li.line.agent[data-kind=say]")
-            assert sockets.subscribed(f"{prefix}call-{call.call_sid}")
+            assert wait_until(lambda: sockets.subscribed(f"{prefix}call-{call.call_sid}"))
             call.say("Hi, are you open on Saturdays?")
             returned = time.time()
             turn_delay = shown_after(page, "#transcript li.line.caller", returned)

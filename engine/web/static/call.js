@@ -92,6 +92,11 @@
     return item;
   }
 
+  function shorten(text, max) {
+    text = String(text);
+    return text.length > max ? text.slice(0, max - 1) + "…" : text;
+  }
+
   function setLineText(item, text) { item.querySelector(".text").textContent = text; }
 
   function callerText(data) {
@@ -205,6 +210,10 @@
   function apply(event, replay) {
     var data = event.data || {};
     var touched = null;
+    // Follow the conversation only when the reader is at its end (and scroll the transcript
+    // alone, never the page).
+    var box = ui.transcript;
+    var stick = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
     switch (event.name) {
       case "call.start":
         Object.assign(call, { caller: data.caller, flow: data.flow, personality: data.personality,
@@ -275,7 +284,7 @@
       case "call.error":
         closeReply(true);
         touched = addError(event);
-        systemLine(event, "error: " + (data.kind || "?") + (data.detail ? " — " + data.detail : ""), "error");
+        systemLine(event, "error: " + (data.kind || "?") + (data.detail ? " — " + shorten(data.detail, 90) : ""), "error");
         break;
       case "call.end":
         closeReply(true);
@@ -296,7 +305,7 @@
       renderHeader();
       markGraph();
       P.shown(touched, event);
-      if (touched && touched.scrollIntoView && ui.transcript.contains(touched)) { touched.scrollIntoView({ block: "nearest" }); }
+      if (stick) { box.scrollTop = box.scrollHeight; }
     }
   }
 
@@ -318,6 +327,7 @@
     loadGraph(snapshot.flow, snapshot.flow_version);
     renderHeader();
     markGraph();
+    ui.transcript.scrollTop = ui.transcript.scrollHeight;
     return events.length ? events[events.length - 1].id : 0;
   }
 
