@@ -30,6 +30,7 @@ from engine.web.library import FlowLibrary
 from engine.web.live import install_live_events
 from engine.web.media import media
 from engine.web.metrics import TimedSynthesizer, install_metrics
+from engine.web.proxy import install_proxy_fix
 from engine.web.services import Services
 from engine.web.settings import Settings
 from engine.web.twilio_rest import TwilioRest
@@ -82,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     install_live_events(app, settings, store)  # publisher thread, /api/events, /api/calls
     app.register_blueprint(health)  # /healthz, /readyz
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
+    install_proxy_fix(app, settings.trusted_proxies)  # client addresses behind proxies
     app.cli.add_command(speech_cli)
     app.cli.add_command(call_command)
     return app

@@ -13,7 +13,7 @@ ENV_KEYS = (
     "OPENAI_BASE_URL", "OPENAI_MODEL", "PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET",
     "PUSHER_CLUSTER", "PUSHER_HOST", "PUSHER_CHANNELS", "STORE_URL", "PUBLIC_BASE_URL",
     "DEFAULT_FLOW", "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW",
-    "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL",
+    "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
 )
 
 
@@ -42,6 +42,7 @@ class Settings:
     metrics_token: str = ""  # when set, GET /metrics wants `Authorization: Bearer <token>`
     log_format: str = "text"  # text, or json: one JSON object a line
     log_level: str = ""  # empty: INFO when serving, WARNING for other `flask` commands
+    trusted_proxies: str = ""  # proxies that add X-Forwarded-For (engine/web/proxy.py)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
