@@ -15,7 +15,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 timeout = 30  # longer than any webhook may take; Twilio stops waiting at 15 s
 graceful_timeout = 20
 keepalive = 5  # Twilio and proxies reuse connections
-# Behind a TLS proxy: trust its X-Forwarded-* headers only from these addresses.
+# Behind a TLS proxy: where gunicorn accepts X-Forwarded-Proto from for the request's scheme.
+# (It never reads X-Forwarded-For: TRUSTED_PROXIES does that; see the README's "Deploying".)
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"

@@ -63,10 +63,12 @@ def post_signed_for(server: Gunicorn, signed_url: str, headers: dict[str, str]) 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Gunicorn]]:
-    """One server configured by the forwarded headers only, one with PUBLIC_BASE_URL (SQLite
-    stores: no Redis needed), shared by this module's tests."""
+    """One server configured by the forwarded headers only (and TRUSTED_PROXIES=1, as the README
+    has it), one with PUBLIC_BASE_URL (SQLite stores: no Redis needed), shared by this module's
+    tests."""
     root = tmp_path_factory.mktemp("proxy")
-    started = [Gunicorn(server_env(f"sqlite:///{root / 'forwarded.db'}"), root / "forwarded.log"),
+    started = [Gunicorn(server_env(f"sqlite:///{root / 'forwarded.db'}", TRUSTED_PROXIES="1"),
+                        root / "forwarded.log"),
                Gunicorn(server_env(f"sqlite:///{root / 'public.db'}", PUBLIC_BASE_URL=PUBLIC),
                         root / "public.log")]
     try:
