@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 5000
 HOST    ?= 127.0.0.1
 
-.PHONY: install tools run test lint typecheck validate scenarios pytest clean
+.PHONY: install tools run test lint typecheck validate scenarios pytest load clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ pytest: install tools
 	$(BIN)/pytest -q
 
 test: lint typecheck validate scenarios pytest
+
+# 100 concurrent calls on gunicorn + Redis with faults and a killed worker (docs/load.md). The
+# short form (10 calls) runs in `pytest` (tests/e2e/test_load_short.py).
+load: install
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) tools/mermaid/node_modules .mypy_cache .ruff_cache .pytest_cache
