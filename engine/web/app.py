@@ -21,6 +21,7 @@ from engine.speech import AudioCache, SpeechVoicing, Synthesizer, TwilioVoicing
 from engine.speech.warmup import warm
 from engine.store import CallStore, open_store
 from engine.web.auth import auth, configure_auth
+from engine.web.call_limits import call_limits
 from engine.web.call_service import CallService, VoicingFactory
 from engine.web.control import control
 from engine.web.dashboard import dashboard
@@ -31,6 +32,7 @@ from engine.web.live import install_live_events
 from engine.web.media import media
 from engine.web.metrics import TimedSynthesizer, install_metrics
 from engine.web.proxy import install_proxy_fix
+from engine.web.security import install_log_redaction, install_security
 from engine.web.services import Services
 from engine.web.settings import Settings
 from engine.web.twilio_rest import TwilioRest
@@ -50,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     """
     settings = Settings.load(config)
     logs.configure(settings.log_level, settings.log_format)  # once a process; later: updated
+    install_log_redaction(settings)  # numbers, speech and secrets masked in every log line
     app = Flask(__name__)
     app.config["PROJECT_ROOT"] = str(settings.project_root)
     app.config.update({key: value for key, value in (config or {}).items()
@@ -62,13 +65,16 @@ def create_app(config: dict[str, Any] | None = None, *,
         settings = _replace(settings, twilio_auth_token=secrets.token_hex(16))
         log.warning("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
 
-    store = open_store(settings.store_url)
+    store = open_store(settings.store_url, encryption_key=settings.encryption_key)
     library = FlowLibrary(settings.project_root, store)
     library.reload()
     now = clock or time.time
     responder, voicing = _speech_and_model(settings, store, library, now)
     call_service = CallService(library, store, responder, default_flow=settings.default_flow,
-                               voicing=voicing, clock=now)
+                               voicing=voicing, clock=now,
+                               limits=call_limits(settings.caller_call_limit,
+                                                  settings.max_call_turns,
+                                                  settings.max_call_seconds))
     password = configure_auth(app, store, settings.dashboard_password, settings.secret_key,
                               secure_cookies=settings.public_base_url.startswith("https://"))
     app.extensions["phoney"] = Services(settings, store, library, call_service, password,
@@ -83,6 +89,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     install_live_events(app, settings, store)  # publisher thread, /api/events, /api/calls
     app.register_blueprint(health)  # /healthz, /readyz
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
+    install_security(app, settings)  # headers; login and call control rate limits
     install_proxy_fix(app, settings.trusted_proxies)  # client addresses behind proxies
     app.cli.add_command(speech_cli)
     app.cli.add_command(call_command)

@@ -33,6 +33,7 @@ from engine.speech.voices import TwilioVoicing
 from engine.store import CallStore, NewEvent, StepConflict
 from engine.twiml import Callbacks, render, safe_answer
 from engine.web import metrics
+from engine.web.call_limits import CallLimits, over_ceiling, refuse_caller
 from engine.web.library import FlowLibrary, Pinned
 
 log = logging.getLogger(__name__)
@@ -60,13 +61,15 @@ class CallService:
     def __init__(self, library: FlowLibrary, store: CallStore, responder: Responder,
                  default_flow: str = "receptionist",
                  voicing: VoicingFactory = TwilioVoicing,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 limits: CallLimits | None = None) -> None:
         self.library = library
         self.store = store
         self.responder = responder
         self.default_flow = default_flow
         self.voicing = voicing
         self.clock = clock
+        self.limits = limits or CallLimits()  # per-caller rate and per-call ceilings
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -80,6 +83,9 @@ class CallService:
         existing = self.store.get_state(call_sid)
         if existing is not None:  # Twilio asked again for a call we know: carry on from there
             return self.advance(call_sid, None, None, request_key, callbacks)
+        refused = refuse_caller(self.store, self.limits, call_sid, params, now)
+        if refused is not None:
+            return refused
         pinned = self.library.choose(flow_id, params.get("To", ""), self.default_flow)
         if pinned is None:
             detail = f"no flow for flow={flow_id!r}, To={params.get('To', '')!r}"
@@ -121,8 +127,13 @@ class CallService:
 
     def _run(self, pinned: Pinned, previous: CallState | None, state: CallState, event: Event,
              request_key: str, callbacks: CallbackFactory, started: float) -> str:
-        new_state, actions = step(pinned.flow, state, event)
-        new_state, actions, timings = self._answer_model(pinned, new_state, actions, started)
+        ceiling = over_ceiling(pinned.flow, state, event, self.limits)
+        timings: dict[str, object] = {}
+        if ceiling is not None:
+            new_state, actions = ceiling
+        else:
+            new_state, actions = step(pinned.flow, state, event)
+            new_state, actions, timings = self._answer_model(pinned, new_state, actions, started)
         voicing = self.voicing(pinned.registry)
         twiml = render([a for a in actions if not isinstance(a, Emit)],
                        callbacks(new_state.step), voicing)

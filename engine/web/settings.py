@@ -14,7 +14,14 @@ ENV_KEYS = (
     "PUSHER_CLUSTER", "PUSHER_HOST", "PUSHER_CHANNELS", "STORE_URL", "PUBLIC_BASE_URL",
     "DEFAULT_FLOW", "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW",
     "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
+    "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
+    "API_RATE_LIMIT",
 )
+# Security limits (README "Security"): empty means the default; rate limits read like
+# Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
+_WHOLE_NUMBERS = ("max_call_turns", "max_call_seconds")
+_DEFAULT_WHEN_EMPTY = ("caller_call_limit", "login_rate_limit", "api_rate_limit",
+                       *_WHOLE_NUMBERS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,11 @@ class Settings:
     log_format: str = "text"  # text, or json: one JSON object a line
     log_level: str = ""  # empty: INFO when serving, WARNING for other `flask` commands
     trusted_proxies: str = ""  # proxies that add X-Forwarded-For (engine/web/proxy.py)
+    caller_call_limit: str = "20/hour"  # new calls from one caller number, all processes
+    max_call_turns: int = 100  # server-wide ceilings for flows that set lower limits or none
+    max_call_seconds: int = 3600
+    login_rate_limit: str = "5/minute"  # failed logins per client address
+    api_rate_limit: str = "30/minute"  # call control (transfer, end) per client address
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
@@ -63,5 +75,12 @@ class Settings:
             value = source[key]
             if spec.name == "transfer_allow" and isinstance(value, str):
                 value = tuple(item.strip() for item in value.split(",") if item.strip())
+            if spec.name in _DEFAULT_WHEN_EMPTY and str(value).strip() == "":
+                continue
+            if spec.name in _WHOLE_NUMBERS:
+                try:
+                    value = int(str(value).strip())
+                except ValueError:
+                    raise ValueError(f"{key}={value!r}: a whole number is needed") from None
             values[spec.name] = value
         return cls(**values)

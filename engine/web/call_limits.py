@@ -1,0 +1,154 @@
+"""Limits that keep one caller, or one call, from running up the bill (denial of wallet).
+
+- Calls per caller: at most N new calls from one `From` number per window (CALLER_CALL_LIMIT,
+  default 20/hour), counted in the store (`incr_window`), so every server process sees the same
+  count. A caller over it hears a short refusal and is hung up, and a `call.error` event of kind
+  `rate_limit_caller` is recorded. Callers that send no number (anonymous, withheld) share one
+  count. A store that cannot count lets the call through: the limit must not take the line down.
+- Per-call ceilings: MAX_CALL_TURNS (default 100) and MAX_CALL_SECONDS (default 3600) apply to
+  every call whose flow sets no `limits` of that kind or a higher one; the call is told goodbye
+  and hung up. A flow's own, lower limit still takes its `limits.then` edge first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+
+import limits as ratelimits
+
+from engine.flows.model import Flow
+from engine.runtime.state import (
+    Action,
+    CallStarted,
+    CallState,
+    Emit,
+    Event,
+    Hangup,
+    Heard,
+    Say,
+    Silence,
+    StatusChanged,
+)
+from engine.store import CallStore, NewEvent
+from engine.twiml import safe_answer
+
+log = logging.getLogger(__name__)
+
+CALLER_REFUSED = ("Sorry, we can't take more calls from your number right now. "
+                  "Please try again later. Goodbye.")
+LIMIT_GOODBYE = "We've reached the limit for this call. Thank you for calling. Goodbye."
+ANONYMOUS = "anonymous"
+OFF = ("off", "none", "0", "false", "no")
+
+
+@dataclasses.dataclass(frozen=True)
+class CallLimits:
+    caller_calls: int | None = None  # new calls one caller may make per window; None: no limit
+    caller_window: float = 3600.0
+    max_turns: int | None = None
+    max_seconds: int | None = None
+
+
+def parse_rate(text: str, setting: str) -> tuple[int, float] | None:
+    """`"20/hour"` -> (20, 3600.0); None for "off". ValueError naming the setting otherwise."""
+    text = text.strip()
+    if text.lower() in OFF:
+        return None
+    try:
+        item = ratelimits.parse(text)
+    except ValueError:
+        raise ValueError(f"{setting}={text!r}: write a rate such as '20/hour', "
+                         f"'5 per minute' or '10 per 30 seconds', or 'off'") from None
+    return int(item.amount), float(item.get_expiry())
+
+
+def call_limits(caller_call_limit: str, max_turns: int, max_seconds: int) -> CallLimits:
+    """The limits the settings ask for; 0 (or less) turns a ceiling off."""
+    rate = parse_rate(caller_call_limit, "CALLER_CALL_LIMIT")
+    return CallLimits(caller_calls=rate[0] if rate else None,
+                      caller_window=rate[1] if rate else 3600.0,
+                      max_turns=max_turns if max_turns > 0 else None,
+                      max_seconds=max_seconds if max_seconds > 0 else None)
+
+
+def mask_number(number: str) -> str:
+    """`+15551234567` -> `+1555***4567`: enough to tell callers apart in a log, not to call."""
+    if len(number) <= 8:
+        return "***"
+    return f"{number[:5]}***{number[-4:]}"
+
+
+def refuse_caller(store: CallStore, limits: CallLimits, call_sid: str,
+                  params: Mapping[str, str], now: float) -> str | None:
+    """Count a new call from its caller; the refusal TwiML when that caller is over the limit."""
+    allowed = limits.caller_calls
+    if allowed is None:
+        return None
+    caller = " ".join(params.get("From", "").split())[:64] or ANONYMOUS
+    try:
+        count = store.incr_window(f"caller:{caller}", limits.caller_window)
+    except Exception:
+        log.exception("call %s: could not count the caller's calls; letting the call through",
+                      call_sid)
+        return None
+    if count <= allowed:
+        return None
+    window = round(limits.caller_window)
+    log.warning("call %s: refused: caller %s has made %d calls within %d s (limit %d)",
+                call_sid, mask_number(caller), count, window, allowed)
+    try:
+        store.record_events(call_sid, [NewEvent("call.error", {
+            "kind": "rate_limit_caller", "caller": caller, "calls": count, "limit": allowed,
+            "window": window,
+            "detail": f"more than {allowed} calls from this caller within {window} s"})], now)
+    except Exception:
+        log.exception("call %s: could not record the refusal", call_sid)
+    return safe_answer(CALLER_REFUSED)
+
+
+def over_ceiling(flow: Flow, state: CallState, event: Event,
+                 limits: CallLimits) -> tuple[CallState, list[Action]] | None:
+    """The goodbye when `event` takes the call past a server-wide ceiling, else None.
+
+    Checked before the step, so a call over its ceiling never asks the model again.
+    """
+    if state.ended or isinstance(event, (CallStarted, StatusChanged)):
+        return None
+    own = flow.limits
+    listened = isinstance(event, (Heard, Silence))
+    turn = state.turn + (1 if listened else 0)
+    reason, limit = "", 0
+    turns = limits.max_turns
+    if turns is not None and (own is None or own.max_turns is None or own.max_turns > turns) \
+            and turn > turns:
+        reason, limit = "max_turns", turns
+    seconds = limits.max_seconds
+    if not reason and seconds is not None and (
+            own is None or own.max_seconds is None or own.max_seconds > seconds) \
+            and event.now - state.started_at > seconds:
+        reason, limit = "max_seconds", seconds
+    if not reason:
+        return None
+    actions: list[Action] = []
+    if isinstance(event, Heard):
+        actions.append(Emit("call.transcript", {"node": state.node, "speech": event.speech,
+                                                "digits": event.digits,
+                                                "confidence": event.confidence, "turn": turn}))
+    elif isinstance(event, Silence):
+        actions.append(Emit("call.transcript", {"node": state.node, "speech": "", "digits": "",
+                                                "silence": True, "turn": turn}))
+    actions += [
+        Emit("call.node", {"node": state.node, "source": state.node, "edge": "limit",
+                           "reason": reason, "limit": limit, "by": "server"}),
+        # Twilio's voice: a static line no flow declares, so nothing synthesises it in advance.
+        Say(LIMIT_GOODBYE, state.personality or flow.personality, flow.language,
+            twilio_voice=True),
+        Hangup(),
+    ]
+    ended = dataclasses.replace(state, step=state.step + 1, turn=turn, ended=True, pending=None,
+                                pending_digits="", stream=None, hold_until=0.0)
+    log.info("call %s: server-wide %s (%d) reached; saying goodbye", state.call_sid, reason,
+             limit)
+    return ended, actions

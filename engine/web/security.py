@@ -1,0 +1,274 @@
+"""Hardening of the web app: response headers, rate limits, and logs that keep secrets.
+
+`install_log_redaction(settings)` (first thing in `create_app`) masks, in every log record of
+the process, E.164 numbers (`+15551234567` -> `+1555***4567`), the values of speech and text
+fields (`SpeechResult=...`, `text='...'`), and the configured secrets (TWILIO_AUTH_TOKEN,
+OPENAI_API_KEY, PUSHER_SECRET, DASHBOARD_PASSWORD, ENCRYPTION_KEY, SECRET_KEY, METRICS_TOKEN, a
+Redis password in STORE_URL). The filter sits on the root logger and, because a logger's filters
+never see the records its children propagate to it, also in the log record factory, so it runs
+once on every record whatever logger made it and whatever handler writes it. The password
+generated when DASHBOARD_PASSWORD is not set is not a configured secret: it is logged once, on
+purpose, so the operator can sign in.
+
+`install_security(app, settings)` (after the blueprints) adds:
+- headers on every response: a Content-Security-Policy that lets the dashboard load only its
+  own scripts, styles and images (and connect to Pusher's hosts when Pusher is configured),
+  nosniff, same-origin referrers, no framing, and HSTS when PUBLIC_BASE_URL is https;
+- Flask-Limiter limits: failed logins per client address (LOGIN_RATE_LIMIT, 5/minute) and
+  call control per client address (API_RATE_LIMIT, 30/minute), counted in Redis when STORE_URL
+  is Redis (so every process shares them), in memory otherwise; over a limit the APIs answer
+  429 JSON and the login page says to wait, both with Retry-After.
+The client address is the connection's (REMOTE_ADDR): behind a proxy, have the proxy or the
+WSGI server set it from X-Forwarded-For, or every client shares the proxy's count.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import TooManyRequests
+
+from engine.store.redis_store import DEFAULT_PREFIX
+from engine.web.call_limits import parse_rate
+from engine.web.control import control
+from engine.web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "phoney.limiter"
+LOGIN_ENDPOINT = "auth.login"
+LOGIN_WAIT = "Too many sign-in attempts from your address. Please wait a minute, then try again."
+MIN_SECRET_CHARS = 4  # shorter values would mask ordinary words and digits everywhere
+
+# -- logs -----------------------------------------------------------------------------------------
+
+_E164 = re.compile(r"(?<![\w+%])(\+|%2[Bb])(\d{7,15})(?![\d])")
+_FIELD = re.compile(
+    r"""(?P<key>["']?\b(?:SpeechResult|UnstableSpeechResult|StableSpeechResult|speech|text|
+                         transcript|pending|utterance|Digits|digits)\b["']?)
+        (?P<sep>\s*[:=]\s*)
+        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,&;)}\]]+)""",
+    re.VERBOSE)
+REDACTED = "[redacted]"
+SECRET = "[secret]"
+
+
+def mask_e164(match: re.Match[str]) -> str:
+    plus, digits = match.group(1), match.group(2)
+    if len(digits) < 9:
+        return f"{plus}***"
+    return f"{plus}{digits[:4]}***{digits[-4:]}"
+
+
+def _redact_field(match: re.Match[str]) -> str:
+    value = match.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group('key')}{match.group('sep')}{quote}{REDACTED}{quote}"
+
+
+class RedactingFilter(logging.Filter):
+    """Masks numbers, speech and secrets in a record's message, traceback and stack."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add_secrets(self, values: Iterable[str]) -> None:
+        found = {value for value in values if value and len(value) >= MIN_SECRET_CHARS}
+        with self._lock:
+            if found - self._secrets:
+                self._secrets |= found
+                ordered = sorted(self._secrets, key=len, reverse=True)  # longest first
+                self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
+
+    def clean(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(SECRET, text)
+        text = _FIELD.sub(_redact_field, text)
+        return _E164.sub(mask_e164, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_phoney_redacted", False):
+            return True
+        record.__dict__["_phoney_redacted"] = True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to the handler to report
+            return True
+        cleaned = self.clean(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            # Formatters use a record's exc_text when it has one: this is what they will print.
+            record.exc_text = self.clean(_FORMATTER.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info)
+        return True
+
+
+_FORMATTER = logging.Formatter()
+_FILTER = RedactingFilter()
+
+
+def log_filter() -> RedactingFilter:
+    """The process's redacting filter (one for every app: logging is process-wide)."""
+    return _FILTER
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    values = [settings.twilio_auth_token, settings.openai_api_key, settings.pusher_secret,
+              settings.dashboard_password, settings.secret_key,
+              str(getattr(settings, "metrics_token", "") or "")]
+    key = settings.encryption_key.strip()
+    if key:
+        values += [key, *(entry.strip() for entry in key.split(","))]
+    try:
+        password = urlsplit(settings.store_url).password
+    except ValueError:
+        password = None
+    if password:
+        values.append(password)
+    return [value for value in values if value]
+
+
+def install_log_redaction(settings: Settings) -> RedactingFilter:
+    """Mask numbers, speech and this app's secrets in every log record from now on."""
+    _FILTER.add_secrets(configured_secrets(settings))
+    root = logging.getLogger()
+    if _FILTER not in root.filters:
+        root.addFilter(_FILTER)
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "phoney_redacting", False):
+        def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            _FILTER.filter(record)
+            return record
+
+        make_record.phoney_redacting = True  # type: ignore[attr-defined]
+        logging.setLogRecordFactory(make_record)
+    return _FILTER
+
+
+# -- headers --------------------------------------------------------------------------------------
+
+def pusher_hosts(settings: Settings) -> list[str]:
+    """Where pusher-js connects: the cluster's hosts, or PUSHER_HOST's (a self-hosted server)."""
+    if not (settings.pusher_app_id and settings.pusher_key and settings.pusher_secret):
+        return []
+    host = settings.pusher_host.strip()
+    if host:
+        parts = urlsplit(host if "://" in host else f"https://{host}")
+        if parts.hostname and not parts.hostname.endswith(".pusher.com"):
+            where = parts.hostname + (f":{parts.port}" if parts.port else "")
+            secure = parts.scheme != "http"
+            return [f"{'wss' if secure else 'ws'}://{where}",
+                    f"{'https' if secure else 'http'}://{where}"]
+    cluster = settings.pusher_cluster.strip() or "mt1"
+    return [f"wss://ws-{cluster}.pusher.com", f"https://sockjs-{cluster}.pusher.com"]
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    connect = " ".join(["'self'", *pusher_hosts(settings)])
+    headers = {
+        "Content-Security-Policy": (
+            f"default-src 'self'; connect-src {connect}; img-src 'self' data:; "
+            "style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
+            "form-action 'self'; object-src 'none'"),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
+    }
+    if settings.public_base_url.strip().lower().startswith("https://"):
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+def _install_headers(app: Flask, settings: Settings) -> None:
+    headers = security_headers(settings)
+
+    def add_headers(response: Response) -> Response:
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    app.after_request(add_headers)
+
+
+# -- rate limits ----------------------------------------------------------------------------------
+
+def limiter_storage(store_url: str) -> tuple[str, dict[str, Any]]:
+    """Flask-Limiter's storage URI and options: the store's Redis, or this process's memory."""
+    url = store_url.strip()
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() not in ("redis", "rediss", "unix"):
+        return "memory://", {}
+    base, _, query = f"{scheme.lower()}:{rest}".partition("?")
+    params = parse_qsl(query, keep_blank_values=True)
+    prefix = dict(params).get("prefix", DEFAULT_PREFIX)
+    # The store's own parameters mean nothing to redis-py; keep the others (db, ssl_...).
+    kept = [(name, value) for name, value in params
+            if name not in ("prefix", "ended_ttl", "active_ttl")]
+    if base.startswith("unix:"):
+        base = "redis+" + base
+    uri = base + (f"?{urlencode(kept)}" if kept else "")
+    return uri, {"key_prefix": f"{prefix}limits", "socket_timeout": 2,
+                 "socket_connect_timeout": 2}
+
+
+def _limit(text: str, setting: str) -> str | None:
+    """A Flask-Limiter limit string, checked now (a typo fails at start, not at a request)."""
+    rate = parse_rate(text, setting)
+    return None if rate is None else text.strip()
+
+
+def _too_many(error: TooManyRequests) -> Response | tuple[Response | str, int]:
+    retry = getattr(error, "retry_after", None)
+    if request.endpoint == LOGIN_ENDPOINT or request.path == "/login":
+        from engine.web.auth import _safe_next  # the login page's own rule for `next`
+
+        return render_template("login.html", next=_safe_next(request.form.get("next")),
+                               error=LOGIN_WAIT), 429
+    body: dict[str, Any] = {"error": "too many requests",
+                            "detail": f"rate limit exceeded ({error.description})"}
+    if retry is not None:
+        body["retry_after"] = retry
+    return jsonify(body), 429
+
+
+def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
+    uri, options = limiter_storage(settings.store_url)
+    limiter = Limiter(get_remote_address, app=app, storage_uri=uri, storage_options=options,
+                      strategy="fixed-window", headers_enabled=True, swallow_errors=True,
+                      key_prefix="phoney")
+    login = _limit(settings.login_rate_limit, "LOGIN_RATE_LIMIT")
+    if login and LOGIN_ENDPOINT in app.view_functions:
+        # Only failed sign-ins count: a user who types the password right is never held up.
+        view: Callable[..., Any] = app.view_functions[LOGIN_ENDPOINT]
+        app.view_functions[LOGIN_ENDPOINT] = limiter.limit(
+            login, methods=["POST"], deduct_when=lambda response: response.status_code == 401,
+        )(view)
+    api = _limit(settings.api_rate_limit, "API_RATE_LIMIT")
+    if api:
+        limiter.shared_limit(api, scope="control")(control)  # one count for all control
+    app.register_error_handler(429, _too_many)
+    app.extensions[EXTENSION] = limiter
+    return limiter
+
+
+def install_security(app: Flask, settings: Settings) -> None:
+    """Headers and rate limits; call after the blueprints are registered."""
+    _install_headers(app, settings)
+    install_rate_limits(app, settings)
