@@ -15,11 +15,12 @@ purpose, so the operator can sign in.
   own scripts, styles and images (and connect to Pusher's hosts when Pusher is configured),
   nosniff, same-origin referrers, no framing, and HSTS when PUBLIC_BASE_URL is https;
 - Flask-Limiter limits: failed logins per client address (LOGIN_RATE_LIMIT, 5/minute) and
-  call control per client address (API_RATE_LIMIT, 30/minute), counted in Redis when STORE_URL
-  is Redis (so every process shares them), in memory otherwise; over a limit the APIs answer
-  429 JSON and the login page says to wait, both with Retry-After.
-The client address is the connection's (REMOTE_ADDR): behind a proxy, have the proxy or the
-WSGI server set it from X-Forwarded-For, or every client shares the proxy's count.
+  call control, transfer and end together, per client address (API_RATE_LIMIT, 30/minute),
+  counted in Redis when STORE_URL is Redis (so every process shares them), in memory
+  otherwise; over a limit the APIs answer 429 JSON and the login page says to wait, both with
+  Retry-After.
+The client address is REMOTE_ADDR: behind proxies set TRUSTED_PROXIES (engine/web/proxy.py),
+or every client shares the proxy's count.
 """
 
 from __future__ import annotations
