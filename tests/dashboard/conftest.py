@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ def make_dashboard_app(tmp_path: Path,
             "PROJECT_ROOT": str(ROOT), "STORE_URL": f"sqlite:///{tmp_path / 'calls.db'}",
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "TWILIO_API_URL": twilio_api.url, "DASHBOARD_PASSWORD": PASSWORD,
-            "SECRET_KEY": "dashboard-test-secret", "TESTING": True, **overrides,
+            "SECRET_KEY": "dashboard-test-secret", "TESTING": True,
+            # A stream finds out its browser has gone when it next writes: soon, so teardown
+            # does not wait long for the streams to end before closing their store.
+            "SSE_HEARTBEAT": 0.25, **overrides,
         }
         app = create_app({key: value for key, value in config.items() if value is not None})
         made.append(app)
@@ -60,8 +64,14 @@ def make_dashboard_app(tmp_path: Path,
     yield make
     for app in made:
         live = app.extensions.get(EXTENSION)
-        if isinstance(live, LiveEvents) and live.publisher is not None:
-            live.publisher.stop(timeout=2.0)  # before its store goes
+        if isinstance(live, LiveEvents):
+            if live.publisher is not None:
+                live.publisher.stop(timeout=2.0)  # before its store goes
+            # Server-sent event streams read the store from their own threads until they end.
+            deadline = time.monotonic() + 10
+            while live.open_streams and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert live.open_streams == 0, "an event stream outlived its browser"
         app.extensions["phoney"].store.close()
 
 

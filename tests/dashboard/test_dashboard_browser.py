@@ -59,14 +59,21 @@ def server(make_dashboard_app: Callable[..., Flask]) -> Iterator[LiveServer]:
 
 @contextmanager
 def browser_page(chromium: Any, server: LiveServer) -> Iterator[Any]:
-    """A 1280x800 page that fails the test on a script error or a request to another host."""
+    """A 1280x800 page that fails the test on a script error, a Content-Security-Policy
+    violation or a request to another host."""
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: print(f"[browser {message.type}] {message.text}")
-            if message.type in ("error", "warning") else None)
+
+    def console(message: Any) -> None:
+        if message.type in ("error", "warning"):
+            print(f"[browser {message.type}] {message.text}")
+        if "Content Security Policy" in message.text:  # the page must work under a strict CSP
+            errors.append(message.text)
+
+    page.on("console", console)
     external: list[str] = []
     page.on("request", lambda request: external.append(request.url)
             if not request.url.startswith(server.url) else None)
