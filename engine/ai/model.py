@@ -4,7 +4,9 @@ A webhook asks for a reply and waits only for the first complete sentence; the s
 a thread and the rest is picked up by the continuation webhook (see `engine.ai.stream`). Every
 failure comes back as a `Failed` event of the flow language's kinds, and the interpreter decides
 which edge that takes; this module only retries when the interpreter asks it to (AskModel with
-`attempt` > 0), with exponential backoff and jitter inside the time that is left.
+`attempt` > 0), with exponential backoff and jitter inside the time that is left. That time is
+measured from the webhook's start on a monotonic clock (`engine.ai.budget`), never on the calls'
+clock, which tests freeze and which may jump.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from typing import Any
 
 import openai
 
+from engine.ai import budget
 from engine.ai.errors import classify
 from engine.ai.prompt import exit_tools, messages
-from engine.ai.speakable import first_sentence, limit_reply, speakable
+from engine.ai.speakable import (
+    first_sentence,
+    limit_reply,
+    speakable,
+    split_sentences,
+    whole_sentences,
+)
 from engine.ai.stream import ReplyStream, StreamRegistry, StreamSnapshot
 from engine.flows.model import AiNode, Flow, Personality, Registry
 from engine.runtime.context import values
@@ -38,15 +47,36 @@ MIN_ATTEMPT = 1.0
 """A model call needs at least this long to be worth starting."""
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 2.0
+RETRY_AFTER_CAP = 2.0
+"""A rate limit retried within the webhook waits for its Retry-After, up to this long (a longer
+one goes to the flow's hold node; see `engine.runtime.step.RETRY_AFTER_INLINE`)."""
 
 # The SDK defaults to 600 s and 2 retries of its own; on a phone call we decide both.
 REQUEST_TIMEOUT = openai.Timeout(connect=2.0, read=6.0, write=5.0, pool=2.0)
 
 
 def make_client(api_key: str, base_url: str | None) -> openai.OpenAI:
-    """One client per process: it pools connections to the endpoint."""
+    """A client with the call path's timeouts and no retries of its own (see `shared_client`)."""
     return openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=REQUEST_TIMEOUT,
                          max_retries=0)
+
+
+_clients: dict[tuple[str, str], openai.OpenAI] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(api_key: str, base_url: str | None) -> openai.OpenAI:
+    """The process's one client for this key and endpoint, made on first use.
+
+    It pools connections (keep-alive, TLS sessions), so the model, speech, the warm-up and every
+    app the process creates (tests, CLI commands) share it rather than each opening their own.
+    """
+    key = (api_key, base_url or "")
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = make_client(api_key, base_url)
+        return client
 
 
 def backoff(attempt: int, rng: random.Random) -> float:
@@ -82,16 +112,19 @@ class ModelResponder:
         if not isinstance(node, AiNode) or personality is None:
             return Failed(self.clock(), "ai_failure", f"cannot answer on node {ask.node!r}")
         if ask.attempt > 0:
-            delay = backoff(ask.attempt, self.rng)
-            if self._left(started) - delay < MIN_ATTEMPT:
+            # Backoff with jitter, and no sooner than a short Retry-After allows.
+            delay = max(backoff(ask.attempt, self.rng),
+                        min(RETRY_AFTER_CAP, state.hold_until - self.clock()))
+            if self._left() - delay < MIN_ATTEMPT:
                 return Failed(self.clock(), "network", "no time left in this webhook to retry")
             self.sleep(delay)
-        left = self._left(started)
+        left = self._left()
         if left < MIN_ATTEMPT:
             return Failed(self.clock(), "network", "the webhook's time for the model is used up")
         key = f"{state.call_sid}:{state.step}:{ask.attempt}:{personality.id}"
+        # Stream times are durations (time to first token ...): a monotonic clock, not `clock`.
         stream = ReplyStream(key, self.store, self._partial_publisher(state.call_sid, node.id),
-                             self.clock)
+                             time.monotonic)
         self.streams.add(stream)
         request = self._request(flow, node, personality, state)
         # The thread runs in a copy of this context: its log lines carry the call (engine.logs).
@@ -100,7 +133,10 @@ class ModelResponder:
                          name=f"model-{state.call_sid[-6:]}").start()
         snapshot = stream.wait(lambda s: s.has_sentence,
                                min(self.first_sentence_budget, left))
-        return self._first_reply(snapshot, key, personality, started)
+        reply = self._first_reply(snapshot, key, personality, state, node.id)
+        if isinstance(reply, Failed) and not snapshot.done:
+            stream.abandon()  # nobody will read the rest: stop reading it
+        return reply
 
     def resume(self, flow: Flow, registry: Registry, state: CallState,
                started: float) -> Replied | Failed:
@@ -108,30 +144,36 @@ class ModelResponder:
         key = state.stream or ""
         personality = registry.personalities.get(state.stream_personality or "")
         max_sentences = personality.style.max_sentences if personality else 2
-        snapshot = self.streams.wait(key, lambda s: s.done, max(0.5, self._left(started)))
+        snapshot = self.streams.wait(key, lambda s: s.done, max(0.5, self._left()))
         now = self.clock()
         if snapshot is None:
             return Failed(now, "ai_failure", "the streamed reply was lost")
+        spoken = len(split_sentences(speakable(snapshot.text[:state.stream_offset])))
+        sentences_left = max(0, max_sentences - spoken)
         rest = snapshot.text[state.stream_offset:]
-        if snapshot.done:
-            if snapshot.error_kind and not speakable(rest):
+        if snapshot.done and snapshot.error_kind is None:
+            return Replied(now, limit_reply(rest, sentences_left), exit=snapshot.exit,
+                           personality=state.stream_personality)
+        # Cut off, or still unfinished after a whole webhook's wait: say what is complete and
+        # end the turn there (a late exit is lost; the caller is not kept waiting for it).
+        said, _ = whole_sentences(rest, ended=snapshot.done)
+        if snapshot.error_kind is not None:
+            if not speakable(said):
                 return Failed(now, snapshot.error_kind, snapshot.error_detail,
                               snapshot.retry_after)
-            budget = max(1, max_sentences - state.stream_sentences)
-            return Replied(now, limit_reply(rest, budget), exit=snapshot.exit,
-                           personality=state.stream_personality)
-        spoken, remaining = [], rest
-        while (split := first_sentence(remaining)) is not None:
-            sentence, remaining = split
-            spoken.append(sentence)
-        return Replied(now, speakable(" ".join(spoken)), personality=state.stream_personality,
-                       final=False, stream=key,
-                       offset=state.stream_offset + len(rest) - len(remaining))
+            self._record_error(state.call_sid, state.node, snapshot)
+        else:
+            log.warning("call %s: the model was still streaming after the continuation's "
+                        "wait; ending the turn", state.call_sid)
+        return Replied(now, limit_reply(said, sentences_left),
+                       personality=state.stream_personality)
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _left(self, started: float) -> float:
-        return self.webhook_budget - (self.clock() - started)
+    def _left(self) -> float:
+        """What is left of this webhook's budget for the model (a monotonic measure: the calls'
+        clock may stand still or jump)."""
+        return self.webhook_budget - budget.elapsed()
 
     def _request(self, flow: Flow, node: AiNode, personality: Personality,
                  state: CallState) -> dict[str, Any]:
@@ -159,11 +201,19 @@ class ModelResponder:
         return publish
 
     def _consume(self, stream: ReplyStream, request: dict[str, Any], node: AiNode) -> None:
+        try:
+            self._read(stream, request, node)
+        except Exception:  # the store went away (shutdown): nothing left to tell anyone
+            log.exception("model stream %s: could not record the reply", stream.key)
+
+    def _read(self, stream: ReplyStream, request: dict[str, Any], node: AiNode) -> None:
         calls: dict[int, dict[str, str]] = {}
         try:
             response = self.client.chat.completions.create(**request)
             with response:
                 for chunk in response:
+                    if stream.abandoned:
+                        return
                     if not chunk.choices:
                         continue
                     delta = chunk.choices[0].delta
@@ -206,25 +256,44 @@ class ModelResponder:
         return None
 
     def _first_reply(self, snapshot: StreamSnapshot, key: str, personality: Personality,
-                     started: float) -> Replied | Failed:
+                     state: CallState, node_id: str) -> Replied | Failed:
         now = self.clock()
         timings = {
-            "first_token": _since(started, snapshot.first_token_at),
-            "first_sentence": _since(started, snapshot.first_sentence_at),
+            "first_token": _since(snapshot.first_token_at),
+            "first_sentence": _since(snapshot.first_sentence_at),
         }
         text = snapshot.text
-        if snapshot.error_kind and not speakable(text):
-            return Failed(now, snapshot.error_kind, snapshot.error_detail, snapshot.retry_after)
+        max_sentences = personality.style.max_sentences
+        if snapshot.done and snapshot.error_kind is not None:
+            # Cut off: whole sentences that arrived can still be said; a half one cannot.
+            said, _ = whole_sentences(text, ended=True)
+            if not speakable(said):
+                return Failed(now, snapshot.error_kind, snapshot.error_detail,
+                              snapshot.retry_after)
+            self._record_error(state.call_sid, node_id, snapshot)
+            return Replied(now, limit_reply(said, max_sentences), personality=personality.id,
+                           timings=timings)
         if snapshot.done:
-            return Replied(now, limit_reply(text, personality.style.max_sentences),
-                           exit=snapshot.exit, personality=personality.id, timings=timings)
+            return Replied(now, limit_reply(text, max_sentences), exit=snapshot.exit,
+                           personality=personality.id, timings=timings)
         split = first_sentence(text)
         if split is None:
             return Failed(now, "network", "no sentence from the model within the deadline")
         sentence, rest = split
-        return Replied(now, speakable(sentence), personality=personality.id, final=False,
+        return Replied(now, limit_reply(sentence, 1), personality=personality.id, final=False,
                        stream=key, offset=len(text) - len(rest), timings=timings)
 
+    def _record_error(self, call_sid: str, node_id: str, snapshot: StreamSnapshot) -> None:
+        """A stream that failed after whole sentences arrived: they are spoken, and the
+        failure is recorded here (no error edge is taken: the caller got an answer)."""
+        try:
+            self.store.record_events(call_sid, [NewEvent("call.error", {
+                "node": node_id, "kind": snapshot.error_kind,
+                "detail": f"reply cut short: {snapshot.error_detail}"[:500]})], self.clock())
+        except Exception:
+            log.exception("call %s: could not record a cut-short reply", call_sid)
 
-def _since(started: float, moment: float | None) -> float | None:
-    return round(moment - started, 3) if moment is not None else None
+
+def _since(moment: float | None) -> float | None:
+    """Seconds from the start of the webhook to a stream's (monotonic) moment."""
+    return round(moment - budget.began(), 3) if moment is not None else None

@@ -65,6 +65,12 @@ def messages(flow: Flow, node: AiNode, personality: Personality, state: CallStat
         found.append({"role": "user", "content": example.input})
         found.append({"role": "assistant", "content": example.response})
     history = state.history[-MAX_CONTEXT_MESSAGES:]
+    if state.pending is not None:
+        # Lines spoken while the utterance waited for its answer (a hold node's "One moment
+        # please", say) are left out: a retry asks the model the same question as before.
+        callers = [i for i, message in enumerate(history) if message.role == "caller"]
+        if callers and history[callers[-1]].text == state.pending:
+            history = history[:callers[-1] + 1]
     for message in history:
         role = "user" if message.role == "caller" else "assistant"
         found.append({"role": role, "content": message.text[:MAX_UTTERANCE_CHARS]})

@@ -21,6 +21,9 @@ from engine.store import CallStore
 STREAM_BLOB = "stream:{key}"
 PARTIAL_EVERY = 0.25
 """Seconds between `call.response.partial` events while text keeps arriving."""
+PERSIST_EVERY = 0.25
+"""Seconds between writes of a growing reply to the store (its first sentence and its end are
+always written at once): a long reply must not take the store's write lock per sentence."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class StreamSnapshot:
 
     @property
     def has_sentence(self) -> bool:
-        return first_sentence(self.text) is not None
+        return self.first_sentence_at is not None or first_sentence(self.text) is not None
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()
@@ -56,6 +59,8 @@ class ReplyStream:
     snapshot: StreamSnapshot = field(default_factory=StreamSnapshot)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _last_partial: float = 0.0
+    _last_persist: float = 0.0
+    abandoned: bool = False  # the webhook gave up on it: the reader should stop
 
     def __post_init__(self) -> None:
         self.snapshot = replace(self.snapshot, started_at=self.clock())
@@ -65,11 +70,12 @@ class ReplyStream:
             self.snapshot = replace(self.snapshot, **changes)
             self._changed.notify_all()
         if persist:
+            self._last_persist = self.clock()
             self.store.put_blob(STREAM_BLOB.format(key=self.key), self.snapshot.to_json())
 
     def add_text(self, delta: str) -> None:
         now = self.clock()
-        had_sentence = self.snapshot.has_sentence
+        had_sentence = self.snapshot.first_sentence_at is not None
         text = self.snapshot.text + delta
         changes: dict[str, Any] = {"text": text}
         if self.snapshot.first_token_at is None and delta.strip():
@@ -78,7 +84,8 @@ class ReplyStream:
         if new_sentence:
             changes["first_sentence_at"] = now
         sentence_done = text.rstrip().endswith((".", "!", "?")) and delta.rstrip() != ""
-        self._update(persist=new_sentence or sentence_done, **changes)
+        due = now - self._last_persist >= PERSIST_EVERY
+        self._update(persist=new_sentence or (sentence_done and due), **changes)
         if new_sentence or now - self._last_partial >= PARTIAL_EVERY:
             self._last_partial = now
             self.on_partial(speakable(text))
@@ -90,6 +97,9 @@ class ReplyStream:
     def fail(self, kind: str, detail: str, retry_after: float = 0.0) -> None:
         self._update(persist=True, done=True, error_kind=kind, error_detail=detail,
                      retry_after=retry_after)
+
+    def abandon(self) -> None:
+        self.abandoned = True
 
     def wait(self, until: Callable[[StreamSnapshot], bool], timeout: float) -> StreamSnapshot:
         """Block until `until(snapshot)` holds, the stream ends, or `timeout` passes."""

@@ -312,7 +312,14 @@ class _Run:
             stream_sentences=0 if event.final else spoken_before + (1 if event.text else 0))
         if event.text:
             self.actions.append(Say(event.text, personality, self.flow.language))
-            self.remember("agent", event.text)
+            history = self.state.history
+            if spoken_before and history and history[-1].role == "agent":
+                # A later part of a reply streamed in parts: one message in the transcript,
+                # as the model wrote it, not one per webhook.
+                whole = dataclasses.replace(history[-1], text=f"{history[-1].text} {event.text}")
+                self.state = dataclasses.replace(self.state, history=(*history[:-1], whole))
+            else:
+                self.remember("agent", event.text)
             self.emit("call.response", text=event.text, offline=event.offline,
                       personality=personality, final=event.final, part=spoken_before,
                       timings=dict(event.timings))

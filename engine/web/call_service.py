@@ -8,10 +8,12 @@ duplicate loses the race in the store and gets the winner's answer.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from engine.ai import budget
 from engine.ai.responder import Responder
 from engine.flows.model import Registry
 from engine.runtime.state import (
@@ -75,6 +77,17 @@ class CallService:
 
     def incoming(self, params: Mapping[str, str], flow_id: str | None, request_key: str,
                  callbacks: CallbackFactory) -> str:
+        with budget.webhook():  # Twilio's 15 s run from here, whatever the calls' clock says
+            return self._incoming(params, flow_id, request_key, callbacks)
+
+    def advance(self, call_sid: str, event: Event | None, at_step: int | None,
+                request_key: str, callbacks: CallbackFactory) -> str:
+        """Step a known call with `event`; None means "carry on" (a resume)."""
+        with budget.webhook():
+            return self._advance(call_sid, event, at_step, request_key, callbacks)
+
+    def _incoming(self, params: Mapping[str, str], flow_id: str | None, request_key: str,
+                  callbacks: CallbackFactory) -> str:
         call_sid = params["CallSid"]
         now = self.clock()
         stored = self.store.stored_response(call_sid, request_key)
@@ -97,9 +110,8 @@ class CallService:
                             params.get("To", ""), now)
         return self._run(pinned, None, state, CallStarted(now), request_key, callbacks, now)
 
-    def advance(self, call_sid: str, event: Event | None, at_step: int | None,
-                request_key: str, callbacks: CallbackFactory) -> str:
-        """Step a known call with `event`; None means "carry on" (a resume)."""
+    def _advance(self, call_sid: str, event: Event | None, at_step: int | None,
+                 request_key: str, callbacks: CallbackFactory) -> str:
         started = self.clock()
         stored = self.store.stored_response(call_sid, request_key)
         if stored is not None:
@@ -143,7 +155,7 @@ class CallService:
         if timings:
             events.append(NewEvent("call.timing", {
                 "node": new_state.node, **timings,
-                "answer": round(self.clock() - started, 3)}))
+                "answer": round(budget.elapsed(), 3)}))
         try:
             self.store.commit_step(previous, new_state, events, request_key, twiml,
                                    self.clock())
@@ -186,6 +198,9 @@ class CallService:
                                               started)
             else:
                 reply = self.responder.resume(pinned.flow, pinned.registry, state, started)
+            # The call's own clock dates the reply: a responder's clock (if it has one) may not
+            # be the one the call's other times are on, and a hold is measured against them.
+            reply = dataclasses.replace(reply, now=self.clock())
             if isinstance(reply, Replied) and reply.timings:
                 timings = {**reply.timings, "offline": reply.offline}
             state, more = step(pinned.flow, state, reply)
