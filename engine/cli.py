@@ -11,14 +11,11 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from engine.ai.model import make_client
 from engine.flows.export import render
 from engine.flows.loader import LoadResult, load, load_project
 from engine.flows.model import Flow
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
-from engine.speech import AudioCache, Synthesizer
-from engine.speech.warmup import warm
 from engine.web.services import services
 
 flows_cli = AppGroup("flows", help="Validate, export and test call flows.")
@@ -108,13 +105,12 @@ def export_command(flow_id: str, fmt: str, output: Path | None) -> None:
 def warm_command() -> None:
     """Synthesise the static prompts of every flow (say, prompts, reprompts, goodbyes)."""
     found = services()
-    if not found.settings.openai_api_key:
+    if found.warmup is None:
         raise click.ClickException("OPENAI_API_KEY is not set: calls speak with Twilio voices, "
                                    "so there is nothing to warm")
     if not found.library.ok:
         raise click.ClickException("the flows do not validate; run `flask flows validate`")
-    client = make_client(found.settings.openai_api_key, found.settings.openai_base_url)
-    report = warm(found.library.live, Synthesizer(client), AudioCache(found.store))
+    report = found.warmup.run()  # the app's client and cache; after any run in progress
     click.echo(f"{report.total} static prompts: {report.synthesised} synthesised, "
                f"{report.cached} already cached, {report.failed} failed")
     sys.exit(1 if report.failed else 0)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Final, Literal
 
 from engine.flows.model import OpenAIVoice
 from engine.store import CallStore
 
-AUDIO_FORMAT = "mp3"
+AUDIO_FORMAT: Final[Literal["mp3"]] = "mp3"
 CONTENT_TYPE = "audio/mpeg"
 
 

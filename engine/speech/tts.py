@@ -9,7 +9,12 @@ from engine.flows.model import OpenAIVoice
 from engine.speech.cache import AUDIO_FORMAT
 
 MAX_INPUT_CHARS = 4096  # the endpoint's limit
-SPEECH_TIMEOUT = openai.Timeout(connect=2.0, read=8.0, write=5.0, pool=2.0)
+SPEECH_TIMEOUT = 6.0
+"""Longest wait for one synthesis; a webhook gives it less when less is left (see voices.py)."""
+
+
+def _timeout(seconds: float) -> openai.Timeout:
+    return openai.Timeout(seconds, connect=min(2.0, seconds), pool=min(2.0, seconds))
 
 
 class SpeechFailed(Exception):
@@ -23,14 +28,14 @@ class Synthesizer:
     def __init__(self, client: openai.OpenAI) -> None:
         self.client = client
 
-    def synthesize(self, text: str, voice: OpenAIVoice) -> bytes:
-        options: dict[str, str] = {}
-        if voice.instructions:
-            options["instructions"] = voice.instructions
+    def synthesize(self, text: str, voice: OpenAIVoice,
+                   timeout: float = SPEECH_TIMEOUT) -> bytes:
+        """MP3 audio of `text`; raises SpeechFailed (with an error kind) on any failure."""
         try:
             response = self.client.audio.speech.create(
                 model=voice.model, voice=voice.voice, input=text[:MAX_INPUT_CHARS],
-                response_format=AUDIO_FORMAT, timeout=SPEECH_TIMEOUT, **options)  # type: ignore[arg-type]
+                response_format=AUDIO_FORMAT, instructions=voice.instructions or openai.omit,
+                timeout=_timeout(min(timeout, SPEECH_TIMEOUT)))
             audio = response.read()
         except Exception as error:
             found = classify(error)

@@ -2,7 +2,9 @@
 
 A voicing object lives for one webhook. It never fails: when synthesis does, it speaks the same
 text with the personality's Twilio voice (the `tts_failure` edge) and keeps the failure in
-`failures` for the call service to record.
+`failures` for the call service to record. It never makes the webhook late either: synthesis gets
+only the time left before `SPEAK_BY` (seconds into the webhook), and after one failure the rest
+of the webhook's texts go straight to the Twilio voice rather than wait on a failing endpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from engine.ai import budget
 from engine.flows.model import Registry
 from engine.runtime.state import Say
 from engine.speech.cache import AudioCache, audio_key
@@ -20,6 +23,9 @@ from engine.twiml import PlayAudio, SayWith
 log = logging.getLogger(__name__)
 
 DEFAULT_TWILIO_VOICE = "Polly.Joanna-Neural"
+SPEAK_BY = 11.5
+"""Seconds into a webhook after which no synthesis runs: Twilio gives up at 15 s."""
+MIN_SYNTHESIS = 0.5
 
 
 @dataclass
@@ -45,6 +51,7 @@ class SpeechVoicing(TwilioVoicing):
     synthesizer: Synthesizer | None = None
     cache: AudioCache | None = None
     audio_url: Callable[[str], str] = lambda key: f"/audio/{key}.mp3"
+    speak_by: float = SPEAK_BY
 
     def __call__(self, say: Say) -> SayWith | PlayAudio:
         personality = self.registry.personalities.get(say.personality)
@@ -53,8 +60,15 @@ class SpeechVoicing(TwilioVoicing):
             return self.twilio(say)
         key = audio_key(say.text, voice)
         if not self.cache.has(key):
+            left = self.speak_by - budget.elapsed()
+            if self.failures or left < MIN_SYNTHESIS:
+                # Speech failed earlier in this webhook, or there is no time to try: say it
+                # with Twilio's voice now (a failure is recorded for this text only if new).
+                if not self.failures:
+                    self.failures.append(("network", "no time left in the webhook for speech"))
+                return self.twilio(say)
             try:
-                self.cache.put(key, self.synthesizer.synthesize(say.text, voice))
+                self.cache.put(key, self.synthesizer.synthesize(say.text, voice, left))
             except SpeechFailed as failure:
                 log.warning("speech failed (%s): %s; speaking with Twilio's voice",
                             failure.kind, failure.detail)

@@ -3,11 +3,16 @@
 Static means fixed once the flow's vars are known: say texts, prompts, reprompts, openings,
 announcements and goodbyes. Texts that read the caller, the time or what was said are skipped
 (they are synthesised when spoken).
+
+`Warmup` is one app's warm-up: started in the background when a server starts, or run in the
+foreground by `flask speech warm`; one run at a time, so two never synthesise the same texts.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.flows.model import OpenAIVoice, Registry
@@ -65,3 +70,41 @@ def warm(registry: Registry, synthesizer: Synthesizer, cache: AudioCache) -> War
             failed += 1
             log.warning("warm-up could not synthesise %r: %s", text[:40], failure.detail)
     return WarmupReport(len(texts), synthesised, cached, failed)
+
+
+class Warmup:
+    def __init__(self, registry: Callable[[], Registry], synthesizer: Synthesizer,
+                 cache: AudioCache) -> None:
+        self.registry = registry  # the live flows when the run starts
+        self.synthesizer = synthesizer
+        self.cache = cache
+        self.last: WarmupReport | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> WarmupReport:
+        """Warm now; a run already going on is waited for (its work is then found cached)."""
+        with self._lock:
+            self.last = warm(self.registry(), self.synthesizer, self.cache)
+            return self.last
+
+    def start(self) -> None:
+        """Warm in a background thread (at a server's start-up)."""
+        self._thread = threading.Thread(target=self._quietly, daemon=True, name="speech-warmup")
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background run; True when none is going on any more."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _quietly(self) -> None:
+        try:
+            report = self.run()
+            log.info("speech warm-up: %d static prompts, %d synthesised, %d cached, %d failed",
+                     report.total, report.synthesised, report.cached, report.failed)
+        except Exception:
+            log.exception("speech warm-up failed; prompts will be synthesised when first spoken")

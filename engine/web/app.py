@@ -5,20 +5,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import click
 from flask import Flask
 
 from engine import logs
-from engine.ai.model import ModelResponder, make_client
+from engine.ai.model import ModelResponder, shared_client
 from engine.ai.responder import OfflineResponder, Responder
 from engine.cli import call_command, flows_cli, speech_cli
 from engine.flows.model import Registry
 from engine.speech import AudioCache, SpeechVoicing, Synthesizer, TwilioVoicing
-from engine.speech.warmup import warm
+from engine.speech.warmup import Warmup
 from engine.store import CallStore, open_store
 from engine.web.auth import auth, configure_auth
 from engine.web.call_limits import call_limits
@@ -69,7 +69,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     library = FlowLibrary(settings.project_root, store)
     library.reload()
     now = clock or time.time
-    responder, voicing = _speech_and_model(settings, store, library, now)
+    responder, voicing, warmup = _speech_and_model(settings, store, library, now)
     call_service = CallService(library, store, responder, default_flow=settings.default_flow,
                                voicing=voicing, clock=now,
                                limits=call_limits(settings.caller_call_limit,
@@ -78,7 +78,10 @@ def create_app(config: dict[str, Any] | None = None, *,
     password = configure_auth(app, store, settings.dashboard_password, settings.secret_key,
                               secure_cookies=settings.public_base_url.startswith("https://"))
     app.extensions["phoney"] = Services(settings, store, library, call_service, password,
-                                         twilio)
+                                         twilio, warmup)
+    if warmup is not None and library.ok and app.config.get("SPEECH_WARMUP", True) \
+            and _serving():
+        warmup.start()
     app.register_blueprint(voice)
     app.register_blueprint(auth)
     app.register_blueprint(control)
@@ -97,13 +100,15 @@ def create_app(config: dict[str, Any] | None = None, *,
 
 
 def _speech_and_model(settings: Settings, store: CallStore, library: FlowLibrary,
-                      clock: Callable[[], float]) -> tuple[Responder, VoicingFactory]:
-    """The model and voices when an OpenAI-compatible key is set; the offline pair otherwise."""
+                      clock: Callable[[], float],
+                      ) -> tuple[Responder, VoicingFactory, Warmup | None]:
+    """The model, voices and speech warm-up when an OpenAI-compatible key is set; the offline
+    pair otherwise."""
     if not settings.openai_api_key:
         log.warning("OPENAI_API_KEY is not set: the offline responder answers calls (from the "
                     "personalities' examples and the nodes' exits) and Twilio voices speak")
-        return OfflineResponder(clock), TwilioVoicing
-    client = make_client(settings.openai_api_key, settings.openai_base_url)
+        return OfflineResponder(clock), TwilioVoicing, None
+    client = shared_client(settings.openai_api_key, settings.openai_base_url)
     synthesizer, cache = Synthesizer(client), AudioCache(store)
     prefix = settings.public_base_url.rstrip("/")
     timed = TimedSynthesizer(client)  # the webhooks' speech, measured; the warm-up's is not
@@ -112,20 +117,19 @@ def _speech_and_model(settings: Settings, store: CallStore, library: FlowLibrary
         return SpeechVoicing(registry, synthesizer=timed, cache=cache,
                              audio_url=lambda key: f"{prefix}/audio/{key}.mp3")
 
-    if library.ok:
-        registry = library.live
-        threading.Thread(target=_warm_quietly, args=(registry, synthesizer, cache),
-                         daemon=True, name="speech-warmup").start()
-    return ModelResponder(client, store, settings.openai_model, clock=clock), voicing
+    warmup = Warmup(lambda: library.live, synthesizer, cache)
+    return ModelResponder(client, store, settings.openai_model, clock=clock), voicing, warmup
 
 
-def _warm_quietly(registry: Registry, synthesizer: Synthesizer, cache: AudioCache) -> None:
-    try:
-        report = warm(registry, synthesizer, cache)
-        log.info("speech warm-up: %d static prompts, %d synthesised, %d cached, %d failed",
-                 report.total, report.synthesised, report.cached, report.failed)
-    except Exception:
-        log.exception("speech warm-up failed; prompts will be synthesised when first spoken")
+def _serving() -> bool:
+    """Whether this app will serve requests: made by a WSGI server, a test or `flask run`.
+
+    Any other `flask` command loads the app too; warming speech there would have
+    `flask flows validate` in CI call the speech endpoint (`flask speech warm` warms in the
+    foreground instead). Set SPEECH_WARMUP=False in the config to skip it anywhere.
+    """
+    context = click.get_current_context(silent=True)
+    return context is None or context.info_name == "run"
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from engine.speech.warmup import Warmup
 from engine.store import CallStore
 from engine.web.call_service import CallService
 from engine.web.library import FlowLibrary
@@ -21,6 +22,7 @@ class Services:
     call_service: CallService
     dashboard_password: str
     twilio: TwilioRest | None = None  # REST client for call control; see create_app
+    warmup: Warmup | None = None  # speech warm-up; None without OPENAI_API_KEY
 
 
 def services() -> Services:
