@@ -93,7 +93,7 @@ class ScriptedVoicing(TwilioVoicing):
     def __call__(self, say: Say) -> SayWith | PlayAudio:
         if self.plan.pending > 0 and not say.twilio_voice:
             self.plan.pending -= 1
-            self.failures.append(("scripted", "speech synthesis failed (scripted tts_failure)"))
+            self.fail(say, "scripted", "speech synthesis failed (scripted tts_failure)")
         return self.twilio(say)
 
 

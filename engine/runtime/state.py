@@ -178,6 +178,9 @@ class Say:
     personality: str  # whose voice; the shell picks OpenAI speech or the Twilio voice
     language: str
     twilio_voice: bool = False  # tts_failure: speak with the Twilio voice even if OpenAI is on
+    # The node that speaks it, so a speech failure is charged to its edge; provenance only,
+    # not part of what is said (two Says of the same text are equal).
+    node: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ class _Run:
         if not spoken:
             return
         voice = personality or self.personality()
-        self.actions.append(Say(spoken, voice, self.flow.language))
+        self.actions.append(Say(spoken, voice, self.flow.language, node=self.state.node))
         self.remember("agent", spoken)
         self.emit("call.say", text=spoken, personality=voice)
 
@@ -311,7 +311,8 @@ class _Run:
             stream_personality=None if event.final else personality,
             stream_sentences=0 if event.final else spoken_before + (1 if event.text else 0))
         if event.text:
-            self.actions.append(Say(event.text, personality, self.flow.language))
+            self.actions.append(Say(event.text, personality, self.flow.language,
+                                    node=self.state.node))
             history = self.state.history
             if spoken_before and history and history[-1].role == "agent":
                 # A later part of a reply streamed in parts: one message in the transcript,

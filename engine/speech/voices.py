@@ -22,6 +22,13 @@ from engine.twiml import PlayAudio, SayWith
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class SpeechFailure:
+    kind: str
+    detail: str
+    node: str  # the node whose text failed to synthesise
+
+
 DEFAULT_TWILIO_VOICE = "Polly.Joanna-Neural"
 SPEAK_BY = 11.5
 """Seconds into a webhook after which no synthesis runs: Twilio gives up at 15 s."""
@@ -33,7 +40,10 @@ class TwilioVoicing:
     """Every `Say` with the personality's Twilio voice (no OpenAI key, or by choice)."""
 
     registry: Registry
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[SpeechFailure] = field(default_factory=list)
+
+    def fail(self, say: Say, kind: str, detail: str) -> None:
+        self.failures.append(SpeechFailure(kind, detail, say.node))
 
     def twilio(self, say: Say) -> SayWith:
         personality = self.registry.personalities.get(say.personality)
@@ -65,13 +75,13 @@ class SpeechVoicing(TwilioVoicing):
                 # Speech failed earlier in this webhook, or there is no time to try: say it
                 # with Twilio's voice now (a failure is recorded for this text only if new).
                 if not self.failures:
-                    self.failures.append(("network", "no time left in the webhook for speech"))
+                    self.fail(say, "network", "no time left in the webhook for speech")
                 return self.twilio(say)
             try:
                 self.cache.put(key, self.synthesizer.synthesize(say.text, voice, left))
             except SpeechFailed as failure:
                 log.warning("speech failed (%s): %s; speaking with Twilio's voice",
                             failure.kind, failure.detail)
-                self.failures.append((failure.kind, failure.detail))
+                self.fail(say, failure.kind, failure.detail)
                 return self.twilio(say)
         return PlayAudio(self.audio_url(key))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from engine.ai import budget
 from engine.ai.responder import Responder
-from engine.flows.model import Registry
+from engine.flows.model import AiNode, Registry
 from engine.runtime.state import (
     Action,
     AskModel,
@@ -151,7 +151,7 @@ class CallService:
                        callbacks(new_state.step), voicing)
         events = [NewEvent(action.name, action.data) for action in actions
                   if isinstance(action, Emit)]
-        events += self._speech_failures(new_state, voicing)
+        events += self._speech_failures(pinned, new_state, voicing)
         if timings:
             events.append(NewEvent("call.timing", {
                 "node": new_state.node, **timings,
@@ -208,13 +208,21 @@ class CallService:
         return state, done, timings
 
     @staticmethod
-    def _speech_failures(state: CallState, voicing: TwilioVoicing) -> list[NewEvent]:
-        """Speech that fell back to Twilio's voice: the tts_failure edge, recorded."""
+    def _speech_failures(pinned: Pinned, state: CallState,
+                         voicing: TwilioVoicing) -> list[NewEvent]:
+        """Speech that fell back to Twilio's voice: recorded against the node that spoke, and
+        as its tts_failure edge where the flow declares one (ai nodes)."""
         events = []
-        for kind, detail in voicing.failures:
-            events.append(NewEvent("call.error", {"node": state.node, "kind": "tts_failure",
-                                                  "cause": kind, "detail": detail[:300]}))
-            events.append(NewEvent("call.node", {"node": state.node, "source": state.node,
-                                                 "edge": "error:tts_failure",
-                                                 "strategy": "voice twilio"}))
+        for failure in voicing.failures:
+            node = failure.node or state.node
+            events.append(NewEvent("call.error", {"node": node, "kind": "tts_failure",
+                                                  "cause": failure.kind,
+                                                  "detail": failure.detail[:300]}))
+            spoken_by = pinned.flow.nodes.get(node)
+            policy = spoken_by.on_error.get("tts_failure") \
+                if isinstance(spoken_by, AiNode) else None
+            if policy is not None and policy.voice:
+                events.append(NewEvent("call.node", {"node": node, "source": node,
+                                                     "edge": "error:tts_failure",
+                                                     "strategy": f"voice {policy.voice}"}))
         return events
