@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import click
 from flask import Flask
 
 from engine import logs
@@ -37,7 +36,7 @@ from engine.web.services import Services
 from engine.web.settings import Settings
 from engine.web.twilio_rest import TwilioRest
 from engine.web.voice import voice
-from engine.web.watcher import install_watcher
+from engine.web.watcher import install_watcher, serving_requests
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ def create_app(config: dict[str, Any] | None = None, *,
     Tests pass a controllable one to call "at" a given moment.
     """
     settings = Settings.load(config)
+    serving = serving_requests()  # a server or a test, not a short `flask` command
     logs.configure(settings.log_level, settings.log_format)  # once a process; later: updated
     install_log_redaction(settings)  # numbers, speech and secrets masked in every log line
     app = Flask(__name__)
@@ -63,24 +63,26 @@ def create_app(config: dict[str, Any] | None = None, *,
     if not settings.twilio_auth_token:
         # Refuse every webhook rather than accept unsigned ones.
         settings = _replace(settings, twilio_auth_token=secrets.token_hex(16))
-        log.warning("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
+        if serving:
+            log.warning("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
 
     store = open_store(settings.store_url, encryption_key=settings.encryption_key)
     library = FlowLibrary(settings.project_root, store)
     library.reload()
     now = clock or time.time
-    responder, voicing, warmup = _speech_and_model(settings, store, library, now)
+    responder, voicing, warmup = _speech_and_model(settings, store, library, now, serving)
     call_service = CallService(library, store, responder, default_flow=settings.default_flow,
                                voicing=voicing, clock=now,
                                limits=call_limits(settings.caller_call_limit,
                                                   settings.max_call_turns,
                                                   settings.max_call_seconds))
     password = configure_auth(app, store, settings.dashboard_password, settings.secret_key,
-                              secure_cookies=settings.public_base_url.startswith("https://"))
+                              secure_cookies=settings.public_base_url.startswith("https://"),
+                              announce=serving)
     app.extensions["phoney"] = Services(settings, store, library, call_service, password,
                                          twilio, warmup)
     if warmup is not None and library.ok and app.config.get("SPEECH_WARMUP", True) \
-            and _serving():
+            and serving:
         warmup.start()
     app.register_blueprint(voice)
     app.register_blueprint(auth)
@@ -100,13 +102,14 @@ def create_app(config: dict[str, Any] | None = None, *,
 
 
 def _speech_and_model(settings: Settings, store: CallStore, library: FlowLibrary,
-                      clock: Callable[[], float],
+                      clock: Callable[[], float], serving: bool,
                       ) -> tuple[Responder, VoicingFactory, Warmup | None]:
     """The model, voices and speech warm-up when an OpenAI-compatible key is set; the offline
     pair otherwise."""
     if not settings.openai_api_key:
-        log.warning("OPENAI_API_KEY is not set: the offline responder answers calls (from the "
-                    "personalities' examples and the nodes' exits) and Twilio voices speak")
+        (log.warning if serving else log.debug)(
+            "OPENAI_API_KEY is not set: the offline responder answers calls (from the "
+            "personalities' examples and the nodes' exits) and Twilio voices speak")
         return OfflineResponder(clock), TwilioVoicing, None
     client = shared_client(settings.openai_api_key, settings.openai_base_url)
     synthesizer, cache = Synthesizer(client), AudioCache(store)
@@ -119,17 +122,6 @@ def _speech_and_model(settings: Settings, store: CallStore, library: FlowLibrary
 
     warmup = Warmup(lambda: library.live, synthesizer, cache)
     return ModelResponder(client, store, settings.openai_model, clock=clock), voicing, warmup
-
-
-def _serving() -> bool:
-    """Whether this app will serve requests: made by a WSGI server, a test or `flask run`.
-
-    Any other `flask` command loads the app too; warming speech there would have
-    `flask flows validate` in CI call the speech endpoint (`flask speech warm` warms in the
-    foreground instead). Set SPEECH_WARMUP=False in the config to skip it anywhere.
-    """
-    context = click.get_current_context(silent=True)
-    return context is None or context.info_name == "run"
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

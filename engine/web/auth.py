@@ -54,8 +54,12 @@ def _shared_secret(store: CallStore, key: str, make: Callable[[], str]) -> tuple
 
 
 def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
-                   secure_cookies: bool) -> str:
-    """Set the session key and cookie flags; return the password in force."""
+                   secure_cookies: bool, announce: bool = True) -> str:
+    """Set the session key and cookie flags; return the password in force.
+
+    A generated password is printed only when `announce`: by a server, not by every short
+    `flask` command (their output lands in CI logs).
+    """
     app.secret_key = secret_key or _shared_secret(
         store, SECRET_BLOB, lambda: secrets.token_urlsafe(32))[0]
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
@@ -63,8 +67,11 @@ def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
     if password:
         return password
     generated, new = _shared_secret(store, PASSWORD_BLOB, lambda: secrets.token_urlsafe(12))
-    print(f"\n  Dashboard password ({'new' if new else 'kept in the store'}): {generated}\n"
-          f"  Set DASHBOARD_PASSWORD to choose your own.\n", flush=True)
+    if not announce:
+        return generated
+    # Standard error, so command output (exports, JSON) stays clean.
+    log.warning("Dashboard password (%s): %s  (set DASHBOARD_PASSWORD to choose your own)",
+                "new" if new else "kept in the store", generated)
     return generated
 
 
