@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, time
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 CONTEXT_NAMES = frozenset({"speech", "digits", "confidence", "caller", "vars", "turn", "now",
@@ -89,16 +91,33 @@ def parse_condition(expression: str) -> nodes.Template:
     return _environment.parse("{{ (" + expression + ") }}")
 
 
+# Compiling is most of the cost of a render (a system prompt: milliseconds, on every model
+# turn), and flows are compiled once and kept, so their few distinct texts are compiled once
+# too. The texts come from flow files only, never from a caller; the cache is bounded all the
+# same (a hot reload brings new texts), and a compiled template still runs in the sandbox.
+TEMPLATE_CACHE = 4096
+
+
+@lru_cache(maxsize=TEMPLATE_CACHE)
+def _template(text: str) -> Template:
+    return _environment.from_string(text)
+
+
+@lru_cache(maxsize=TEMPLATE_CACHE)
+def _expression(expression: str) -> TemplateExpression:
+    return _environment.compile_expression(expression, undefined_to_none=False)
+
+
 def render(text: str, values: Mapping[str, Any]) -> str:
     """Render a text field. Unknown names raise, so a typo never speaks as silence."""
     if "{" not in text:
         return text
-    return _environment.from_string(text).render(values)
+    return _template(text).render(values)
 
 
 def evaluate(expression: str, values: Mapping[str, Any]) -> bool:
     """Evaluate a condition; raises on errors so the caller can record them."""
-    return bool(_environment.compile_expression(expression, undefined_to_none=False)(**values))
+    return bool(_expression(expression)(**values))
 
 
 __all__ = ["CONTEXT_NAMES", "HELPERS", "TemplateSyntaxError", "evaluate", "make_helpers",
