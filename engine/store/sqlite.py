@@ -135,6 +135,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._pid = os.getpid()
         self._lock = threading.RLock()  # guards the fields below, and the one :memory: connection
+        self._writing = threading.Lock()  # this process's writers take turns here first
         self._schema_ready = False
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._inherited: list[_Connection] = []
@@ -190,6 +191,7 @@ class SQLiteStore:
                     self._inherited.extend(self._connections)
                     self._connections = weakref.WeakSet()
                     self._local = threading.local()
+                    self._writing = threading.Lock()  # a copy taken mid-write stays held
                     self._pid = os.getpid()
         db: _Connection | None = getattr(self._local, "db", None)
         if db is None:
@@ -208,8 +210,15 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding the database's write lock from its first statement."""
-        with self._connection() as db:
+        """One write transaction holding the database's write lock from its first statement.
+
+        The threads of one process queue on `_writing` before asking SQLite: its own wait for a
+        busy lock polls with sleeps that grow to 100 ms, so a thread that found the lock taken
+        could sleep long after it was free again (under a load of webhooks, a fifth of the
+        workers' time went there). A Python lock hands over at once; other processes still meet
+        at SQLite's lock (busy_timeout), one writer each at most. See docs/benchmarks.md.
+        """
+        with self._connection() as db, self._writing:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
