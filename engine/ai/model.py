@@ -76,6 +76,11 @@ def shared_client(api_key: str, base_url: str | None) -> openai.OpenAI:
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = make_client(api_key, base_url)
+            # The SDK imports its resources on first use: about a tenth of a second (more on a
+            # busy machine), which the first caller of each server process would wait for
+            # while every other thread of that process waits on the import lock. Pay it here,
+            # when the app is made, instead.
+            _ = client.chat.completions, client.audio.speech
         return client
 
 
