@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 PORT    ?= 5000
 HOST    ?= 127.0.0.1
 
-.PHONY: install tools run test lint typecheck validate scenarios pytest load clean
+.PHONY: install tools run test lint typecheck validate scenarios pytest load bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ test: lint typecheck validate scenarios pytest
 # short form (10 calls) runs in `pytest` (tests/e2e/test_load_short.py).
 load: install
 	$(BIN)/python bench/load.py
+
+# Phoney against its limits, each next to a baseline measured in the same run (~10 minutes);
+# the table is kept in docs/benchmarks.md. Needs wrk (Debian's package).
+bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.run_all --docs docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) tools/mermaid/node_modules .mypy_cache .ruff_cache .pytest_cache
