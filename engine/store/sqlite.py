@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import CallSummary, NewEvent, StepConflict, StoredEvent
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -87,7 +90,17 @@ _SUMMARY_COLUMNS = ("call_sid, flow_id, flow_version, caller, called, status, no
 
 
 class _Connection(sqlite3.Connection):
-    """A plain connection that can be weakly referenced, so `close` can reach every thread's."""
+    """A connection that can be weakly referenced, so `close` can reach every thread's, and
+    that is held while in use, so `close` never pulls it from under a statement (closing a
+    connection another thread is reading crashes the process)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_use = threading.RLock()
+
+
+CLOSE_WAIT = 5.0
+"""Seconds `close` waits for a thread to finish with its connection."""
 
 
 def _dumps(value: Any) -> str:
@@ -199,7 +212,13 @@ class SQLiteStore:
             self._local.db = db
             with self._lock:
                 self._connections.add(db)
-        return nullcontext(db)
+        return self._held(db)
+
+    @staticmethod
+    @contextmanager
+    def _held(db: _Connection) -> Iterator[sqlite3.Connection]:
+        with db.in_use:
+            yield db
 
     @contextmanager
     def _memory_connection(self) -> Iterator[sqlite3.Connection]:
@@ -406,7 +425,16 @@ class SQLiteStore:
             self._connections = weakref.WeakSet()
             self._local = threading.local()
         for db in connections:
-            db.close()
+            in_use = getattr(db, "in_use", None)
+            if in_use is None:
+                db.close()
+            elif in_use.acquire(timeout=CLOSE_WAIT):
+                try:
+                    db.close()
+                finally:
+                    in_use.release()
+            else:  # still busy: leave it to be closed when its thread lets go of it
+                log.warning("%s: a connection still in use was left open at close", self.path)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
