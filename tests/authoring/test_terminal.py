@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 from engine.simulator import Heard
 from engine.terminal import ScriptError, Turn, check_turn, heard_lines, parse_line
 from tests.authoring.conftest import AUTH_TOKEN, ROOT
+from tests.support import Clock
 
 TRANSFER_AND_VOICEMAIL = """\
 # a comment line: skipped
@@ -91,7 +92,7 @@ def test_at_the_keyboard_each_prompt_takes_its_answer(make_app: Callable[..., Fl
 
 
 def test_end_of_input_hangs_up_with_the_status_callback(make_app: Callable[..., Flask]) -> None:
-    app = make_app(ROOT)
+    app = make_app(ROOT, clock=Clock())  # a weekday morning: the office is open
     result = call(app, "after_hours", "--to", "+15550002000", stdin="")
     assert result.exit_code == 0, result.output
     assert "☎ you hung up" in result.output

@@ -46,6 +46,7 @@ def test_a_sink_taking_a_second_per_event_does_not_delay_webhooks(
     backlog = store_of(with_slow).last_event_id() - (publisher.cursor("slow") or 0)
     assert backlog > 10  # the sink really was behind all along
     # Waiting for the sink would make each webhook take about a second per event it wrote.
+    # A webhook that waited would be ~50 times slower; 3 leaves room for a noisy machine.
     ratio = statistics.median(slowed) / statistics.median(plain)
-    assert ratio < 2.0, (statistics.median(slowed), statistics.median(plain))
-    assert sum(slowed) / sum(plain) < 2.0
+    assert ratio < 3.0, (statistics.median(slowed), statistics.median(plain))
+    assert sum(slowed) / sum(plain) < 3.0
