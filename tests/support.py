@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
-from flask.testing import FlaskClient
 
+from engine.authoring.transports import client_transport
 from engine.simulator import HttpAnswer, Transport
+
+__all__ = ["AUTH_TOKEN", "Clock", "Transport", "client_transport", "epoch", "requests_transport"]
 
 AUTH_TOKEN = "test-token"
 
@@ -44,21 +45,6 @@ class Clock:
 
     def set(self, text: str, zone: str) -> None:
         self.now = epoch(text, zone)
-
-
-def client_transport(client: FlaskClient) -> Transport:
-    """Post through a Flask test client: no sockets, same app, same signatures."""
-
-    def post(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> HttpAnswer:
-        parts = urlsplit(url)
-        started = time.perf_counter()
-        answer = client.post(parts.path + (f"?{parts.query}" if parts.query else ""),
-                             data=dict(params), headers=dict(headers),
-                             base_url=f"{parts.scheme}://{parts.netloc}")
-        return HttpAnswer(answer.status_code, answer.get_data(as_text=True),
-                          answer.content_type or "", time.perf_counter() - started)
-
-    return post
 
 
 def requests_transport(url: str, params: Mapping[str, str],

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from engine.simulator import HttpAnswer, Transport
 
@@ -24,7 +25,11 @@ HTTP_TIMEOUT = 20.0
 
 def app_transport(app: Flask) -> Transport:
     """Post through the app's test client: no sockets, the same app and signatures."""
-    client = app.test_client()
+    return client_transport(app.test_client())
+
+
+def client_transport(client: FlaskClient) -> Transport:
+    """Post through a Flask test client (keeping its cookies), timed."""
 
     def post(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> HttpAnswer:
         parts = urlsplit(url)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engine.simulator import HttpAnswer, SimulatedCall, Transport
+from engine.authoring.transports import app_transport
+from engine.simulator import SimulatedCall, Transport
 from engine.store import CallStore, NewEvent, StoredEvent, open_store
 from engine.web import create_app
 from engine.web.events_api import EXTENSION, LiveEvents
@@ -155,18 +155,7 @@ def new_app(monkeypatch: pytest.MonkeyPatch, store_url: str) -> Iterator[Callabl
 
 def transport(app: Flask) -> Transport:
     """The simulator's requests, through a Flask test client (no sockets), timed."""
-    client = app.test_client()
-
-    def post(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> HttpAnswer:
-        parts = urlsplit(url)
-        started = time.perf_counter()
-        answer = client.post(parts.path + (f"?{parts.query}" if parts.query else ""),
-                             data=dict(params), headers=dict(headers),
-                             base_url=f"{parts.scheme}://{parts.netloc}")
-        return HttpAnswer(answer.status_code, answer.get_data(as_text=True),
-                          answer.content_type or "", time.perf_counter() - started)
-
-    return post
+    return app_transport(app)
 
 
 def simulated_call(app: Flask) -> SimulatedCall:
