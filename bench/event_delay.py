@@ -40,7 +40,7 @@ from bench.common import (
 )
 from tests.doubles.pusher_server import PusherDouble
 
-SAMPLES = 40
+SAMPLES = 60
 SLOW = 1.0
 DELAY_BAR = 0.200
 RATIO_BAR = 1.10

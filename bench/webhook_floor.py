@@ -50,7 +50,7 @@ from tests.doubles.openai_server import Audio, OpenAIDouble
 CONNECTIONS = 16
 THROUGHPUT_SECONDS = 3
 LATENCY_SECONDS = 2
-ROUNDS = 4
+ROUNDS = 3
 RATIO_BAR = 0.5
 ADDED_BAR = 0.005
 LIST_SIZE = 12_000  # more requests than a phase can send (a wrap would be flagged)
