@@ -94,10 +94,10 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
     """Load `paths`; files under `context_paths` are loaded too (to resolve references) unless
     `paths` already hold a document of that kind. Messages name files relative to `root`."""
     files = yaml_files(paths)
-    result = LoadResult(registry=None, files=[_display(path, root) for path in files])
+    result = LoadResult(registry=None, files=[display_path(path, root) for path in files])
     documents: dict[str, list[tuple[Path, Document]]] = {"flow": [], "personality": []}
     for path in files:
-        document, problems = read_file(path, _display(path, root))
+        document, problems = read_file(path, display_path(path, root))
         result.problems += problems
         if document is not None:
             documents[_kind_of(path, document)].append((path, document))
@@ -109,7 +109,7 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
     for path in yaml_files(context_paths):
         if path.resolve() in given:
             continue
-        document, problems = read_file(path, _display(path, root))
+        document, problems = read_file(path, display_path(path, root))
         if document is None:
             continue
         kind = _kind_of(path, document)
@@ -175,7 +175,8 @@ def registry_from_snapshot(snapshot: Mapping[str, Any]) -> Registry:
                     snapshots=frozen_mapping({flow.id: frozen_mapping(snapshot)}))
 
 
-def _display(path: Path, root: Path | None) -> str:
+def display_path(path: Path, root: Path | None) -> str:
+    """`path` relative to `root` for messages, when it lies below it."""
     if root is not None:
         try:
             return str(path.resolve().relative_to(root.resolve()))

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine.flows.loader import SCENARIO_SUFFIX
+from engine.flows.loader import SCENARIO_SUFFIX, display_path
 from engine.flows.model import AiNode, Flow, frozen_mapping
 from engine.flows.problems import Problem
 from engine.flows.schema import check_schema, did_you_mean
@@ -325,7 +325,7 @@ def load_scenarios(paths: Iterable[Path], flows: Mapping[str, Flow] | None,
     """Read, check and compile scenario files; a file with errors is not compiled."""
     result = ScenarioLoad()
     for path in paths:
-        shown = _display(path, root)
+        shown = display_path(path, root)
         result.paths.append(shown)
         document, problems = read_file(path, shown)
         if document is not None and not problems:
@@ -335,12 +335,3 @@ def load_scenarios(paths: Iterable[Path], flows: Mapping[str, Flow] | None,
             result.files.append(compile_scenarios(document))
     result.problems = sorted(set(result.problems))
     return result
-
-
-def _display(path: Path, root: Path | None) -> str:
-    if root is not None:
-        try:
-            return str(path.resolve().relative_to(root.resolve()))
-        except ValueError:
-            pass
-    return str(path)
