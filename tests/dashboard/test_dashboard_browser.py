@@ -102,7 +102,8 @@ def wait_until(check: Callable[[], bool], timeout: float = TIMEOUT_MS / 1000) ->
 
 def shown_after(page: Any, selector: str, since: float) -> float:
     """Seconds from `since` (epoch) to when the page showed the element matching `selector`."""
-    element = page.wait_for_selector(selector)
+    # A resync (GET /api/calls) may draw the element first; wait for a live event to stamp it.
+    element = page.wait_for_selector(f"{selector}[data-shown-at]")
     stamp = element.get_attribute("data-shown-at")
     assert stamp, f"{selector} was not stamped by a live event"
     return float(stamp) / 1000 - since
