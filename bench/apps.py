@@ -20,8 +20,9 @@ from flask import Flask, Response
 
 from engine.ai.errors import classify
 from engine.ai.model import ModelResponder
+from engine.ai.responder import reply_target
 from engine.ai.speakable import limit_reply
-from engine.flows.model import AiNode, Flow, Registry
+from engine.flows.model import Flow, Registry
 from engine.runtime.state import AskModel, CallState, Failed, Replied
 
 BARE_TWIML = (
@@ -53,10 +54,10 @@ class WholeReplyResponder(ModelResponder):
 
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
                started: float) -> Replied | Failed:
-        node = flow.nodes.get(ask.node)
-        personality = registry.personalities.get(ask.personality)
-        if not isinstance(node, AiNode) or personality is None:
-            return Failed(self.clock(), "ai_failure", f"cannot answer on node {ask.node!r}")
+        target = reply_target(flow, registry, ask, self.clock())
+        if isinstance(target, Failed):
+            return target
+        node, personality = target
         request: dict[str, Any] = self._request(flow, node, personality, state)
         request["stream"] = False
         try:

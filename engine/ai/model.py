@@ -25,6 +25,7 @@ import openai
 from engine.ai import budget
 from engine.ai.errors import classify
 from engine.ai.prompt import exit_tools, messages
+from engine.ai.responder import reply_target
 from engine.ai.speakable import (
     first_sentence,
     limit_reply,
@@ -112,10 +113,10 @@ class ModelResponder:
 
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
                started: float) -> Replied | Failed:
-        node = flow.nodes.get(ask.node)
-        personality = registry.personalities.get(ask.personality)
-        if not isinstance(node, AiNode) or personality is None:
-            return Failed(self.clock(), "ai_failure", f"cannot answer on node {ask.node!r}")
+        target = reply_target(flow, registry, ask, self.clock())
+        if isinstance(target, Failed):
+            return target
+        node, personality = target
         if ask.attempt > 0:
             # Backoff with jitter, and no sooner than a short Retry-After allows.
             delay = max(backoff(ask.attempt, self.rng),

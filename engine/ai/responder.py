@@ -7,8 +7,18 @@ from collections.abc import Callable
 from typing import Protocol
 
 from engine.ai.offline import offline_reply
-from engine.flows.model import AiNode, Flow, Registry
+from engine.flows.model import AiNode, Flow, Personality, Registry
 from engine.runtime.state import AskModel, CallState, Failed, Replied
+
+
+def reply_target(flow: Flow, registry: Registry, ask: AskModel,
+                 now: float) -> tuple[AiNode, Personality] | Failed:
+    """The node and personality a reply is asked for, or the failure when either is missing."""
+    node = flow.nodes.get(ask.node)
+    personality = registry.personalities.get(ask.personality)
+    if not isinstance(node, AiNode) or personality is None:
+        return Failed(now, "ai_failure", f"cannot answer on node {ask.node!r}")
+    return node, personality
 
 
 class Responder(Protocol):
@@ -37,10 +47,10 @@ class OfflineResponder:
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,
                started: float) -> Replied | Failed:
         now = self.clock()
-        node = flow.nodes.get(ask.node)
-        personality = registry.personalities.get(ask.personality)
-        if not isinstance(node, AiNode) or personality is None:
-            return Failed(now, "ai_failure", f"cannot answer on node {ask.node!r}")
+        target = reply_target(flow, registry, ask, now)
+        if isinstance(target, Failed):
+            return target
+        node, personality = target
         business = str(flow.vars.get("business", ""))
         reply = offline_reply(node, personality, state.pending, business)
         return Replied(now, reply.text, exit=reply.exit, personality=personality.id,

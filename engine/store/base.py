@@ -56,6 +56,13 @@ class StepConflict(Exception):
     """Another request advanced the call first (a concurrent duplicate webhook)."""
 
 
+def check_same_call(previous: CallState | None, state: CallState) -> None:
+    """`commit_step`'s precondition, the same for every backend."""
+    if previous is not None and previous.call_sid != state.call_sid:
+        raise ValueError(f"commit_step: previous state is of call {previous.call_sid!r}, "
+                         f"the new one of {state.call_sid!r}")
+
+
 class CallStore(Protocol):
     def commit_step(self, previous: CallState | None, state: CallState,
                     events: Sequence[NewEvent], request_key: str, response: str,

@@ -64,7 +64,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
-from engine.store.base import CallSummary, NewEvent, StepConflict, StoredEvent
+from engine.store.base import (
+    CallSummary,
+    NewEvent,
+    StepConflict,
+    StoredEvent,
+    check_same_call,
+)
 
 DEFAULT_PREFIX = "phoney:"
 DAY = 24 * 3600.0
@@ -338,9 +344,7 @@ class RedisStore:
     def commit_step(self, previous: CallState | None, state: CallState,
                     events: Sequence[NewEvent], request_key: str, response: str,
                     at: float) -> None:
-        if previous is not None and previous.call_sid != state.call_sid:
-            raise ValueError(f"commit_step: previous state is of call {previous.call_sid!r}, "
-                             f"the new one of {state.call_sid!r}")
+        check_same_call(previous, state)
         sid = state.call_sid
         body = state_to_dict(state)
         status, ended = body.pop("status"), body.pop("ended")

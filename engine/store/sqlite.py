@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
-from engine.store.base import CallSummary, NewEvent, StepConflict, StoredEvent
+from engine.store.base import (
+    CallSummary,
+    NewEvent,
+    StepConflict,
+    StoredEvent,
+    check_same_call,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,9 +258,7 @@ class SQLiteStore:
     def commit_step(self, previous: CallState | None, state: CallState,
                     events: Sequence[NewEvent], request_key: str, response: str,
                     at: float) -> None:
-        if previous is not None and previous.call_sid != state.call_sid:
-            raise ValueError(f"commit_step: previous state is of call {previous.call_sid!r}, "
-                             f"the new one of {state.call_sid!r}")
+        check_same_call(previous, state)
         sid = state.call_sid
         with self._transaction() as db:
             row = db.execute("SELECT step, closed, status FROM calls WHERE call_sid = ?",
