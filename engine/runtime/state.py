@@ -166,8 +166,23 @@ class Failed:
     retry_after: float = 0.0
 
 
+@dataclass(frozen=True)
+class SpeechFailed:
+    """Speech for a node's text could not be made (`cause`: network, rate_limit, ...), so the
+    shell spoke it with the personality's Twilio voice instead: the `tts_failure` strategy.
+
+    News, not a move: stepping it records the failure against `node` (and its `tts_failure`
+    edge where the node declares one) and changes nothing else.
+    """
+
+    now: float
+    node: str
+    cause: str
+    detail: str = ""
+
+
 Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChanged | Resume
-         | Replied | Failed)
+         | Replied | Failed | SpeechFailed)
 
 
 # Actions: what the shell must do. Speech actions before a Listen are spoken inside it.
