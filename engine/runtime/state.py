@@ -74,17 +74,53 @@ class CallState:
 
 
 def state_to_dict(state: CallState) -> dict[str, Any]:
-    return dataclasses.asdict(state)
+    """The state as plain values for the store's JSON: exactly `dataclasses.asdict(state)`
+    (same keys in the same order, tuples kept as tuples, nested dataclasses as dicts), written
+    out by hand because asdict's generic recursion and deep copies cost more than a webhook's
+    whole store write. tests/runtime/test_state_dict.py holds the two to each other."""
+    caller = state.caller
+    return {
+        "call_sid": state.call_sid,
+        "flow_id": state.flow_id,
+        "flow_version": state.flow_version,
+        "node": state.node,
+        "caller": {"number": caller.number, "city": caller.city, "state": caller.state,
+                   "country": caller.country, "zip": caller.zip, "name": caller.name},
+        "called": state.called,
+        "started_at": state.started_at,
+        "personality": state.personality,
+        "step": state.step,
+        "turn": state.turn,
+        "silences": state.silences,
+        "status": state.status,
+        "ended": state.ended,
+        "path": tuple(state.path),
+        "history": tuple({"role": line.role, "text": line.text, "node": line.node}
+                         for line in state.history),
+        "pending": state.pending,
+        "pending_digits": state.pending_digits,
+        "errors": dict(state.errors),
+        "hold_until": state.hold_until,
+        "offline": state.offline,
+        "stream": state.stream,
+        "stream_offset": state.stream_offset,
+        "stream_personality": state.stream_personality,
+        "stream_sentences": state.stream_sentences,
+    }
+
+
+_STATE_FIELDS = frozenset(spec.name for spec in dataclasses.fields(CallState))
 
 
 def state_from_dict(data: Mapping[str, Any]) -> CallState:
-    values = dict(data)
+    """The state `state_to_dict` (or its JSON) gave. Keys this code does not know (written by a
+    newer version) are ignored; missing ones take their defaults."""
+    values = {key: value for key, value in data.items() if key in _STATE_FIELDS}
     values["caller"] = Caller(**values.get("caller", {}))
     values["path"] = tuple(values.get("path", ()))
     values["history"] = tuple(Message(**item) for item in values.get("history", ()))
     values["errors"] = dict(values.get("errors", {}))
-    known = {f.name for f in dataclasses.fields(CallState)}
-    return CallState(**{key: value for key, value in values.items() if key in known})
+    return CallState(**values)
 
 
 # Events: what happened, as the shell understood a webhook.
