@@ -11,11 +11,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from engine.authoring.flow_tests import run_flow_tests
 from engine.flows.export import render
 from engine.flows.loader import LoadResult, load, load_project
 from engine.flows.model import Flow
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
+from engine.terminal import CallOptions, call_in_terminal
 from engine.web.services import services
 
 flows_cli = AppGroup("flows", help="Validate, export and test call flows.")
@@ -124,10 +126,8 @@ def test_command(flow_ids: tuple[str, ...], min_coverage: float | None) -> None:
     """Run the scenarios in flows/<flow>.test.yaml (default: every flow) through the real
     webhooks; print PASS/FAIL per scenario and each flow's edge coverage. Exit 1 on any
     failure."""
-    from engine.authoring.flow_tests import run_flow_tests  # engine.web imports this module
-
     sys.exit(run_flow_tests(project_root(), flow_ids, min_coverage, click.echo,
-                            lambda line: click.echo(line, err=True)))
+                            lambda line: click.echo(line, err=True), services().make_app))
 
 
 @click.command("call")
@@ -150,8 +150,6 @@ def call_command(flow_id: str, caller: str, called: str | None, script: TextIO |
     recording the prompt asks how it ends (in a script: !no-answer, !record 10). !hangup or
     Ctrl-D hangs up. At the end: the path through the graph and the timings.
     """
-    from engine.terminal import CallOptions, call_in_terminal
-
     options = CallOptions(flow_id, caller, called, script.read().splitlines() if script else None,
                           url.rstrip("/") if url else None)
     sys.exit(call_in_terminal(current_app, options, click.echo, sys.stdin,

@@ -1,27 +1,27 @@
-"""Actions -> TwiML, with `twilio.twiml.voice_response`.
+"""Actions -> TwiML, with `twilio.twiml.voice_response`: a plain function, no I/O.
 
-Speech that comes right before a Listen is nested inside its `<Gather>`, so the caller can
-interrupt it. Every answer stays under Twilio's limits: 64 kB a document and 4 096 characters a
-`<Say>` (3 000 for Polly voices, which we keep to for all).
+The call service has already chosen how each text is spoken (`SayWith` a Twilio voice, or
+`PlayAudio` of synthesised speech) before it renders. Speech that comes right before a Listen
+is nested inside its `<Gather>`, so the caller can interrupt it. Every answer stays under
+Twilio's limits: 64 kB a document and 4 096 characters a `<Say>` (3 000 for Polly voices, which
+we keep to for all).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from engine.runtime.state import (
-    Action,
     Continue,
     Dial,
     Hangup,
     Listen,
     Pause,
     Record,
-    Say,
 )
 
 MAX_SAY_CHARS = 3000
@@ -59,7 +59,8 @@ class PlayAudio:
     url: str
 
 
-Voicing = Callable[[Say], SayWith | PlayAudio]
+Spoken = SayWith | PlayAudio | Pause | Listen | Dial | Record | Hangup | Continue
+"""What `render` draws: a step's actions, with each `Say` voiced."""
 
 
 def clip(text: str, limit: int = MAX_SAY_CHARS) -> str:
@@ -98,7 +99,9 @@ def _gather(listen: Listen, callbacks: Callbacks) -> Gather:
     return Gather(**options)
 
 
-def render(actions: Sequence[Action], callbacks: Callbacks, voicing: Voicing) -> str:
+def render(actions: Sequence[Spoken], callbacks: Callbacks) -> str:
+    """The TwiML document for `actions`, posting back to `callbacks`. ValueError when it would
+    exceed Twilio's size limit."""
     response = VoiceResponse()
     speech: list[SayWith | PlayAudio | Pause] = []
 
@@ -111,9 +114,7 @@ def render(actions: Sequence[Action], callbacks: Callbacks, voicing: Voicing) ->
         speech.clear()
 
     for action in actions:
-        if isinstance(action, Say):
-            speech.append(voicing(action))
-        elif isinstance(action, Pause):
+        if isinstance(action, SayWith | PlayAudio | Pause):
             speech.append(action)
         elif isinstance(action, Listen):
             gather = _gather(action, callbacks)

@@ -21,9 +21,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from engine.settings import ENV_KEYS
 from engine.simulator import SimulatedCall, Transport
-from engine.web import create_app
-from engine.web.settings import ENV_KEYS
+from engine.web.app import create_app
 from tests.support import AUTH_TOKEN, Clock, client_transport, requests_transport
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -134,7 +134,7 @@ def test_text_lines_name_the_call_and_route(make_app: Callable[..., Flask],
     c.post("http://localhost/api/voice/input?step=0", {"SpeechResult": "hello"})  # stale
     text = capsys.readouterr().err
     (line,) = [line for line in text.splitlines() if "stale webhook" in line]
-    assert f" INFO engine.web.call_service [{c.call_sid}] [/api/voice/input]: " in line
+    assert f" INFO engine.calls.service [{c.call_sid}] [/api/voice/input]: " in line
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
 

@@ -10,13 +10,15 @@ from engine.flows.coverage import format_percent
 from engine.flows.loader import SCENARIO_SUFFIX, load_project
 from engine.flows.scenarios import load_scenarios, scenario_files
 from engine.flows.schema import did_you_mean
+from engine.web.services import AppFactory
 
 Echo = Callable[[str], None]
 
 
 def run_flow_tests(root: Path, flow_ids: Sequence[str], min_coverage: float | None,
-                   echo: Echo, warn: Echo) -> int:
-    """Run the scenarios of `flow_ids` (default: every flow); the exit status."""
+                   echo: Echo, warn: Echo, make_app: AppFactory) -> int:
+    """Run the scenarios of `flow_ids` (default: every flow) on apps `make_app` builds; the
+    exit status."""
     project = load_project(root)
     if project.registry is None:
         for problem in project.problems:
@@ -44,7 +46,7 @@ def run_flow_tests(root: Path, flow_ids: Sequence[str], min_coverage: float | No
         for line in result.lines():
             echo(line)
 
-    report = run_scenarios(loaded.files, root, chosen, on_result=show)
+    report = run_scenarios(loaded.files, root, chosen, make_app, on_result=show)
     failed = bool(report.failed)
     echo("")
     echo("edge coverage:")

@@ -40,10 +40,10 @@ from engine.flows.scenarios import Expect, Scenario, ScenarioFile, Step
 from engine.flows.yamlread import read_file
 from engine.runtime.context import values
 from engine.runtime.state import CallState
+from engine.settings import ENV_KEYS
 from engine.simulator import CallError, HttpAnswer, SimulatedCall, Transport
 from engine.store import CallStore, StoredEvent
-from engine.web.services import Services
-from engine.web.settings import ENV_KEYS
+from engine.web.services import AppFactory, Services
 
 BASE_URL = "http://localhost"
 DEFAULT_CALLED = "+15550001000"
@@ -194,8 +194,10 @@ def captured_engine_log() -> Iterator[_Capture]:
 
 # -- apps ----------------------------------------------------------------------------------------
 
-def make_harness(root: Path, workdir: Path) -> Harness:
-    """An app over the project at `root`, its store in `workdir`, nothing from the environment."""
+def make_harness(root: Path, workdir: Path, make_app: AppFactory) -> Harness:
+    """An app over the project at `root`, its store in `workdir`, nothing from the environment:
+    made by `make_app` (`create_app`) with a scripted model and scripted speech failures as its
+    responder and voicing."""
     token = secrets.token_hex(16)
     clock = ScenarioClock()
     config: dict[str, Any] = {key: "" for key in ENV_KEYS}
@@ -203,13 +205,8 @@ def make_harness(root: Path, workdir: Path) -> Harness:
                   TWILIO_AUTH_TOKEN=token, DASHBOARD_PASSWORD=token, SECRET_KEY=token,
                   DEFAULT_FLOW="receptionist", RELOAD=False, PUBLISHER=False,
                   CALLER_CALL_LIMIT="off")  # every scenario calls from the same number
-    from engine.web.app import create_app  # here: engine.web imports the CLI, which imports us
-
-    app = create_app(config, clock=clock)
     responder, speech = ScriptedResponder(clock), SpeechFailures()
-    service = app.extensions["phoney"].call_service
-    service.responder = responder
-    service.voicing = scripted_voicing(speech)
+    app = make_app(config, clock=clock, responder=responder, voicing=scripted_voicing(speech))
     return Harness(app, clock, responder, speech, token)
 
 
@@ -445,9 +442,10 @@ def run_scenario(harness: Harness, flow: Flow, path: str, scenario: Scenario) ->
 class Runner:
     """Runs scenario files; one app per flow file and per set of changed vars."""
 
-    def __init__(self, root: Path, workdir: Path) -> None:
+    def __init__(self, root: Path, workdir: Path, make_app: AppFactory) -> None:
         self.root = root
         self.workdir = workdir
+        self.make_app = make_app
         self.harnesses: dict[str, Harness] = {}
 
     def harness(self, flow_id: str, changes: Mapping[str, Any]) -> Harness:
@@ -458,7 +456,7 @@ class Runner:
             root = project_with_vars(self.root, flow_id, changes, workdir) if changes \
                 else self.root
             with captured_engine_log():
-                self.harnesses[key] = make_harness(root, workdir)
+                self.harnesses[key] = make_harness(root, workdir, self.make_app)
         return self.harnesses[key]
 
     def run_file(self, scenarios: ScenarioFile,
@@ -486,11 +484,13 @@ class Runner:
 
 
 def run_scenarios(files: Sequence[ScenarioFile], root: Path, flows: Mapping[str, Flow],
+                  make_app: AppFactory,
                   on_result: Callable[[ScenarioResult], None] | None = None) -> RunReport:
-    """Run every scenario of `files`; coverage for each flow of `flows` (0% without any)."""
+    """Run every scenario of `files`, each on an app `make_app` builds; coverage for each flow
+    of `flows` (0% without any)."""
     report = RunReport(coverage={flow_id: Coverage(flow) for flow_id, flow in flows.items()})
     with tempfile.TemporaryDirectory(prefix="phoney-scenarios-") as workdir:
-        runner = Runner(root, Path(workdir))
+        runner = Runner(root, Path(workdir), make_app)
         try:
             for scenario_file in files:
                 results = runner.run_file(scenario_file, on_result)

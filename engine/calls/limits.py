@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import limits as ratelimits
 
+from engine.calls.recorder import EventRecorder
 from engine.flows.model import Flow
 from engine.runtime.state import (
     Action,
@@ -80,7 +81,7 @@ def mask_number(number: str) -> str:
     return f"{number[:5]}***{number[-4:]}"
 
 
-def refuse_caller(store: CallStore, limits: CallLimits, call_sid: str,
+def refuse_caller(store: CallStore, recorder: EventRecorder, limits: CallLimits, call_sid: str,
                   params: Mapping[str, str], now: float) -> str | None:
     """Count a new call from its caller; the refusal TwiML when that caller is over the limit."""
     allowed = limits.caller_calls
@@ -99,7 +100,7 @@ def refuse_caller(store: CallStore, limits: CallLimits, call_sid: str,
     log.warning("call %s: refused: caller %s has made %d calls within %d s (limit %d)",
                 call_sid, mask_number(caller), count, window, allowed)
     try:
-        store.record_events(call_sid, [NewEvent("call.error", {
+        recorder.record(call_sid, [NewEvent("call.error", {
             "kind": "rate_limit_caller", "caller": caller, "calls": count, "limit": allowed,
             "window": window,
             "detail": f"more than {allowed} calls from this caller within {window} s"})], now)

@@ -1,9 +1,14 @@
-"""The call service: one webhook in, one TwiML answer out, the call's step stored with it.
+"""The call service: one webhook's worth of a call, in and out, whatever the transport.
 
 This is the I/O shell around the pure `step`: it loads the call's state and pinned flow, turns
-model requests into replies through the responder, renders TwiML and commits state, events and
-answer together. A repeated webhook gets the stored answer and steps nothing; a concurrent
-duplicate loses the race in the store and gets the winner's answer.
+model requests into replies through the responder, has the voicing pick how each text is
+spoken (a speech failure goes back into `step` as a `SpeechFailed` event), renders the actions
+as TwiML and commits state, events and answer together. A repeated webhook gets the stored
+answer and steps nothing; a concurrent duplicate loses the race in the store and gets the
+winner's answer.
+
+It knows nothing of HTTP: its ports (store, responder, voicing, clock, event recorder, callback
+URLs) are handed in by the composition root, engine/bootstrap.py.
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from engine.ai import budget
 from engine.ai.responder import Responder
-from engine.flows.model import AiNode, Registry
+from engine.calls.library import FlowLibrary, Pinned
+from engine.calls.limits import CallLimits, over_ceiling, refuse_caller
+from engine.calls.ports import Clock, VoicingFactory
+from engine.calls.recorder import EventRecorder
+from engine.calls.urls import CallbackUrls
 from engine.runtime.state import (
+    FINAL_STATUSES,
     Action,
     AskModel,
     AwaitStream,
@@ -29,14 +39,13 @@ from engine.runtime.state import (
     Failed,
     Replied,
     Resume,
+    Say,
+    SpeechFailed,
+    StatusChanged,
 )
 from engine.runtime.step import start_state, step
-from engine.speech.voices import TwilioVoicing
 from engine.store import CallStore, NewEvent, StepConflict
-from engine.twiml import Callbacks, render, safe_answer
-from engine.web import metrics
-from engine.web.call_limits import CallLimits, over_ceiling, refuse_caller
-from engine.web.library import FlowLibrary, Pinned
+from engine.twiml import Spoken, render, safe_answer
 
 log = logging.getLogger(__name__)
 
@@ -46,48 +55,78 @@ MAX_MODEL_ROUNDS = 6
 APOLOGY = "Sorry, we're having trouble right now. Please call again later. Goodbye."
 UNKNOWN_CALL = "Sorry, this call could not be found. Please call again. Goodbye."
 NO_FLOW = "Sorry, this number is not set up to take calls yet. Goodbye."
-
-CallbackFactory = Callable[[int], Callbacks]
+EMPTY_ANSWER = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+"""What a status callback is answered: Twilio reads nothing from it."""
 
 
 def caller_from(params: Mapping[str, str]) -> Caller:
+    """The caller as Twilio describes them in a webhook's parameters."""
     return Caller(number=params.get("From", ""), city=params.get("FromCity", ""),
                   state=params.get("FromState", ""), country=params.get("FromCountry", ""),
                   zip=params.get("FromZip", ""), name=params.get("CallerName", ""))
 
 
-VoicingFactory = Callable[[Registry], TwilioVoicing]
-
-
 class CallService:
-    def __init__(self, library: FlowLibrary, store: CallStore, responder: Responder,
-                 default_flow: str = "receptionist",
-                 voicing: VoicingFactory = TwilioVoicing,
-                 clock: Callable[[], float] = time.time,
-                 limits: CallLimits | None = None) -> None:
+    """Steps calls: every entry point answers TwiML and leaves the store consistent.
+
+    `request_key` identifies a webhook request (Twilio's idempotency token, or a digest of the
+    request): the same key gets the same stored answer without stepping the call again.
+    """
+
+    def __init__(self, library: FlowLibrary, store: CallStore, responder: Responder, *,
+                 voicing: VoicingFactory, recorder: EventRecorder,
+                 urls: CallbackUrls | None = None, clock: Clock = time.time,
+                 limits: CallLimits | None = None,
+                 default_flow: str = "receptionist") -> None:
         self.library = library
         self.store = store
         self.responder = responder
-        self.default_flow = default_flow
         self.voicing = voicing
+        self.recorder = recorder
+        self.urls = urls or CallbackUrls()
         self.clock = clock
         self.limits = limits or CallLimits()  # per-caller rate and per-call ceilings
+        self.default_flow = default_flow
 
     # -- entry points --------------------------------------------------------------------------
 
-    def incoming(self, params: Mapping[str, str], flow_id: str | None, request_key: str,
-                 callbacks: CallbackFactory) -> str:
+    def incoming(self, params: Mapping[str, str], flow_id: str | None,
+                 request_key: str) -> str:
+        """A call rings (or Twilio asks again for one it rang): `params` as Twilio posts them,
+        `flow_id` the flow asked for by the webhook URL, if any."""
         with budget.webhook():  # Twilio's 15 s run from here, whatever the calls' clock says
-            return self._incoming(params, flow_id, request_key, callbacks)
+            return self._incoming(params, flow_id, request_key)
 
     def advance(self, call_sid: str, event: Event | None, at_step: int | None,
-                request_key: str, callbacks: CallbackFactory) -> str:
-        """Step a known call with `event`; None means "carry on" (a resume)."""
+                request_key: str) -> str:
+        """Step a known call with `event`; None means "carry on" (a resume). `at_step` is the
+        step the webhook's callback URL was made for: an older one makes `event` stale."""
         with budget.webhook():
-            return self._advance(call_sid, event, at_step, request_key, callbacks)
+            return self._advance(call_sid, event, at_step, request_key)
 
-    def _incoming(self, params: Mapping[str, str], flow_id: str | None, request_key: str,
-                  callbacks: CallbackFactory) -> str:
+    def status_changed(self, call_sid: str, status: str, duration: int | None,
+                       request_key: str) -> str:
+        """Twilio's status callback: a final status ends the call (and closes it in the
+        store), whether or not the call was ever stepped."""
+        if self.store.get_state(call_sid) is not None:
+            self.advance(call_sid, StatusChanged(self.clock(), status, duration or 0), None,
+                         request_key)
+        if status in FINAL_STATUSES:
+            self.store.close_call(call_sid, status, duration, self.clock())
+        return EMPTY_ANSWER
+
+    def internal_error(self, call_sid: str, detail: str) -> None:
+        """Record that handling a webhook of `call_sid` failed inside; never raises."""
+        try:
+            self.recorder.record(call_sid, [NewEvent("call.error", {
+                "kind": "internal", "detail": detail})], self.clock())
+        except Exception:
+            log.exception("call %s: could not record the error either", call_sid)
+
+    # -- finding the call ----------------------------------------------------------------------
+
+    def _incoming(self, params: Mapping[str, str], flow_id: str | None,
+                  request_key: str) -> str:
         call_sid = params["CallSid"]
         now = self.clock()
         stored = self.store.stored_response(call_sid, request_key)
@@ -95,23 +134,23 @@ class CallService:
             return stored
         existing = self.store.get_state(call_sid)
         if existing is not None:  # Twilio asked again for a call we know: carry on from there
-            return self.advance(call_sid, None, None, request_key, callbacks)
-        refused = refuse_caller(self.store, self.limits, call_sid, params, now)
+            return self._advance(call_sid, None, None, request_key)
+        refused = refuse_caller(self.store, self.recorder, self.limits, call_sid, params, now)
         if refused is not None:
             return refused
         pinned = self.library.choose(flow_id, params.get("To", ""), self.default_flow)
         if pinned is None:
             detail = f"no flow for flow={flow_id!r}, To={params.get('To', '')!r}"
             log.error("call %s: %s", call_sid, detail)
-            self._record(call_sid, [NewEvent("call.error", {"kind": "flow", "detail": detail})],
-                         now)
+            self.recorder.record(call_sid, [NewEvent("call.error", {"kind": "flow",
+                                                                    "detail": detail})], now)
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
-        return self._run(pinned, None, state, CallStarted(now), request_key, callbacks, now)
+        return self._run(pinned, None, state, CallStarted(now), request_key, now)
 
     def _advance(self, call_sid: str, event: Event | None, at_step: int | None,
-                 request_key: str, callbacks: CallbackFactory) -> str:
+                 request_key: str) -> str:
         started = self.clock()
         stored = self.store.stored_response(call_sid, request_key)
         if stored is not None:
@@ -124,21 +163,21 @@ class CallService:
         if pinned is None:
             detail = f"flow {state.flow_id} version {state.flow_version} is not available"
             log.error("call %s: %s", call_sid, detail)
-            self._record(call_sid, [NewEvent("call.error", {"kind": "flow", "detail": detail})],
-                         started)
+            self.recorder.record(call_sid, [NewEvent("call.error", {"kind": "flow",
+                                                                    "detail": detail})],
+                                 started)
             return safe_answer(APOLOGY)
         if at_step is not None and at_step != state.step:
             # An answer to a question the call has moved past: say where the call is now.
             log.info("call %s: stale webhook for step %s (now %s)", call_sid, at_step,
                      state.step)
             event = None
-        return self._run(pinned, state, state, event or Resume(started), request_key,
-                         callbacks, started)
+        return self._run(pinned, state, state, event or Resume(started), request_key, started)
 
-    # -- the step, with model rounds, rendered and committed -----------------------------------
+    # -- the step, with model rounds and speech, rendered and committed ------------------------
 
     def _run(self, pinned: Pinned, previous: CallState | None, state: CallState, event: Event,
-             request_key: str, callbacks: CallbackFactory, started: float) -> str:
+             request_key: str, started: float) -> str:
         ceiling = over_ceiling(pinned.flow, state, event, self.limits)
         timings: dict[str, object] = {}
         if ceiling is not None:
@@ -146,16 +185,15 @@ class CallService:
         else:
             new_state, actions = step(pinned.flow, state, event)
             new_state, actions, timings = self._answer_model(pinned, new_state, actions, started)
-        voicing = self.voicing(pinned.registry)
-        twiml = render([a for a in actions if not isinstance(a, Emit)],
-                       callbacks(new_state.step), voicing)
         events = [NewEvent(action.name, action.data) for action in actions
                   if isinstance(action, Emit)]
-        events += self._speech_failures(pinned, new_state, voicing)
+        spoken, new_state, speech_events = self._voice(pinned, new_state, actions)
+        events += speech_events
         if timings:
             events.append(NewEvent("call.timing", {
                 "node": new_state.node, **timings,
                 "answer": round(budget.elapsed(), 3)}))
+        twiml = render(spoken, self.urls.for_step(new_state.step))
         try:
             self.store.commit_step(previous, new_state, events, request_key, twiml,
                                    self.clock())
@@ -165,13 +203,28 @@ class CallService:
                 return stored
             latest = self.store.get_state(new_state.call_sid)
             log.info("call %s: lost a race to another request; resuming", new_state.call_sid)
-            return render([Continue()], callbacks(latest.step if latest else 0), voicing)
-        metrics.events_written(events)
+            return render([Continue()], self.urls.for_step(latest.step if latest else 0))
+        self.recorder.written(events)
         return twiml
 
-    def _record(self, call_sid: str, events: list[NewEvent], at: float) -> None:
-        self.store.record_events(call_sid, events, at)
-        metrics.events_written(events)
+    def _voice(self, pinned: Pinned, state: CallState, actions: Sequence[Action],
+               ) -> tuple[list[Spoken], CallState, list[NewEvent]]:
+        """How each text is spoken, before anything is rendered. A text whose speech failed
+        is spoken with the Twilio voice, and the failure is stepped as `SpeechFailed`, which
+        records it against the node that spoke (and its `tts_failure` edge)."""
+        voicing = self.voicing(pinned.registry)
+        spoken: list[Spoken] = []
+        for action in actions:
+            if isinstance(action, Say):
+                spoken.append(voicing(action))
+            elif not isinstance(action, Emit | AskModel | AwaitStream):
+                spoken.append(action)
+        events: list[NewEvent] = []
+        for failure in voicing.failures:
+            state, news = step(pinned.flow, state, SpeechFailed(
+                self.clock(), failure.node or state.node, failure.kind, failure.detail))
+            events += [NewEvent(a.name, a.data) for a in news if isinstance(a, Emit)]
+        return spoken, state, events
 
     def _answer_model(self, pinned: Pinned, state: CallState, actions: Sequence[Action],
                       started: float) -> tuple[CallState, list[Action], dict[str, object]]:
@@ -182,7 +235,7 @@ class CallService:
         timings: dict[str, object] = {}
         while todo:
             action = todo.pop(0)
-            if not isinstance(action, (AskModel, AwaitStream)):
+            if not isinstance(action, AskModel | AwaitStream):
                 done.append(action)
                 continue
             rounds += 1
@@ -192,37 +245,19 @@ class CallService:
                 log.error("call %s: too many model rounds in one webhook", state.call_sid)
                 done.append(Continue())
                 break
-            reply: Replied | Failed
-            if isinstance(action, AskModel):
-                reply = self.responder.answer(pinned.flow, pinned.registry, state, action,
-                                              started)
-            else:
-                reply = self.responder.resume(pinned.flow, pinned.registry, state, started)
-            # The call's own clock dates the reply: a responder's clock (if it has one) may not
-            # be the one the call's other times are on, and a hold is measured against them.
-            reply = dataclasses.replace(reply, now=self.clock())
+            reply = self._reply(pinned, state, action, started)
             if isinstance(reply, Replied) and reply.timings:
                 timings = {**reply.timings, "offline": reply.offline}
             state, more = step(pinned.flow, state, reply)
             todo = more + todo
         return state, done, timings
 
-    @staticmethod
-    def _speech_failures(pinned: Pinned, state: CallState,
-                         voicing: TwilioVoicing) -> list[NewEvent]:
-        """Speech that fell back to Twilio's voice: recorded against the node that spoke, and
-        as its tts_failure edge where the flow declares one (ai nodes)."""
-        events = []
-        for failure in voicing.failures:
-            node = failure.node or state.node
-            events.append(NewEvent("call.error", {"node": node, "kind": "tts_failure",
-                                                  "cause": failure.kind,
-                                                  "detail": failure.detail[:300]}))
-            spoken_by = pinned.flow.nodes.get(node)
-            policy = spoken_by.on_error.get("tts_failure") \
-                if isinstance(spoken_by, AiNode) else None
-            if policy is not None and policy.voice:
-                events.append(NewEvent("call.node", {"node": node, "source": node,
-                                                     "edge": "error:tts_failure",
-                                                     "strategy": f"voice {policy.voice}"}))
-        return events
+    def _reply(self, pinned: Pinned, state: CallState, action: AskModel | AwaitStream,
+               started: float) -> Replied | Failed:
+        if isinstance(action, AskModel):
+            reply = self.responder.answer(pinned.flow, pinned.registry, state, action, started)
+        else:
+            reply = self.responder.resume(pinned.flow, pinned.registry, state, started)
+        # The call's own clock dates the reply: a responder's clock (if it has one) may not
+        # be the one the call's other times are on, and a hold is measured against them.
+        return dataclasses.replace(reply, now=self.clock())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import openai
 
 from engine.ai.errors import classify
@@ -25,6 +29,8 @@ class SpeechFailed(Exception):
 
 
 class Synthesizer:
+    """Speech for a text in an OpenAI voice, through the SDK's audio endpoint."""
+
     def __init__(self, client: openai.OpenAI) -> None:
         self.client = client
 
@@ -51,3 +57,26 @@ def looks_like_mp3(audio: bytes) -> bool:
     """An ID3 tag or an MPEG frame sync at the start."""
     return len(audio) >= 16 and (audio.startswith(b"ID3")
                                  or (audio[0] == 0xFF and audio[1] & 0xE0 == 0xE0))
+
+
+SpeechTimer = Callable[[str, float], None]
+"""Told of each synthesis: its outcome ("ok" or "failed") and its seconds."""
+
+
+class TimedSynthesizer(Synthesizer):
+    """A `Synthesizer` that tells `timer` how each request went; it behaves the same otherwise."""
+
+    def __init__(self, client: openai.OpenAI, timer: SpeechTimer) -> None:
+        super().__init__(client)
+        self.timer = timer
+
+    def synthesize(self, *args: Any, **kwargs: Any) -> bytes:
+        # Whatever Synthesizer's parameters are, passed through untouched.
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            audio = super().synthesize(*args, **kwargs)
+            outcome = "ok"
+            return audio
+        finally:
+            self.timer(outcome, time.perf_counter() - started)

@@ -1,10 +1,12 @@
 """Which voice speaks a `Say`: OpenAI speech from the cache, or Twilio's own `<Say>`.
 
-A voicing object lives for one webhook. It never fails: when synthesis does, it speaks the same
-text with the personality's Twilio voice (the `tts_failure` edge) and keeps the failure in
-`failures` for the call service to record. It never makes the webhook late either: synthesis gets
-only the time left before `SPEAK_BY` (seconds into the webhook), and after one failure the rest
-of the webhook's texts go straight to the Twilio voice rather than wait on a failing endpoint.
+A voicing object (the `Voicing` port of engine/calls/ports.py) lives for one webhook, and the
+call service asks it before rendering. It never fails: when synthesis does, it speaks the same
+text with the personality's Twilio voice (the `tts_failure` strategy) and keeps the failure in
+`failures`, which the call service steps as `SpeechFailed`. It never makes the webhook late
+either: synthesis gets only the time left before `SPEAK_BY` (seconds into the webhook), and
+after one failure the rest of the webhook's texts go straight to the Twilio voice rather than
+wait on a failing endpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.ai import budget
+from engine.calls.ports import SpeechFailure
 from engine.flows.model import Registry
 from engine.runtime.state import Say
 from engine.speech.cache import AudioCache, audio_key
@@ -21,12 +24,6 @@ from engine.speech.tts import SpeechFailed, Synthesizer
 from engine.twiml import PlayAudio, SayWith
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class SpeechFailure:
-    kind: str
-    detail: str
-    node: str  # the node whose text failed to synthesise
 
 
 DEFAULT_TWILIO_VOICE = "Polly.Joanna-Neural"

@@ -1,5 +1,4 @@
-"""The HTTP shell: the app factory and its blueprints."""
+"""The HTTP shell: the app factory (`engine.web.app.create_app`) and its blueprints.
 
-from engine.web.app import create_app
-
-__all__ = ["create_app"]
+Importing a module of this package imports only what that module needs, never the whole app.
+"""

@@ -24,12 +24,12 @@ from twilio.base.exceptions import (
 )
 from twilio.twiml.voice_response import VoiceResponse
 
+from engine.calls.library import Pinned
 from engine.flows.model import TransferNode
 from engine.runtime.state import FINAL_STATUSES, CallState
 from engine.runtime.templates import render
 from engine.store import NewEvent
 from engine.web.auth import csrf_protected, login_required
-from engine.web.library import Pinned
 from engine.web.services import Services, services
 from engine.web.twilio_rest import NotConfigured, TwilioRest
 
@@ -186,7 +186,7 @@ def _update(svc: Services, call_sid: str, what: str, **changes: Any) -> JsonAnsw
 def _record(svc: Services, call_sid: str, event: NewEvent) -> None:
     """Record, but never turn what Twilio has already done into a failed request."""
     try:
-        svc.store.record_events(call_sid, [event], svc.call_service.clock())
+        svc.recorder.record(call_sid, [event], svc.call_service.clock())
     except Exception:
         log.exception("call %s: could not record %s", call_sid, event.name)
 

@@ -25,10 +25,10 @@ from typing import Any
 from flask import Flask
 
 from engine.events import ChannelNames, Publisher, PusherSink, Sink, make_client
+from engine.settings import Settings
 from engine.store import CallStore
 from engine.web.calls_api import calls_api
 from engine.web.events_api import EXTENSION, LiveEvents, events_api
-from engine.web.settings import Settings
 
 log = logging.getLogger(__name__)
 

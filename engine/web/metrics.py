@@ -7,9 +7,9 @@ What is measured, and where:
   the webhook, as the call service writes them in `call.timing` (the offline responder's are
   not model times and are left out);
 - `phoney_speech_synthesis_seconds{outcome}`: each text-to-speech request made while answering
-  a webhook (`TimedSynthesizer`, which `create_app` gives the voices);
-- `phoney_call_errors_total{kind}`: every `call.error` event the call service and the voice
-  webhooks write (`events_written`), by the flow language's error kind;
+  a webhook (`speech_timed`, which `create_app` hands the composition root for its voices);
+- `phoney_call_errors_total{kind}`: every `call.error` event written, with a step or without
+  (`events_written`, an observer of the composition root's `EventRecorder`), by error kind;
 - `phoney_events_delivered_total`, `phoney_events_failed_total`, `phoney_events_rejected_total`
   `{sink}`: the event publisher's counters, mirrored from `Publisher.stats()`;
 - computed from the store at each scrape, so right whichever process answers it: `phoney_live_calls`
@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
@@ -44,7 +44,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from engine.events import Publisher, SinkStats
 from engine.flows.model import ERROR_KINDS
 from engine.runtime.state import FINAL_STATUSES
-from engine.speech.tts import Synthesizer
 from engine.store import CallStore, NewEvent
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ def multiprocess_mode() -> bool:
 # -- what feeds them ----------------------------------------------------------------------------
 
 def events_written(events: Sequence[NewEvent]) -> None:
-    """Count and time what the call service (or a webhook) just stored."""
+    """Count and time events just stored (an `EventRecorder` observer)."""
     try:
         found = instruments()
         for event in events:
@@ -135,19 +134,12 @@ def events_written(events: Sequence[NewEvent]) -> None:
         log.exception("metrics: could not count events")
 
 
-class TimedSynthesizer(Synthesizer):
-    """A `Synthesizer` whose every request is timed; it behaves the same otherwise."""
-
-    def synthesize(self, *args: Any, **kwargs: Any) -> bytes:
-        # Whatever Synthesizer's parameters are, passed through untouched.
-        started = time.perf_counter()
-        outcome = "failed"
-        try:
-            audio = super().synthesize(*args, **kwargs)
-            outcome = "ok"
-            return audio
-        finally:
-            instruments().speech.labels(outcome).observe(time.perf_counter() - started)
+def speech_timed(outcome: str, seconds: float) -> None:
+    """Time one text-to-speech request made while answering a webhook."""
+    try:
+        instruments().speech.labels(outcome).observe(seconds)
+    except Exception:  # metrics never fail a webhook
+        log.exception("metrics: could not time speech")
 
 
 class _PublisherMirror:

@@ -37,10 +37,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
 
+from engine.calls.limits import parse_rate
+from engine.settings import Settings
 from engine.store.redis_store import DEFAULT_PREFIX
-from engine.web.call_limits import parse_rate
 from engine.web.control import control
-from engine.web.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from engine.web.settings import Settings
+from engine.settings import Settings
 
 TIMEOUT_SECONDS = 10.0
 """Per request. The SDK has no default timeout: a stalled API must not hang a dashboard click."""

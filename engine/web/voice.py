@@ -15,21 +15,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, g, request, url_for
+from flask import Blueprint, Response, g, request
 
 from engine import logs
-from engine.runtime.state import (
-    DialEnded,
-    Event,
-    Heard,
-    RecordingDone,
-    Silence,
-    StatusChanged,
-)
-from engine.store import NewEvent
-from engine.twiml import Callbacks, safe_answer
-from engine.web import metrics
-from engine.web.call_service import APOLOGY
+from engine.calls import urls
+from engine.calls.service import APOLOGY
+from engine.runtime.state import DialEnded, Event, Heard, RecordingDone, Silence
+from engine.twiml import safe_answer
 from engine.web.services import services
 from engine.web.signature import is_signed
 
@@ -95,18 +87,6 @@ def _step_param() -> int | None:
     return _count(request.args.get("step", ""))
 
 
-def _callbacks(step: int) -> Callbacks:
-    base = services().settings.public_base_url
-    prefix = base.rstrip("/") if base else ""
-
-    def url(endpoint: str) -> str:
-        return prefix + url_for(endpoint, step=step)
-
-    return Callbacks(input=url("voice.gather_input"), silence=url("voice.silence"),
-                     dial=url("voice.dial_result"), recording=url("voice.recording"),
-                     resume=url("voice.resume"))
-
-
 def _now() -> float:
     return services().call_service.clock()
 
@@ -125,13 +105,8 @@ def answered(handler: Callable[..., str]) -> Callable[..., Response]:
             return _twiml(handler(call_sid, params, *args, **kwargs))
         except Exception as error:
             log.exception("call %s: %s failed", call_sid, request.path)
-            try:
-                failure = [NewEvent("call.error", {
-                    "kind": "internal", "detail": f"{type(error).__name__} in {request.path}"})]
-                services().store.record_events(call_sid, failure, _now())
-                metrics.events_written(failure)
-            except Exception:
-                log.exception("call %s: could not record the error either", call_sid)
+            services().call_service.internal_error(
+                call_sid, f"{type(error).__name__} in {request.path}")
             return _twiml(safe_answer(APOLOGY))
 
     return wrapper
@@ -139,23 +114,23 @@ def answered(handler: Callable[..., str]) -> Callable[..., Response]:
 
 def _advance(call_sid: str, params: dict[str, str], event: Event | None) -> str:
     return services().call_service.advance(call_sid, event, _step_param(),
-                                           _request_key(params), _callbacks)
+                                           _request_key(params))
 
 
-@voice.post("/api/incoming-call")
+@voice.post(urls.INCOMING_CALL)
 @answered
 def incoming_call(call_sid: str, params: dict[str, str]) -> str:
     return services().call_service.incoming(params, request.args.get("flow"),
-                                            _request_key(params), _callbacks)
+                                            _request_key(params))
 
 
-@voice.post("/api/incoming-call/fallback")
+@voice.post(urls.INCOMING_CALL_FALLBACK)
 def incoming_call_fallback() -> Response:
     """The number's fallback URL: Twilio calls it when the main webhook failed. No state."""
     return _twiml(safe_answer(FALLBACK_TEXT))
 
 
-@voice.post("/api/voice/input")
+@voice.post(urls.GATHER_INPUT)
 @answered
 def gather_input(call_sid: str, params: dict[str, str]) -> str:
     speech = " ".join(params.get("SpeechResult", "").split())[:MAX_SPEECH_CHARS]
@@ -171,13 +146,13 @@ def gather_input(call_sid: str, params: dict[str, str]) -> str:
     return _advance(call_sid, params, Heard(_now(), speech, confidence, digits))
 
 
-@voice.post("/api/voice/silence")
+@voice.post(urls.SILENCE)
 @answered
 def silence(call_sid: str, params: dict[str, str]) -> str:
     return _advance(call_sid, params, Silence(_now()))
 
 
-@voice.post("/api/voice/dial")
+@voice.post(urls.DIAL_RESULT)
 @answered
 def dial_result(call_sid: str, params: dict[str, str]) -> str:
     status = params.get("DialCallStatus", "failed")[:20] or "failed"
@@ -185,7 +160,7 @@ def dial_result(call_sid: str, params: dict[str, str]) -> str:
     return _advance(call_sid, params, DialEnded(_now(), status, duration))
 
 
-@voice.post("/api/voice/recording")
+@voice.post(urls.RECORDING)
 @answered
 def recording(call_sid: str, params: dict[str, str]) -> str:
     return _advance(call_sid, params, RecordingDone(
@@ -193,22 +168,16 @@ def recording(call_sid: str, params: dict[str, str]) -> str:
         _count(params.get("RecordingDuration", "0")) or 0))
 
 
-@voice.post("/api/voice/resume")
+@voice.post(urls.RESUME)
 @answered
 def resume(call_sid: str, params: dict[str, str]) -> str:
     return _advance(call_sid, params, None)
 
 
-@voice.post("/api/call-status")
+@voice.post(urls.CALL_STATUS)
 @answered
 def call_status(call_sid: str, params: dict[str, str]) -> str:
     status = params.get("CallStatus", "")[:20]
     duration = _count(params.get("CallDuration", ""))
-    service = services().call_service
-    state = services().store.get_state(call_sid)
-    if state is not None:
-        service.advance(call_sid, StatusChanged(_now(), status, duration or 0), None,
-                        _request_key(params), _callbacks)
-    if status in ("completed", "busy", "failed", "no-answer", "canceled"):
-        services().store.close_call(call_sid, status, duration, _now())
-    return '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    return services().call_service.status_changed(call_sid, status, duration,
+                                                  _request_key(params))

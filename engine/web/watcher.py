@@ -21,8 +21,8 @@ from pathlib import Path
 import click
 from flask import Flask
 
+from engine.calls.library import FlowLibrary
 from engine.flows.loader import SCENARIO_SUFFIX
-from engine.web.library import FlowLibrary
 
 log = logging.getLogger(__name__)
 

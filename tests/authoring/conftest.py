@@ -18,8 +18,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engine.web import create_app
-from engine.web.settings import ENV_KEYS
+from engine.settings import ENV_KEYS
+from engine.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_TOKEN = "authoring-token"

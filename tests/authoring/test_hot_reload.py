@@ -11,8 +11,8 @@ import click
 from flask import Flask
 
 from engine.authoring.transports import app_transport
+from engine.calls.library import FlowLibrary
 from engine.simulator import SimulatedCall
-from engine.web.library import FlowLibrary
 from engine.web.watcher import FlowWatcher, serving_requests, snapshot
 from tests.authoring.conftest import AUTH_TOKEN, Project, logged_in
 

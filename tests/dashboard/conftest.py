@@ -14,9 +14,9 @@ import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from engine.web import create_app
+from engine.settings import ENV_KEYS
+from engine.web.app import create_app
 from engine.web.events_api import EXTENSION, LiveEvents
-from engine.web.settings import ENV_KEYS
 from tests.support_twilio_api import TwilioApiDouble
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,8 +32,8 @@ import redis
 import requests
 from twilio.request_validator import RequestValidator
 
+from engine.settings import ENV_KEYS
 from engine.simulator import HttpAnswer
-from engine.web.settings import ENV_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")

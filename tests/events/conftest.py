@@ -13,11 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engine.authoring.transports import app_transport
+from engine.settings import ENV_KEYS
 from engine.simulator import SimulatedCall, Transport
 from engine.store import CallStore, NewEvent, StoredEvent, open_store
-from engine.web import create_app
+from engine.web.app import create_app
 from engine.web.events_api import EXTENSION, LiveEvents
-from engine.web.settings import ENV_KEYS
 from tests.doubles.pusher_server import PusherDouble
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from click.testing import Result
 
 from engine.flows.loader import load_project
 from engine.flows.model import ERROR_KINDS, AiNode
-from engine.web import create_app
-from engine.web.settings import ENV_KEYS
+from engine.settings import ENV_KEYS
+from engine.web.app import create_app
 from tests.flows.conftest import line_of
 
 ROOT = Path(__file__).resolve().parents[2]

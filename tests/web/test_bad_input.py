@@ -20,11 +20,11 @@ from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
+from engine.calls.service import APOLOGY, NO_FLOW, UNKNOWN_CALL
 from engine.flows.model import Flow, Registry
 from engine.runtime.state import AskModel, CallState, Failed, Replied
 from engine.simulator import SimulatedCall, Transport, new_call_sid
 from engine.store import CallStore, NewEvent
-from engine.web.call_service import APOLOGY, NO_FLOW, UNKNOWN_CALL
 from engine.web.voice import FALLBACK_TEXT, MAX_DIGITS, MAX_SPEECH_CHARS
 from tests.support import AUTH_TOKEN
 

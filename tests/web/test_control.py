@@ -20,10 +20,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from twilio.base.exceptions import TwilioRestException
 
+from engine.settings import ENV_KEYS
 from engine.simulator import HttpAnswer, SimulatedCall, new_call_sid
-from engine.web import create_app
+from engine.web.app import create_app
 from engine.web.control import MAX_INLINE_TWIML, TRANSFER_TEXT
-from engine.web.settings import ENV_KEYS
 from engine.web.twilio_rest import RedirectingHttpClient, TwilioRest
 from tests.support_twilio_api import TwilioApiDouble
 

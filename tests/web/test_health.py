@@ -63,7 +63,7 @@ def test_readyz_is_unavailable_with_a_redis_store_on_a_closed_port(
         app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     unreachable = open_store(f"redis://127.0.0.1:{closed_port()}/0")
     try:
-        monkeypatch.setattr(app.extensions["phoney"], "store", unreachable)
+        monkeypatch.setattr(app.extensions["phoney"].runtime, "store", unreachable)
         answer = client.get("/readyz")
     finally:
         unreachable.close()

@@ -311,7 +311,7 @@ WORKER = textwrap.dedent("""
 
 SCRAPER = textwrap.dedent("""
     import sys
-    from engine.web import create_app
+    from engine.web.app import create_app
     app = create_app({"PROJECT_ROOT": sys.argv[1], "STORE_URL": sys.argv[2],
                       "TWILIO_AUTH_TOKEN": "t", "DASHBOARD_PASSWORD": "p", "SECRET_KEY": "k",
                       "TESTING": True})

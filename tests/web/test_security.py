@@ -15,11 +15,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from engine.calls.limits import CALLER_REFUSED, LIMIT_GOODBYE, mask_number, parse_rate
+from engine.settings import Settings
 from engine.simulator import SimulatedCall, Transport
 from engine.store import EncryptedStore
-from engine.web.call_limits import CALLER_REFUSED, LIMIT_GOODBYE, mask_number, parse_rate
 from engine.web.security import LOGIN_WAIT, limiter_storage, pusher_hosts, security_headers
-from engine.web.settings import Settings
 from tests.store.conftest import delete_prefix, require_redis, server_url
 from tests.support import AUTH_TOKEN, client_transport
 
