@@ -1,6 +1,14 @@
 """Where calls live: the `CallStore` port, its backends, and `open_store(STORE_URL)`."""
 
-from engine.store.base import CallStore, CallSummary, NewEvent, StepConflict, StoredEvent
+from engine.store.base import (
+    CallStore,
+    CallSummary,
+    Lookup,
+    NewEvent,
+    Quota,
+    StepConflict,
+    StoredEvent,
+)
 from engine.store.encrypted import EncryptedStore, Keyring
 from engine.store.factory import open_store
 from engine.store.redis_store import RedisStore
@@ -11,7 +19,9 @@ __all__ = [
     "CallSummary",
     "EncryptedStore",
     "Keyring",
+    "Lookup",
     "NewEvent",
+    "Quota",
     "RedisStore",
     "SQLiteStore",
     "StepConflict",

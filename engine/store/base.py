@@ -52,6 +52,26 @@ class CallSummary:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What a webhook needs to know before it steps a call, read together by `lookup`."""
+
+    response: str | None  # the TwiML already answered to this request, if it was answered
+    state: CallState | None  # the call's stored state; None for a call not stored (yet)
+    count: int = 0  # hits in the counter's current window (0: none, or no counter asked for)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One hit for `commit_new_call` to count with a new call's first step, as `incr_window`
+    counts it (`key`, `window_seconds`); the step is stored only if the count, this hit
+    included, is at most `limit`."""
+
+    key: str
+    window_seconds: float
+    limit: int
+
+
 class StepConflict(Exception):
     """Another request advanced the call first (a concurrent duplicate webhook)."""
 
@@ -74,7 +94,24 @@ class CallStore(Protocol):
         already exists).
         """
 
+    def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
+                        response: str, at: float, quota: Quota) -> int:
+        """`commit_step(None, state, ...)` and `incr_window(quota.key, quota.window_seconds)`
+        in one atomic write; returns the count, this hit included.
+
+        The conflict checks of `commit_step` come first: a StepConflict (the call exists, or the
+        request was already answered) stores nothing and counts nothing, so a duplicate of a
+        call's first webhook does not count as another call. Otherwise the hit is counted, and
+        the step is stored only if the count is at most `quota.limit`; over it, only the hit is
+        stored and the caller is to be refused (`record_events` for the refusal).
+        """
+
     def get_state(self, call_sid: str) -> CallState | None: ...
+
+    def lookup(self, call_sid: str, request_key: str, counter: str | None = None) -> Lookup:
+        """`stored_response(call_sid, request_key)`, `get_state(call_sid)` and, when `counter`
+        is given, the hits in its current window (as `incr_window` counts them, without
+        counting one), in one read of one moment of the store."""
 
     def stored_response(self, call_sid: str, request_key: str) -> str | None:
         """The TwiML already answered to this request, if it was answered."""

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.runtime.state import CallState
-from engine.store.base import CallStore, CallSummary, NewEvent, StoredEvent
+from engine.store.base import CallStore, CallSummary, Lookup, NewEvent, Quota, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +182,22 @@ class EncryptedStore:
         self.inner.commit_step(previous, self.seal_state(state), self._seal_events(events),
                                request_key, self.seal(response), at)
 
+    def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
+                        response: str, at: float, quota: Quota) -> int:
+        return self.inner.commit_new_call(
+            self.seal_state(state), self._seal_events(events), request_key,
+            self.seal(response), at, dataclasses.replace(quota, key=self._counter(quota.key)))
+
     def get_state(self, call_sid: str) -> CallState | None:
         state = self.inner.get_state(call_sid)
         return None if state is None else self.open_state(state)
+
+    def lookup(self, call_sid: str, request_key: str, counter: str | None = None) -> Lookup:
+        found = self.inner.lookup(call_sid, request_key,
+                                  None if counter is None else self._counter(counter))
+        return Lookup(response=None if found.response is None else self.open(found.response),
+                      state=None if found.state is None else self.open_state(found.state),
+                      count=found.count)
 
     def stored_response(self, call_sid: str, request_key: str) -> str | None:
         found = self.inner.stored_response(call_sid, request_key)
@@ -231,7 +244,11 @@ class EncryptedStore:
         return self.inner.last_event_id()
 
     def incr_window(self, key: str, window_seconds: float) -> int:
-        return self.inner.incr_window("hmac:" + self.keyring.digest(key), window_seconds)
+        return self.inner.incr_window(self._counter(key), window_seconds)
+
+    def _counter(self, key: str) -> str:
+        """A counter's key as the backend keeps it: an HMAC (caller numbers are in the keys)."""
+        return "hmac:" + self.keyring.digest(key)
 
     def ping(self) -> bool:
         return self.inner.ping()

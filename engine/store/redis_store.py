@@ -66,7 +66,9 @@ from redis.retry import Retry
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
     CallSummary,
+    Lookup,
     NewEvent,
+    Quota,
     StepConflict,
     StoredEvent,
     check_same_call,
@@ -104,49 +106,87 @@ local function add_events(first, all_events, call_events, counter)
 end
 """
 
-# KEYS: state, responses, summary, calls, events, call events, event id
+# The steps' shared part. KEYS: state, responses, summary, calls, events, call events, event id
 # ARGV: sid, previous step ('' for a new call), request key, response, state JSON, step, status,
 #       ended ('1'/'0'), over ('1'/'0'), at, ended TTL ms, active TTL ms ('' for none),
-#       flow_id, flow_version, caller, called, node, personality, started_at, events...
-_COMMIT_STEP = _ADD_EVENTS + """
+#       flow_id, flow_version, caller, called, node, personality, started_at, then the
+#       script's own arguments, then the events from `first_event`.
+# `check_step` only reads; `write_step` writes and cannot fail once it has started.
+_STEP = _ADD_EVENTS + """
 local state, responses, summary = KEYS[1], KEYS[2], KEYS[3]
-local stored = redis.call('HGET', state, 'step')
-if ARGV[2] == '' then
-  if stored or redis.call('EXISTS', summary) == 1 then
-    return 'call ' .. ARGV[1] .. ' already exists'
+local function check_step()
+  local stored = redis.call('HGET', state, 'step')
+  if ARGV[2] == '' then
+    if stored or redis.call('EXISTS', summary) == 1 then
+      return 'call ' .. ARGV[1] .. ' already exists'
+    end
+  elseif not stored then
+    return 'call ' .. ARGV[1] .. ' is not stored'
+  elseif stored ~= ARGV[2] then
+    return 'call ' .. ARGV[1] .. ' is at step ' .. stored .. ', not ' .. ARGV[2]
   end
-elseif not stored then
-  return 'call ' .. ARGV[1] .. ' is not stored'
-elseif stored ~= ARGV[2] then
-  return 'call ' .. ARGV[1] .. ' is at step ' .. stored .. ', not ' .. ARGV[2]
+  if redis.call('HEXISTS', responses, ARGV[3]) == 1 then
+    return 'call ' .. ARGV[1] .. ': request ' .. ARGV[3] .. ' was already answered'
+  end
+  return nil
 end
-if redis.call('HEXISTS', responses, ARGV[3]) == 1 then
-  return 'call ' .. ARGV[1] .. ': request ' .. ARGV[3] .. ' was already answered'
+local function write_step(first_event)
+  local status, ended, over = ARGV[7], ARGV[8], ARGV[9] == '1'
+  if redis.call('HGET', summary, 'closed') == '1' then
+    -- The status callback had the final word: a step racing it cannot reopen the call.
+    status, ended, over = redis.call('HGET', summary, 'status'), '1', true
+  end
+  local at = ARGV[10]
+  redis.call('HSET', state, 'state', ARGV[5], 'step', ARGV[6], 'status', status,
+             'ended', ended)
+  redis.call('HSET', responses, ARGV[3], ARGV[4])
+  redis.call('HSET', summary, 'call_sid', ARGV[1], 'flow_id', ARGV[13],
+             'flow_version', ARGV[14], 'caller', ARGV[15], 'called', ARGV[16],
+             'status', status, 'node', ARGV[17], 'personality', ARGV[18],
+             'started_at', ARGV[19], 'updated_at', at)
+  if not over then
+    redis.call('HDEL', summary, 'ended_at')
+  elseif redis.call('HEXISTS', summary, 'ended_at') == 0 then
+    redis.call('HSET', summary, 'ended_at', at)
+  end
+  redis.call('ZADD', KEYS[4], at, ARGV[1])
+  add_events(first_event, KEYS[5], KEYS[6], KEYS[7])
+  local ttl = ARGV[12]
+  if over then ttl = ARGV[11] end
+  for _, key in ipairs({state, responses}) do
+    if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
+  end
 end
-local status, ended, over = ARGV[7], ARGV[8], ARGV[9] == '1'
-if redis.call('HGET', summary, 'closed') == '1' then
-  -- The status callback had the final word: a step racing it cannot reopen the call.
-  status, ended, over = redis.call('HGET', summary, 'status'), '1', true
+"""
+
+# The counter's shared part (incr_window). The TTL is set by the hit that opens the window, in
+# the same script, so no counter can be left without one.
+_COUNT_HIT = """
+local function count_hit(key, window_ms)
+  local count = redis.call('INCR', key)
+  if count == 1 or redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, window_ms)
+  end
+  return count
 end
-local at = ARGV[10]
-redis.call('HSET', state, 'state', ARGV[5], 'step', ARGV[6], 'status', status, 'ended', ended)
-redis.call('HSET', responses, ARGV[3], ARGV[4])
-redis.call('HSET', summary, 'call_sid', ARGV[1], 'flow_id', ARGV[13], 'flow_version', ARGV[14],
-           'caller', ARGV[15], 'called', ARGV[16], 'status', status, 'node', ARGV[17],
-           'personality', ARGV[18], 'started_at', ARGV[19], 'updated_at', at)
-if not over then
-  redis.call('HDEL', summary, 'ended_at')
-elseif redis.call('HEXISTS', summary, 'ended_at') == 0 then
-  redis.call('HSET', summary, 'ended_at', at)
-end
-redis.call('ZADD', KEYS[4], at, ARGV[1])
-add_events(20, KEYS[5], KEYS[6], KEYS[7])
-local ttl = ARGV[12]
-if over then ttl = ARGV[11] end
-for _, key in ipairs({state, responses}) do
-  if ttl == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
-end
+"""
+
+# _STEP's KEYS and ARGV; events from ARGV[20].
+_COMMIT_STEP = _STEP + """
+local conflict = check_step()
+if conflict then return conflict end
+write_step(20)
 return 'ok'
+"""
+
+# _STEP's KEYS, then KEYS[8]: the counter. _STEP's ARGV, then ARGV[20]: the window in ms,
+# ARGV[21]: the limit; events from ARGV[22]. Returns a conflict's text, or the count.
+_COMMIT_NEW_CALL = _STEP + _COUNT_HIT + """
+local conflict = check_step()
+if conflict then return conflict end
+local count = count_hit(KEYS[8], ARGV[20])
+if count <= tonumber(ARGV[21]) then write_step(22) end
+return count
 """
 
 # KEYS: events, call events, event id.  ARGV: events (from 1).
@@ -196,14 +236,9 @@ end
 return 1
 """
 
-# KEYS: the counter.  ARGV: the window in ms. The TTL is set by the hit that opens the window,
-# in the same script, so no counter can be left without one.
-_INCR_WINDOW = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return count
+# KEYS: the counter.  ARGV: the window in ms.
+_INCR_WINDOW = _COUNT_HIT + """
+return count_hit(KEYS[1], ARGV[1])
 """
 
 
@@ -233,6 +268,22 @@ def _ms_arg(seconds: float | None) -> str:
     """A TTL as a script argument: milliseconds, or '' for none."""
     ms = _ms(seconds)
     return "" if ms is None else str(ms)
+
+
+def _window_ms(seconds: float) -> str:
+    """A counter's window as a script argument: whole milliseconds, at least one."""
+    return str(max(1, round(float(seconds) * 1000)))
+
+
+def _state(body: bytes | str | None, status: bytes | str | None,
+           ended: bytes | str | None) -> CallState | None:
+    """The state from the fields of its hash (status and `ended` are kept beside the JSON)."""
+    if body is None:
+        return None
+    values = json.loads(body)
+    values["status"] = _text(status) or "in-progress"
+    values["ended"] = _text(ended) == "1"
+    return state_from_dict(values)
 
 
 def _ttl_param(name: str, value: str) -> float | None:
@@ -305,6 +356,7 @@ class RedisStore:
             health_check_interval=HEALTH_CHECK_INTERVAL,
             retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), RETRIES))
         self._commit_step = self.client.register_script(_COMMIT_STEP)
+        self._commit_new_call = self.client.register_script(_COMMIT_NEW_CALL)
         self._record_events = self.client.register_script(_RECORD_EVENTS)
         self._close_call = self.client.register_script(_CLOSE_CALL)
         self._compare_and_set = self.client.register_script(_COMPARE_AND_SET)
@@ -341,35 +393,59 @@ class RedisStore:
 
     # CallStore
 
-    def commit_step(self, previous: CallState | None, state: CallState,
-                    events: Sequence[NewEvent], request_key: str, response: str,
-                    at: float) -> None:
+    def _step_args(self, previous: CallState | None, state: CallState, request_key: str,
+                   response: str, at: float) -> tuple[list[str], list[str]]:
+        """_STEP's KEYS and ARGV for storing `state`."""
         check_same_call(previous, state)
         sid = state.call_sid
         body = state_to_dict(state)
         status, ended = body.pop("status"), body.pop("ended")
         over = state.ended or state.status in FINAL_STATUSES
+        keys = [*self._call_keys(sid), self._key("calls"), *self._event_keys(sid)]
+        args = [sid, "" if previous is None else str(previous.step), request_key, response,
+                _dumps(body), str(state.step), status, "1" if ended else "0",
+                "1" if over else "0", _number(at), _ms_arg(self.ended_ttl),
+                _ms_arg(self.active_ttl),
+                state.flow_id, state.flow_version, state.caller.number, state.called,
+                state.node, state.personality, _number(state.started_at)]
+        return keys, args
+
+    def commit_step(self, previous: CallState | None, state: CallState,
+                    events: Sequence[NewEvent], request_key: str, response: str,
+                    at: float) -> None:
+        keys, args = self._step_args(previous, state, request_key, response, at)
         outcome = self._commit_step(
-            keys=[*self._call_keys(sid), self._key("calls"), *self._event_keys(sid)],
-            args=[sid, "" if previous is None else str(previous.step), request_key, response,
-                  _dumps(body), str(state.step), status, "1" if ended else "0",
-                  "1" if over else "0", _number(at), _ms_arg(self.ended_ttl),
-                  _ms_arg(self.active_ttl),
-                  state.flow_id, state.flow_version, state.caller.number, state.called,
-                  state.node, state.personality, _number(state.started_at),
-                  *self._event_bodies(sid, events, at)])
+            keys=keys, args=[*args, *self._event_bodies(state.call_sid, events, at)])
         if outcome != b"ok":
             raise StepConflict(_text(outcome))
 
+    def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
+                        response: str, at: float, quota: Quota) -> int:
+        keys, args = self._step_args(None, state, request_key, response, at)
+        outcome = self._commit_new_call(
+            keys=[*keys, self._key("window", quota.key)],
+            args=[*args, _window_ms(quota.window_seconds), str(int(quota.limit)),
+                  *self._event_bodies(state.call_sid, events, at)])
+        if not isinstance(outcome, int):
+            raise StepConflict(_text(outcome))
+        return outcome
+
     def get_state(self, call_sid: str) -> CallState | None:
-        body, status, ended = self.client.hmget(self._key("state", call_sid),
-                                                ["state", "status", "ended"])
-        if body is None:
-            return None
-        values = json.loads(body)
-        values["status"] = _text(status) or "in-progress"
-        values["ended"] = ended == b"1"
-        return state_from_dict(values)
+        return _state(*self.client.hmget(self._key("state", call_sid),
+                                          ["state", "status", "ended"]))
+
+    def lookup(self, call_sid: str, request_key: str, counter: str | None = None) -> Lookup:
+        # MULTI/EXEC: one round trip, and no other client's command runs between the reads.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hmget(self._key("state", call_sid), ["state", "status", "ended"])
+        pipe.hget(self._key("responses", call_sid), request_key)
+        if counter is not None:
+            pipe.get(self._key("window", counter))
+        found = pipe.execute()
+        response = found[1]
+        return Lookup(response=None if response is None else _text(response),
+                      state=_state(*found[0]),
+                      count=int(found[2] or 0) if counter is not None else 0)
 
     def stored_response(self, call_sid: str, request_key: str) -> str | None:
         found = self.client.hget(self._key("responses", call_sid), request_key)
@@ -430,7 +506,7 @@ class RedisStore:
 
     def incr_window(self, key: str, window_seconds: float) -> int:
         count = self._incr_window(keys=[self._key("window", key)],
-                                  args=[max(1, round(float(window_seconds) * 1000))])
+                                  args=[_window_ms(window_seconds)])
         return int(count)
 
     def ping(self) -> bool:

@@ -28,7 +28,9 @@ from typing import Any
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
     CallSummary,
+    Lookup,
     NewEvent,
+    Quota,
     StepConflict,
     StoredEvent,
     check_same_call,
@@ -259,58 +261,98 @@ class SQLiteStore:
                     events: Sequence[NewEvent], request_key: str, response: str,
                     at: float) -> None:
         check_same_call(previous, state)
-        sid = state.call_sid
         with self._transaction() as db:
-            row = db.execute("SELECT step, closed, status FROM calls WHERE call_sid = ?",
-                             (sid,)).fetchone()
-            if previous is None and row is not None:
-                raise StepConflict(f"call {sid} already exists")
-            if previous is not None:
-                if row is None:
-                    raise StepConflict(f"call {sid} is not stored")
-                if row["step"] != previous.step:
-                    raise StepConflict(f"call {sid} is at step {row['step']}, "
-                                       f"not {previous.step}")
-                if row["closed"]:
-                    # The status callback had the final word: a step racing it cannot reopen.
-                    state = dataclasses.replace(state, status=row["status"], ended=True)
-            if db.execute("SELECT 1 FROM responses WHERE call_sid = ? AND request_key = ?",
-                          (sid, request_key)).fetchone() is not None:
-                raise StepConflict(f"call {sid}: request {request_key!r} was already answered")
-            values = {
-                "call_sid": sid, "state": _dumps(state_to_dict(state)), "step": state.step,
-                "flow_id": state.flow_id, "flow_version": state.flow_version,
-                "caller": state.caller.number, "called": state.called, "status": state.status,
-                "node": state.node, "personality": state.personality,
-                "started_at": state.started_at, "updated_at": at, "over": _is_over(state),
-                "at": at,
-            }
+            row, state = self._check_step(db, previous, state, request_key)
+            self._write_step(db, row, state, events, request_key, response, at)
+
+    def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
+                        response: str, at: float, quota: Quota) -> int:
+        with self._transaction() as db:
+            row, state = self._check_step(db, None, state, request_key)
+            count = self._count_hit(db, quota.key, quota.window_seconds)
+            if count <= quota.limit:
+                self._write_step(db, row, state, events, request_key, response, at)
+            return count
+
+    @staticmethod
+    def _check_step(db: sqlite3.Connection, previous: CallState | None, state: CallState,
+                    request_key: str) -> tuple[sqlite3.Row | None, CallState]:
+        """commit_step's checks, in its transaction: the stored call's row, and the state to
+        write (ended, if the status callback closed the call meanwhile)."""
+        sid = state.call_sid
+        row = db.execute("SELECT step, closed, status FROM calls WHERE call_sid = ?",
+                         (sid,)).fetchone()
+        if previous is None and row is not None:
+            raise StepConflict(f"call {sid} already exists")
+        if previous is not None:
             if row is None:
-                db.execute(
-                    "INSERT INTO calls (call_sid, state, step, flow_id, flow_version, caller,"
-                    " called, status, node, personality, started_at, updated_at, ended_at)"
-                    " VALUES (:call_sid, :state, :step, :flow_id, :flow_version, :caller,"
-                    " :called, :status, :node, :personality, :started_at, :updated_at,"
-                    " CASE WHEN :over THEN :at END)", values)
-            else:
-                db.execute(
-                    "UPDATE calls SET state = :state, step = :step, flow_id = :flow_id,"
-                    " flow_version = :flow_version, caller = :caller, called = :called,"
-                    " status = :status, node = :node, personality = :personality,"
-                    " started_at = :started_at, updated_at = :updated_at,"
-                    " ended_at = CASE WHEN :over THEN coalesce(ended_at, :at) END"
-                    " WHERE call_sid = :call_sid", values)
-            db.executemany(
-                "INSERT INTO events (call_sid, name, data, at) VALUES (?, ?, ?, ?)",
-                ((sid, event.name, _dumps(dict(event.data)), at) for event in events))
-            db.execute("INSERT INTO responses (call_sid, request_key, response, at)"
-                       " VALUES (?, ?, ?, ?)", (sid, request_key, response, at))
+                raise StepConflict(f"call {sid} is not stored")
+            if row["step"] != previous.step:
+                raise StepConflict(f"call {sid} is at step {row['step']}, "
+                                   f"not {previous.step}")
+            if row["closed"]:
+                # The status callback had the final word: a step racing it cannot reopen.
+                state = dataclasses.replace(state, status=row["status"], ended=True)
+        if db.execute("SELECT 1 FROM responses WHERE call_sid = ? AND request_key = ?",
+                      (sid, request_key)).fetchone() is not None:
+            raise StepConflict(f"call {sid}: request {request_key!r} was already answered")
+        return row, state
+
+    @staticmethod
+    def _write_step(db: sqlite3.Connection, row: sqlite3.Row | None, state: CallState,
+                    events: Sequence[NewEvent], request_key: str, response: str,
+                    at: float) -> None:
+        sid = state.call_sid
+        values = {
+            "call_sid": sid, "state": _dumps(state_to_dict(state)), "step": state.step,
+            "flow_id": state.flow_id, "flow_version": state.flow_version,
+            "caller": state.caller.number, "called": state.called, "status": state.status,
+            "node": state.node, "personality": state.personality,
+            "started_at": state.started_at, "updated_at": at, "over": _is_over(state),
+            "at": at,
+        }
+        if row is None:
+            db.execute(
+                "INSERT INTO calls (call_sid, state, step, flow_id, flow_version, caller,"
+                " called, status, node, personality, started_at, updated_at, ended_at)"
+                " VALUES (:call_sid, :state, :step, :flow_id, :flow_version, :caller,"
+                " :called, :status, :node, :personality, :started_at, :updated_at,"
+                " CASE WHEN :over THEN :at END)", values)
+        else:
+            db.execute(
+                "UPDATE calls SET state = :state, step = :step, flow_id = :flow_id,"
+                " flow_version = :flow_version, caller = :caller, called = :called,"
+                " status = :status, node = :node, personality = :personality,"
+                " started_at = :started_at, updated_at = :updated_at,"
+                " ended_at = CASE WHEN :over THEN coalesce(ended_at, :at) END"
+                " WHERE call_sid = :call_sid", values)
+        db.executemany(
+            "INSERT INTO events (call_sid, name, data, at) VALUES (?, ?, ?, ?)",
+            ((sid, event.name, _dumps(dict(event.data)), at) for event in events))
+        db.execute("INSERT INTO responses (call_sid, request_key, response, at)"
+                   " VALUES (?, ?, ?, ?)", (sid, request_key, response, at))
 
     def get_state(self, call_sid: str) -> CallState | None:
         with self._connection() as db:
             row = db.execute("SELECT state FROM calls WHERE call_sid = ?",
                              (call_sid,)).fetchone()
         return None if row is None else state_from_dict(json.loads(row["state"]))
+
+    def lookup(self, call_sid: str, request_key: str, counter: str | None = None) -> Lookup:
+        # One statement is one read transaction: the three values are of one moment.
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT (SELECT state FROM calls WHERE call_sid = :sid) AS state,"
+                " (SELECT response FROM responses WHERE call_sid = :sid"
+                "  AND request_key = :key) AS response,"
+                " (SELECT count FROM counters WHERE key = :counter"
+                "  AND expires_at > :now) AS count",
+                {"sid": call_sid, "key": request_key, "counter": counter,
+                 "now": time.time()}).fetchone()
+        return Lookup(
+            response=None if row["response"] is None else str(row["response"]),
+            state=None if row["state"] is None else state_from_dict(json.loads(row["state"])),
+            count=int(row["count"] or 0))
 
     def stored_response(self, call_sid: str, request_key: str) -> str | None:
         with self._connection() as db:
@@ -401,16 +443,21 @@ class SQLiteStore:
         return int(row[0])
 
     def incr_window(self, key: str, window_seconds: float) -> int:
-        now = time.time()
         with self._transaction() as db:  # the write lock is held from the read to the write
-            db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
-            row = db.execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                db.execute("INSERT INTO counters (key, count, expires_at) VALUES (?, 1, ?)",
-                           (key, now + max(float(window_seconds), 0.001)))
-                return 1
-            db.execute("UPDATE counters SET count = count + 1 WHERE key = ?", (key,))
-            return int(row["count"]) + 1
+            return self._count_hit(db, key, window_seconds)
+
+    @staticmethod
+    def _count_hit(db: sqlite3.Connection, key: str, window_seconds: float) -> int:
+        """incr_window's work, inside a write transaction."""
+        now = time.time()
+        db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+        row = db.execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO counters (key, count, expires_at) VALUES (?, 1, ?)",
+                       (key, now + max(float(window_seconds), 0.001)))
+            return 1
+        db.execute("UPDATE counters SET count = count + 1 WHERE key = ?", (key,))
+        return int(row["count"]) + 1
 
     def ping(self) -> bool:
         try:

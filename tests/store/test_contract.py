@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.runtime.state import Caller, CallState, Message
-from engine.store import CallStore, NewEvent, StepConflict, open_store
+from engine.store import CallStore, Lookup, NewEvent, Quota, StepConflict, open_store
 
 BACKENDS = ["sqlite", "redis", "sqlite+encrypted", "redis+encrypted"]
 ENCRYPTION_KEY = "contract-suite passphrase, not a Fernet key"
@@ -528,3 +528,127 @@ def test_a_closed_store_can_be_reopened(open_again: Callable[[], CallStore]) -> 
 
     again = open_again()
     assert again.get_state("CA0001") == new_call()
+
+
+# -- lookup and commit_new_call: the reads and writes of one webhook, together -------------------
+
+def test_lookup_of_an_unknown_call_finds_nothing(store: CallStore) -> None:
+    assert store.lookup("CAnope", "start") == Lookup(None, None, 0)
+    assert store.lookup("CAnope", "start", counter="caller:+15550002222") == \
+        Lookup(None, None, 0)
+
+
+def test_lookup_reads_the_answer_the_state_and_the_count_together(store: CallStore) -> None:
+    first = new_call()
+    store.commit_step(None, first, [ev("call.start")], "start", "<R>1</R>", at=T0)
+    second = advance(first.at("ask"), turn=1, history=(Message("caller", "hi", "ask"),))
+    store.commit_step(first, second, [], "step-2", "<R>2</R>", at=T0 + 5)
+    for _ in range(3):
+        store.incr_window("caller:+15550002222", 60)
+
+    assert store.lookup("CA0001", "start") == Lookup("<R>1</R>", second, 0)
+    assert store.lookup("CA0001", "step-3") == Lookup(None, second, 0)
+    found = store.lookup("CA0001", "step-2", counter="caller:+15550002222")
+    assert found == Lookup("<R>2</R>", second, 3)
+    assert store.lookup("CA0001", "step-2", counter="caller:+15550009999").count == 0
+    # The same values the one-at-a-time reads give.
+    assert found.state == store.get_state("CA0001")
+    assert found.response == store.stored_response("CA0001", "step-2")
+
+
+def test_lookup_does_not_count_and_sees_a_closed_window_as_empty(store: CallStore) -> None:
+    assert store.incr_window("k", 0.3) == 1
+    assert store.lookup("CAx", "r", counter="k").count == 1
+    assert store.lookup("CAx", "r", counter="k").count == 1  # reading counted nothing
+    time.sleep(0.45)
+    assert store.lookup("CAx", "r", counter="k").count == 0
+    assert store.incr_window("k", 0.3) == 1
+
+
+def test_lookup_of_a_closed_call_reads_its_final_status(store: CallStore) -> None:
+    store.commit_step(None, new_call(), [], "start", "<R/>", at=T0)
+    store.close_call("CA0001", "completed", 30, at=T0 + 30)
+    found = store.lookup("CA0001", "start").state
+    assert found is not None and found.status == "completed" and found.ended
+
+
+def test_commit_new_call_stores_the_step_and_counts_the_hit(store: CallStore) -> None:
+    state = new_call(history=(Message("agent", "Hello", "greet"),))
+    quota = Quota("caller:+15550002222", 60, limit=2)
+
+    assert store.commit_new_call(state, [ev("call.start", caller="+15550002222")], "start",
+                                 "<R>hello</R>", T0, quota) == 1
+
+    assert store.get_state("CA0001") == state
+    assert store.stored_response("CA0001", "start") == "<R>hello</R>"
+    assert [(event.name, dict(event.data)) for event in store.events_after(0)] == \
+        [("call.start", {"caller": "+15550002222"})]
+    summary = store.get_call("CA0001")
+    assert summary is not None and summary.caller == "+15550002222"
+    # One counter with incr_window: the next hit, either way, is the second.
+    assert store.incr_window("caller:+15550002222", 60) == 2
+    assert store.commit_new_call(new_call("CA0002"), [], "start", "<R/>", T0, quota) == 3
+
+
+def test_commit_new_call_over_the_limit_counts_the_hit_and_stores_no_step(
+        store: CallStore) -> None:
+    quota = Quota("caller:+15550002222", 60, limit=1)
+    assert store.commit_new_call(new_call("CA0001"), [], "start", "<R/>", T0, quota) == 1
+
+    assert store.commit_new_call(new_call("CA0002"), [ev("call.start")], "start", "<R>2</R>",
+                                 T0 + 1, quota) == 2
+
+    assert store.lookup("CA0002", "start", counter=quota.key) == Lookup(None, None, 2)
+    assert store.get_call("CA0002") is None
+    assert [event.call_sid for event in store.events_after(0)] == []
+    assert [summary.call_sid for summary in store.list_calls()] == ["CA0001"]
+
+
+def test_commit_new_call_of_a_call_that_exists_conflicts_and_counts_nothing(
+        store: CallStore) -> None:
+    quota = Quota("caller:+15550002222", 60, limit=5)
+    first = new_call()
+    assert store.commit_new_call(first, [], "start", "<R>1</R>", T0, quota) == 1
+    before = _snapshot(store, "CA0001")
+
+    with pytest.raises(StepConflict):  # Twilio's retry of the first webhook, racing it
+        store.commit_new_call(first, [ev("call.start")], "start", "<R>again</R>", T0 + 1, quota)
+    with pytest.raises(StepConflict):
+        store.commit_new_call(first, [], "other", "<R>again</R>", T0 + 1, quota)
+
+    assert _snapshot(store, "CA0001") == before
+    assert store.lookup("CA0001", "start", counter=quota.key) == Lookup("<R>1</R>", first, 1)
+
+
+def test_commit_new_call_is_a_step_like_any_other(store: CallStore) -> None:
+    first = new_call()
+    store.commit_new_call(first, [], "start", "<R>1</R>", T0, Quota("q", 60, limit=1))
+    second = advance(first.at("ask"))
+    store.commit_step(first, second, [ev("call.node", node="ask")], "step-2", "<R>2</R>",
+                      at=T0 + 5)
+    assert store.lookup("CA0001", "step-2") == Lookup("<R>2</R>", second, 0)
+
+
+def test_racing_new_calls_of_one_caller_store_exactly_the_limit(
+        open_again: Callable[[], CallStore]) -> None:
+    handles = [open_again() for _ in range(2)]  # as two server processes would
+    racers, limit = 8, 3
+    quota = Quota("caller:+15550002222", 60, limit=limit)
+    barrier = threading.Barrier(racers)
+    counts: list[int] = []
+
+    def race(i: int) -> None:
+        barrier.wait()
+        counts.append(handles[i % 2].commit_new_call(
+            new_call(f"CA{i:04d}"), [ev("call.start")], "start", "<R/>", T0, quota))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(counts) == list(range(1, racers + 1))
+    stored = handles[0].list_calls()
+    assert len(stored) == limit
+    assert len(handles[0].events_after(0)) == limit

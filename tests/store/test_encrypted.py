@@ -15,7 +15,15 @@ import redis
 from cryptography.fernet import Fernet
 
 from engine.runtime.state import Caller, CallState, Message
-from engine.store import CallStore, EncryptedStore, Keyring, NewEvent, open_store
+from engine.store import (
+    CallStore,
+    EncryptedStore,
+    Keyring,
+    Lookup,
+    NewEvent,
+    Quota,
+    open_store,
+)
 from engine.store.encrypted import MARK, UNREADABLE, fernet_key
 from tests.store.conftest import server_url
 
@@ -211,3 +219,25 @@ def test_counter_keys_do_not_hold_the_number(tmp_path: Path) -> None:
         assert "5557654321" not in sqlite_dump(path)
     finally:
         store.close()
+
+
+def test_a_new_call_committed_with_its_count_is_not_readable_at_rest(
+        backend: tuple[Callable[[str], CallStore], Callable[[], str]]) -> None:
+    open_, dump = backend
+    store = open_("a long random passphrase for the tests")
+    state = a_call()
+    quota = Quota(f"caller:{NUMBER}", 60, limit=5)
+    answer = f"<Response><Say>{REPLIED}</Say></Response>"
+
+    assert store.commit_new_call(state, [
+        NewEvent("call.start", {"caller": NUMBER}),
+        NewEvent("call.transcript", {"speech": SAID, "digits": DIGITS, "turn": 1}),
+    ], "start", answer, T0, quota) == 1
+
+    raw = dump()
+    assert state.call_sid in raw and MARK in raw
+    for secret in SECRETS:
+        assert secret not in raw
+    assert store.lookup(state.call_sid, "start", counter=quota.key) == \
+        Lookup(answer, state, 1)
+    assert store.incr_window(quota.key, 60) == 2  # the same hashed counter
