@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
@@ -45,9 +45,8 @@ from engine.events import Publisher, SinkStats
 from engine.flows.model import ERROR_KINDS
 from engine.runtime.state import FINAL_STATUSES
 from engine.store import CallStore, NewEvent
-
-if TYPE_CHECKING:
-    from engine.web.services import Services
+from engine.web.events_api import EXTENSION
+from engine.web.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +253,6 @@ class _Together:
 
 
 def _publisher(app: Flask) -> Publisher | None:
-    # Imported here: events_api imports the services, which import the call service, which
-    # imports this module.
-    from engine.web.events_api import EXTENSION
-
     found = getattr(app.extensions.get(EXTENSION), "publisher", None)
     return found if isinstance(found, Publisher) else None
 

@@ -40,6 +40,7 @@ from werkzeug.exceptions import TooManyRequests
 from engine.calls.limits import parse_rate
 from engine.settings import Settings
 from engine.store.redis_store import DEFAULT_PREFIX
+from engine.web.auth import _safe_next
 from engine.web.control import control
 
 log = logging.getLogger(__name__)
@@ -238,8 +239,7 @@ def _limit(text: str, setting: str) -> str | None:
 def _too_many(error: TooManyRequests) -> Response | tuple[Response | str, int]:
     retry = getattr(error, "retry_after", None)
     if request.endpoint == LOGIN_ENDPOINT or request.path == "/login":
-        from engine.web.auth import _safe_next  # the login page's own rule for `next`
-
+        # The login page's own rule for `next`.
         return render_template("login.html", next=_safe_next(request.form.get("next")),
                                error=LOGIN_WAIT), 429
     body: dict[str, Any] = {"error": "too many requests",
