@@ -3,6 +3,9 @@
 Without `DASHBOARD_PASSWORD` the server makes a password at start, keeps it in the store so every
 server process accepts the same one, and prints it (as Jupyter does with its token): the dashboard
 is never open to anyone who merely finds the port.
+
+Twilio's webhooks (the blueprints in TWILIO_BLUEPRINTS) never open a session: Twilio sends no
+cookie and those routes read none, so they get Flask's null session instead (`CookieSessions`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     Flask,
+    Request,
     Response,
     jsonify,
     redirect,
@@ -26,6 +30,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.store import CallStore
@@ -39,7 +44,39 @@ PASSWORD_BLOB = "dashboard:password"
 SECRET_BLOB = "flask:secret-key"
 CSRF_HEADER = "X-CSRF-Token"
 
+TWILIO_BLUEPRINTS = frozenset({"voice"})
+"""The blueprints whose routes only Twilio calls: no session, no Flask-Limiter (security.py)."""
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except on Twilio's webhooks.
+
+    Flask opens the session before it matches the URL, and opening one builds a signing
+    serializer (key derivation included) on every request: a cost Twilio's requests, which
+    carry no cookie and whose routes read no session, should not pay. A request to a route of
+    TWILIO_BLUEPRINTS gets Flask's null session (reads find nothing, a write raises), and Flask
+    saves no null session, so no cookie is set on it either.
+    """
+
+    def __init__(self) -> None:
+        self._twilio_paths: frozenset[str] | None = None
+
+    def twilio_paths(self, app: Flask) -> frozenset[str]:
+        """The paths of TWILIO_BLUEPRINTS' routes (Flask takes no new routes once it served a
+        request, so they are read once). A route with URL variables is left out: its requests
+        still open a session, which costs time, not correctness."""
+        if self._twilio_paths is None:
+            self._twilio_paths = frozenset(
+                rule.rule for rule in app.url_map.iter_rules()
+                if rule.endpoint.partition(".")[0] in TWILIO_BLUEPRINTS and not rule.arguments)
+        return self._twilio_paths
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path in self.twilio_paths(app):
+            return None  # Flask falls back to make_null_session
+        return super().open_session(app, request)
 
 
 def _shared_secret(store: CallStore, key: str, make: Callable[[], str]) -> tuple[str, bool]:
@@ -60,6 +97,7 @@ def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
     A generated password is printed only when `announce`: by a server, not by every short
     `flask` command (their output lands in CI logs).
     """
+    app.session_interface = CookieSessions()
     app.secret_key = secret_key or _shared_secret(
         store, SECRET_BLOB, lambda: secrets.token_urlsafe(32))[0]
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",

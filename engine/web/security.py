@@ -18,13 +18,16 @@ purpose, so the operator can sign in.
   call control, transfer and end together, per client address (API_RATE_LIMIT, 30/minute),
   counted in Redis when STORE_URL is Redis (so every process shares them), in memory
   otherwise; over a limit the APIs answer 429 JSON and the login page says to wait, both with
-  Retry-After.
+  Retry-After. No limit applies to Twilio's webhooks (the per-caller limit is the call
+  service's, in the store), so Flask-Limiter's per-request hooks are skipped on them: they cost
+  a webhook a tenth of its time for nothing (bench/profile_webhook.py).
 The client address is REMOTE_ADDR: behind proxies set TRUSTED_PROXIES (engine/web/proxy.py),
 or every client shares the proxy's count.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -40,7 +43,7 @@ from werkzeug.exceptions import TooManyRequests
 from engine.calls.limits import parse_rate
 from engine.settings import Settings
 from engine.store.redis_store import DEFAULT_PREFIX
-from engine.web.auth import _safe_next
+from engine.web.auth import TWILIO_BLUEPRINTS, _safe_next
 from engine.web.control import control
 
 log = logging.getLogger(__name__)
@@ -266,7 +269,57 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         limiter.shared_limit(api, scope="control")(control)  # one count for all control
     app.register_error_handler(429, _too_many)
     app.extensions[EXTENSION] = limiter
+    skipped = skip_limiter_on_twilio_routes(app, limiter)
+    if skipped != 3:
+        log.warning("Flask-Limiter registered %d request hooks, not the 3 expected: Twilio's "
+                    "webhooks may still run them", skipped)
     return limiter
+
+
+def _is_limiter_hook(function: Any, limiter: Limiter) -> bool:
+    if getattr(function, "__self__", None) is limiter:  # _check_request_limit, a method
+        return True
+    return isinstance(function, functools.partial) and any(  # header and teardown hooks
+        argument is limiter for argument in function.args)
+
+
+def skip_limiter_on_twilio_routes(app: Flask, limiter: Limiter) -> int:
+    """Make the app-wide hooks Flask-Limiter registered (limit check, rate-limit headers, its
+    teardown) pass over requests routed to TWILIO_BLUEPRINTS; returns how many it changed.
+
+    Flask has no app-wide hook "for every blueprint but one", so each hook is wrapped in place;
+    everything else keeps its limits as before."""
+    changed = 0
+
+    def before(hook: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(hook)
+        def unless_twilio() -> Any:
+            return None if request.blueprint in TWILIO_BLUEPRINTS else hook()
+        return unless_twilio
+
+    def after(hook: Callable[[Response], Response]) -> Callable[[Response], Response]:
+        @functools.wraps(hook)
+        def unless_twilio(response: Response) -> Response:
+            return response if request.blueprint in TWILIO_BLUEPRINTS else hook(response)
+        return unless_twilio
+
+    def teardown(hook: Callable[[BaseException | None], Any]
+                 ) -> Callable[[BaseException | None], Any]:
+        @functools.wraps(hook)
+        def unless_twilio(error: BaseException | None = None) -> Any:
+            return None if request.blueprint in TWILIO_BLUEPRINTS else hook(error)
+        return unless_twilio
+
+    wrappers: tuple[tuple[dict[Any, list[Any]], Callable[[Any], Any]], ...] = (
+        (app.before_request_funcs, before), (app.after_request_funcs, after),
+        (app.teardown_request_funcs, teardown))
+    for registry, wrap in wrappers:
+        hooks = registry.get(None, [])
+        for index, hook in enumerate(hooks):
+            if _is_limiter_hook(hook, limiter):
+                hooks[index] = wrap(hook)
+                changed += 1
+    return changed
 
 
 def install_security(app: Flask, settings: Settings) -> None:
