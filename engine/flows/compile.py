@@ -1,8 +1,8 @@
 """Compile schema-valid flow and personality documents into frozen dataclasses.
 
 The compiler trusts the schema for shapes and types; it applies `defaults`, turns every way out
-of a node into a typed `Edge`, and remembers which key declared each edge so graph checks can
-point at it.
+of a node into a typed `Edge` named by `model.edge_id`, and remembers which key declared each
+edge so graph checks can point at it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from engine.flows.model import (
     Style,
     TransferNode,
     Voice,
+    edge_id,
     frozen_mapping,
 )
 from engine.flows.yamlread import KeyPath
@@ -120,15 +121,16 @@ def _edges(node: Node, origins: dict[str, KeyPath], limits: Limits | None
     base: KeyPath = ("nodes", node.id)
 
     def add(target: str | None, kind: EdgeKind, path: KeyPath, label: str = "",
-            strategy: str | None = None) -> None:
+            strategy: str | None = None, part: str | int | None = None) -> None:
         if target:
-            found.append((Edge(node.id, target, kind, label, strategy), path))
+            found.append((Edge(node.id, target, kind, label, strategy,
+                               id=edge_id(node.id, kind, part)), path))
 
     for index, route in enumerate(getattr(node, "routes", ())):
-        add(route.to, "route", (*base, "routes", index, "to"), route.when)
+        add(route.to, "route", (*base, "routes", index, "to"), route.when, part=index)
     if isinstance(node, AiNode):
         for exit_ in node.exits:
-            add(exit_.to, "exit", (*base, "exits", exit_.to), exit_.description)
+            add(exit_.to, "exit", (*base, "exits", exit_.to), exit_.description, part=exit_.to)
     add(getattr(node, "next", None), "next", (*base, "next"))
     if isinstance(node, TransferNode):
         add(node.on_fail, "transfer_failed", (*base, "on_fail"))
@@ -142,14 +144,14 @@ def _edges(node: Node, origins: dict[str, KeyPath], limits: Limits | None
             edge_kind: EdgeKind = f"error:{kind}"  # type: ignore[assignment]
             if policy.retry:
                 add(node.id, edge_kind, (*origin, "retry"), f"retry ×{policy.retry}",
-                    f"retry {policy.retry}")
+                    f"retry {policy.retry}", "retry")
             if policy.personality:
                 add(node.id, edge_kind, (*origin, "personality"), policy.personality,
-                    f"personality {policy.personality}")
+                    f"personality {policy.personality}", "personality")
             if policy.voice:
                 add(node.id, edge_kind, (*origin, "voice"), f"voice: {policy.voice}",
-                    f"voice {policy.voice}")
-            add(policy.then, edge_kind, (*origin, "then"))
+                    f"voice {policy.voice}", "voice")
+            add(policy.then, edge_kind, (*origin, "then"), part="then")
     if limits is not None and node.listens:
         add(limits.then, "limit", ("limits", "then"))
     return found
@@ -165,12 +167,17 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
     nodes: dict[str, Node] = {}
     edge_paths: dict[Edge, KeyPath] = {}
     edges: list[Edge] = []
+    drawn: set[tuple[str, str, str, str, str | None]] = set()
     for node_id, raw in data["nodes"].items():
         origins: dict[str, KeyPath] = {}
         node = _node(node_id, raw, defaults, origins)
         nodes[node_id] = node
         for edge, path in _edges(node, origins, limits):
-            if edge not in edge_paths:
+            # A route repeated word for word can never be taken (the first one always holds
+            # first): the graph keeps one edge for it, so coverage does not ask for the other.
+            way = (edge.source, edge.target, edge.kind, edge.label, edge.strategy)
+            if way not in drawn:
+                drawn.add(way)
                 edges.append(edge)
                 edge_paths[edge] = path
     flow = Flow(

@@ -98,13 +98,14 @@ def to_dot(flow: Flow) -> str:
 
 
 def to_json(flow: Flow) -> dict[str, Any]:
-    """Nodes and edges as plain data; `label` is the edge's detail in full."""
+    """Nodes and edges as plain data; `label` is the edge's detail in full, `id` the edge's
+    identity, which the `edge_id` of a call's `call.node` events names."""
     return {
         "flow": flow.id,
         "start": flow.start,
         "nodes": [{"id": node.id, "type": node.type, "terminal": node.terminal,
                    "description": node.description} for node in flow.nodes.values()],
-        "edges": [{"source": edge.source, "target": edge.target, "kind": edge.kind,
+        "edges": [{"id": edge.id, "source": edge.source, "target": edge.target, "kind": edge.kind,
                    "label": edge_detail(edge), "strategy": edge.strategy,
                    "dashed": edge.is_error} for edge in flow.edges],
     }

@@ -8,6 +8,7 @@ schema to the same keys.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -180,12 +181,40 @@ NODE_TYPES: Mapping[str, type[Node]] = MappingProxyType({
 })
 
 
+EdgePart = Literal["retry", "personality", "voice", "then"]
+"""The four edges one error policy can declare: three self-loops and its `then`."""
+
+
+def edge_id(source: str, kind: EdgeKind, part: str | int | None = None) -> str:
+    """The identity of an edge of the compiled graph; see `Edge`.
+
+    The compiler names every edge with it and the interpreter finds the edge it takes with it,
+    so both spell each identity in this one place.
+    """
+    return f"{source}/{kind}" if part is None else f"{source}/{kind}/{part}"
+
+
 @dataclass(frozen=True)
 class Edge:
     """One way out of a node.
 
     `strategy` marks the self-loops of the error strategy ("retry 3", "personality
     professional", "voice twilio"): the call stays on the node and tries again differently.
+
+    `id` names the edge within its flow, built by `edge_id` from the source node, the kind and,
+    where a node can have several edges of that kind, what tells them apart:
+
+    - `assist/route/0`: the first of the node's `routes` (by index, as written);
+    - `assist/exit/front_desk`: the exit to `front_desk` (exits are keyed by their target);
+    - `assist/next`, `front_desk/transfer_failed`, `assist/no_input` (its `then`),
+      `assist/limit` (the flow's `limits.then`, from a node that listens);
+    - `assist/error:network/retry`, `.../personality`, `.../voice`: the error strategy's
+      self-loops; `assist/error:network/then`: its edge to another node.
+
+    Node ids cannot hold `/`, so no two edges of a flow share an id. An id depends only on the
+    flow's text, not on the order of compilation, so it is the same every time a flow (or a
+    stored snapshot of it) is compiled: the interpreter records it in each `call.node` event
+    (`edge_id`), and coverage and the dashboard read it back.
     """
 
     source: str
@@ -193,6 +222,7 @@ class Edge:
     kind: EdgeKind
     label: str = ""
     strategy: str | None = None
+    id: str = field(kw_only=True)
 
     @property
     def is_error(self) -> bool:
@@ -200,13 +230,19 @@ class Edge:
 
     @property
     def key(self) -> str:
-        """A stable name for coverage reports: `source -kind-> target`."""
+        """A readable name for coverage reports: `source -kind-> target`."""
         suffix = f" ({self.strategy})" if self.strategy else ""
         return f"{self.source} -{self.kind}-> {self.target}{suffix}"
 
 
 @dataclass(frozen=True)
 class Flow:
+    """One compiled flow: its nodes with defaults applied, and every edge between them.
+
+    `edges` is the only definition of the graph; the interpreter leaves a node only by one of
+    them, found by id with `edge`.
+    """
+
     id: str
     description: str
     personality: str
@@ -219,6 +255,20 @@ class Flow:
     nodes: Mapping[str, Node]
     edges: tuple[Edge, ...]
     source: str = ""
+    _edges_by_id: Mapping[str, Edge] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once with the flow, so each move of a call looks its edge up in O(1).
+        by_id = {edge.id: edge for edge in self.edges}
+        if len(by_id) != len(self.edges):
+            counts = Counter(edge.id for edge in self.edges)
+            repeated = sorted(name for name, count in counts.items() if count > 1)
+            raise ValueError(f"flow {self.id!r}: edge ids are not unique: {', '.join(repeated)}")
+        object.__setattr__(self, "_edges_by_id", frozen_mapping(by_id))
+
+    def edge(self, edge_id: str) -> Edge | None:
+        """The edge with this id, if the flow has it."""
+        return self._edges_by_id.get(edge_id)
 
     def edges_from(self, node_id: str) -> tuple[Edge, ...]:
         return tuple(edge for edge in self.edges if edge.source == node_id)
