@@ -12,7 +12,9 @@ from typing import Any
 
 from engine.flows.model import (
     AiNode,
+    Edge,
     EdgeKind,
+    EdgePart,
     Flow,
     GatherNode,
     HangupNode,
@@ -22,6 +24,7 @@ from engine.flows.model import (
     SayNode,
     SwitchNode,
     TransferNode,
+    edge_id,
 )
 from engine.runtime.context import (
     NO_INPUT,
@@ -55,6 +58,7 @@ from engine.runtime.state import (
     Resume,
     Say,
     Silence,
+    SpeechFailed,
     StatusChanged,
 )
 
@@ -72,6 +76,18 @@ MIN_HOLD = 1.0
 """Seconds a rate-limited call holds at least, even when the model sends no Retry-After."""
 RETRY_AFTER_INLINE = 2.0
 """A rate limit asking for a longer wait goes straight to the hold edge instead of retrying."""
+
+
+def edge_event(edge: Edge, **detail: Any) -> Emit:
+    """The `call.node` event of taking `edge`: the edge as the graph has it, and why it was taken.
+
+    `edge_id` is what coverage and the dashboard match; `source`, `edge` (the kind), `when` (a
+    route's condition) and `strategy` (a self-loop's) say the same thing for people reading it.
+    """
+    route = {"when": edge.label} if edge.kind == "route" else {}
+    strategy = {"strategy": edge.strategy} if edge.strategy else {}
+    return Emit("call.node", {"node": edge.target, "source": edge.source, "edge": edge.kind,
+                              "edge_id": edge.id, **route, **strategy, **detail})
 
 
 class _Run:
@@ -129,18 +145,41 @@ class _Run:
 
     # -- moving through the graph ------------------------------------------------------------
 
-    def goto(self, target: str | None, kind: EdgeKind, **detail: Any) -> None:
-        source = self.state.node
-        if not target or target not in self.flow.nodes:
-            self.fail_safe(f"edge {kind} from '{source}' has no target node ({target!r})")
+    def edge(self, kind: EdgeKind, part: str | int | None = None) -> Edge | None:
+        """The compiled edge of this kind (and `part`, see `edge_id`) out of the current node;
+        None, after a safe hangup, when the graph has none (validation makes that impossible)."""
+        wanted = edge_id(self.state.node, kind, part)
+        found = self.flow.edge(wanted)
+        if found is None:
+            self.fail_safe(f"the flow's graph has no edge {wanted}")
+        elif found.target not in self.flow.nodes:
+            self.fail_safe(f"edge {wanted} leads to '{found.target}', which the flow does not "
+                           f"have")
+        else:
+            return found
+        return None
+
+    def take(self, kind: EdgeKind, part: str | int | None = None, **detail: Any) -> None:
+        """Leave the current node by its compiled edge, and enter the node it leads to."""
+        edge = self.edge(kind, part)
+        if edge is None:
             return
         self.hops += 1
         if self.hops > MAX_HOPS:
             self.fail_safe(f"more than {MAX_HOPS} nodes without waiting for the caller")
             return
-        self.state = self.state.at(target)
-        self.emit("call.node", source=source, edge=kind, **detail)
+        self.state = self.state.at(edge.target)
+        self.actions.append(edge_event(edge, **detail))
         self.enter()
+
+    def loop(self, kind: EdgeKind, part: EdgePart) -> bool:
+        """Record the error strategy's self-loop `part` (the call stays on the node); False,
+        after a safe hangup, when the graph has no such loop."""
+        edge = self.edge(kind, part)
+        if edge is None:
+            return False
+        self.actions.append(edge_event(edge))
+        return True
 
     def enter(self) -> None:
         node = self.flow.nodes[self.state.node]
@@ -149,7 +188,7 @@ class _Run:
             self.say(node.text, f"{where}.text")
             if node.pause:
                 self.actions.append(Pause(node.pause))
-            self.goto(node.next, "next")
+            self.take("next")
         elif isinstance(node, GatherNode):
             self.say(node.prompt, f"{where}.prompt")
             self.listen(node)
@@ -168,14 +207,14 @@ class _Run:
         elif isinstance(node, SwitchNode):
             route = self.first_route(node, node.routes, NO_INPUT)
             if route is not None:
-                self.goto(route.to, "route", when=route.when)
+                self.take("route", route)
             else:
-                self.goto(node.next, "next")
+                self.take("next")
         elif isinstance(node, TransferNode):
             self.say(node.announce, f"{where}.announce")
             target = self.render(node.to, f"{where}.to")
             if not target:
-                self.goto(node.on_fail, "transfer_failed", reason="no target")
+                self.take("transfer_failed", reason="no target")
                 return
             self.actions.append(Dial(target, node.timeout, node.caller_id))
             self.emit("call.transfer", to=target, status="dialing")
@@ -198,12 +237,13 @@ class _Run:
             timeout=node.timeout, num_digits=getattr(node, "num_digits", None)))
 
     def first_route(self, node: Node, routes: tuple[Route, ...],
-                    heard: CallerInput) -> Route | None:
+                    heard: CallerInput) -> int | None:
+        """The index of the first route whose condition holds (its edge is `route/<index>`)."""
         context = self.context(heard)
         for index, route in enumerate(routes):
             try:
                 if holds(route.when, context, f"nodes.{node.id}.routes[{index}].when"):
-                    return route
+                    return index
             except TemplateFailure as failure:  # fail closed: a broken condition never holds
                 self.emit("call.error", kind="condition", detail=str(failure))
         return None
@@ -212,7 +252,9 @@ class _Run:
 
     def over_limit(self) -> bool:
         limits = self.flow.limits
-        if limits is None:
+        if limits is None or self.flow.edge(edge_id(self.state.node, "limit")) is None:
+            # Limits bound the nodes that listen, the only ones the graph draws a limit edge
+            # from; a late answer on a transfer or record node carries on there.
             return False
         too_many_turns = limits.max_turns is not None and self.state.turn > limits.max_turns
         too_long = (limits.max_seconds is not None
@@ -220,7 +262,7 @@ class _Run:
         if too_many_turns or too_long:
             reason = "max_turns" if too_many_turns else "max_seconds"
             self.state = dataclasses.replace(self.state, pending=None)
-            self.goto(limits.then, "limit", reason=reason)
+            self.take("limit", reason=reason)
             return True
         return False
 
@@ -237,9 +279,9 @@ class _Run:
         if isinstance(node, (GatherNode, AiNode)):
             route = self.first_route(node, node.routes, heard)
             if route is not None:
-                self.goto(route.to, "route", when=route.when)
+                self.take("route", route)
             elif isinstance(node, GatherNode):
-                self.goto(node.next, "next")
+                self.take("next")
             elif event.speech or event.digits:
                 utterance = event.speech or f"(pressed {event.digits})"
                 self.state = dataclasses.replace(self.state, pending=utterance,
@@ -272,7 +314,7 @@ class _Run:
                 self.say(text, f"nodes.{node.id}.no_input.reprompt")
             self.listen(node)
         else:
-            self.goto(policy.then, "no_input", retries=policy.retries)
+            self.take("no_input", retries=policy.retries)
 
     def resume(self) -> None:
         if self.over_limit():  # a hold that never ends must not outlive `max_seconds`
@@ -331,7 +373,7 @@ class _Run:
             # The model asked for an edge the node does not declare: ignore it, keep talking.
             self.emit("call.error", kind="ai_failure", detail=f"undeclared exit {event.exit!r}")
         elif event.exit is not None:
-            self.goto(event.exit, "exit")
+            self.take("exit", event.exit)
             return
         self.listen(node)
 
@@ -357,16 +399,11 @@ class _Run:
         edge: EdgeKind = f"error:{event.kind}"  # type: ignore[assignment]
         retry_now = event.kind == "network" or event.retry_after <= RETRY_AFTER_INLINE
         if event.kind in ("network", "rate_limit") and count <= policy.retry and retry_now:
-            self.emit("call.node", source=node.id, edge=edge, strategy=f"retry {policy.retry}")
-            self.actions.append(AskModel(node.id, self.personality(), attempt=count))
+            if self.loop(edge, "retry"):
+                self.actions.append(AskModel(node.id, self.personality(), attempt=count))
         elif event.kind == "ai_failure" and policy.personality and count == 1:
-            self.emit("call.node", source=node.id, edge=edge,
-                      strategy=f"personality {policy.personality}")
-            self.actions.append(AskModel(node.id, policy.personality, attempt=count))
-        elif event.kind == "tts_failure" and policy.voice:
-            # The shell already spoke with the Twilio voice; the conversation carries on.
-            self.emit("call.node", source=node.id, edge=edge, strategy=f"voice {policy.voice}")
-            self.listen(node)
+            if self.loop(edge, "personality"):
+                self.actions.append(AskModel(node.id, policy.personality, attempt=count))
         elif policy.then:
             if event.kind == "rate_limit":
                 # The hold node comes back to retry the utterance: not before the model allows,
@@ -376,7 +413,7 @@ class _Run:
             else:
                 # Other edges move on from the utterance.
                 self.state = dataclasses.replace(self.state, pending=None)
-            self.goto(policy.then, edge)
+            self.take(edge, "then")
         else:
             self.fail_safe(f"{event.kind} on '{node.id}' with no edge to take")
 
@@ -389,11 +426,30 @@ def start_state(flow: Flow, version: str, call_sid: str, caller: Any, called: st
                      personality=flow.personality)
 
 
+def speech_failed(flow: Flow, state: CallState, event: SpeechFailed) -> list[Action]:
+    """The events of speech that fell back to the Twilio voice: the failure, charged to the node
+    that spoke, and that node's `tts_failure` voice edge where it declares one (ai nodes)."""
+    node_id = event.node or state.node
+    actions: list[Action] = [Emit("call.error", {
+        "node": node_id, "kind": "tts_failure", "cause": event.cause,
+        "detail": event.detail[:300]})]
+    # The graph has this edge exactly when the node is an ai node whose tts_failure policy
+    # names a voice; a say node, or a node the flow does not have, records the error alone.
+    voice = flow.edge(edge_id(node_id, "error:tts_failure", "voice"))
+    if voice is not None:
+        actions.append(edge_event(voice))
+    return actions
+
+
 def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Action]]:
     """Advance `state` by one `event`; return the new state and what the shell must do."""
     if isinstance(event, StatusChanged) and event.status not in FINAL_STATUSES:
         # News, not a move: stepping would make the question the caller is answering stale.
         return state, []
+    if isinstance(event, SpeechFailed):
+        # News too, about an answer already given (perhaps the goodbye of a call that has
+        # ended): recorded, and the call stays exactly where it is.
+        return state, speech_failed(flow, state, event)
     run = _Run(flow, dataclasses.replace(state, step=state.step + 1), event.now)
     if isinstance(event, StatusChanged):
         run.state = dataclasses.replace(run.state, status=event.status,  # type: ignore[arg-type]
@@ -428,18 +484,18 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
                      status=event.status, duration=event.duration)
             if event.status in DIAL_SUCCESS:
                 if node.next:
-                    run.goto(node.next, "next")
+                    run.take("next")
                 else:
                     run.hang_up()
             else:
-                run.goto(node.on_fail, "transfer_failed", status=event.status)
+                run.take("transfer_failed", status=event.status)
         else:
             run.enter()
     elif isinstance(event, RecordingDone):
         node = flow.nodes[state.node]
         run.emit("call.recording", url=event.url, duration=event.duration)
         if isinstance(node, RecordNode):
-            run.goto(node.next, "next")
+            run.take("next")
         else:
             run.enter()
     return run.state, run.actions

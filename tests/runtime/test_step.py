@@ -35,6 +35,7 @@ from engine.runtime.state import (
     Resume,
     Say,
     Silence,
+    SpeechFailed,
     StatusChanged,
     state_from_dict,
     state_to_dict,
@@ -110,8 +111,8 @@ def test_say_nodes_chain_to_the_next_within_one_step() -> None:
         "node": "hello", "flow": "t", "caller": "+15551230000", "called": "+15550001000",
         "personality": "p"}]
     assert emitted(actions, "call.node") == [
-        {"node": "notice", "source": "hello", "edge": "next"},
-        {"node": "ask", "source": "notice", "edge": "next"}]
+        {"node": "notice", "source": "hello", "edge": "next", "edge_id": "hello/next"},
+        {"node": "ask", "source": "notice", "edge": "next", "edge_id": "notice/next"}]
     assert [(m.role, m.text) for m in state.history] == [
         ("agent", "Thanks for calling Acme."), ("agent", "Calls are recorded."),
         ("agent", "How can we help?")]
@@ -183,7 +184,8 @@ def test_no_input_reprompts_then_takes_the_no_input_edge() -> None:
     assert shell(actions) == [said("Goodbye."), Hangup()]
     assert state.node == "bye" and state.ended
     assert emitted(actions, "call.node") == [
-        {"node": "bye", "source": "ask", "edge": "no_input", "retries": 2}]
+        {"node": "bye", "source": "ask", "edge": "no_input", "edge_id": "ask/no_input",
+         "retries": 2}]
 
 
 def test_no_input_without_reprompts_repeats_the_prompt_and_an_answer_resets_the_count() -> None:
@@ -222,7 +224,8 @@ def test_max_turns_takes_the_limit_edge_counting_silences_too() -> None:
     assert shell(actions) == [said("Goodbye."), Hangup()]
     assert state.node == "bye" and state.ended
     assert emitted(actions, "call.node") == [
-        {"node": "bye", "source": "ask", "edge": "limit", "reason": "max_turns"}]
+        {"node": "bye", "source": "ask", "edge": "limit", "edge_id": "ask/limit",
+         "reason": "max_turns"}]
 
 
 @pytest.mark.parametrize("event", [Heard(T0 + 61, speech="hello"), Silence(T0 + 61)])
@@ -235,7 +238,8 @@ def test_max_seconds_takes_the_limit_edge(event: Event) -> None:
     state, actions = step(flow, state, event)
     assert state.node == "bye" and shell(actions) == [said("Goodbye."), Hangup()]
     assert emitted(actions, "call.node")[0] == {
-        "node": "bye", "source": "ask", "edge": "limit", "reason": "max_seconds"}
+        "node": "bye", "source": "ask", "edge": "limit", "edge_id": "ask/limit",
+        "reason": "max_seconds"}
 
 
 HOURS = {
@@ -298,7 +302,8 @@ def test_transfer_that_nobody_answers_takes_on_fail(status: str) -> None:
     assert emitted(actions, "call.transfer") == [
         {"node": "desk", "to": "+15550001111", "status": status, "duration": 0}]
     assert emitted(actions, "call.node") == [
-        {"node": "voicemail", "source": "desk", "edge": "transfer_failed", "status": status}]
+        {"node": "voicemail", "source": "desk", "edge": "transfer_failed",
+         "edge_id": "desk/transfer_failed", "status": status}]
 
 
 @pytest.mark.parametrize("status", ["completed", "answered"])
@@ -423,7 +428,8 @@ def test_replied_with_a_declared_exit_follows_it() -> None:
     state, actions = step(flow, asked(flow), Replied(T0, "Glad to help.", exit="bye"))
     assert shell(actions) == [said("Glad to help."), said("Goodbye."), Hangup()]
     assert state.node == "bye" and state.ended and state.pending is None
-    assert emitted(actions, "call.node") == [{"node": "bye", "source": "assist", "edge": "exit"}]
+    assert emitted(actions, "call.node") == [{"node": "bye", "source": "assist", "edge": "exit",
+                                              "edge_id": "assist/exit/bye"}]
 
 
 def test_replied_with_an_undeclared_exit_is_ignored() -> None:
@@ -450,7 +456,8 @@ def test_network_failures_retry_up_to_retry_then_take_the_edge() -> None:
     assert state.pending is None and state.ended
     assert [e["attempt"] for e in emitted(actions, "call.error")] == [3]
     assert emitted(actions, "call.node")[0] == {"node": "sorry", "source": "assist",
-                                                "edge": "error:network"}
+                                                "edge": "error:network",
+                                                "edge_id": "assist/error:network/then"}
 
 
 def test_rate_limit_holds_and_comes_back_to_retry_the_same_utterance() -> None:
@@ -494,6 +501,77 @@ def test_a_failure_with_no_strategy_apologises_and_hangs_up() -> None:
     assert emitted(actions, "call.error")[-1]["kind"] == "flow"
 
 
+# -- speech failures ---------------------------------------------------------------------------
+
+SPOKEN = {**AI, "assist": {**AI["assist"], "on_error": {**AI["assist"]["on_error"],
+                                                        "tts_failure": {"voice": "twilio"}}}}
+
+
+def test_a_speech_failure_on_an_ai_node_takes_its_voice_edge_and_moves_nothing() -> None:
+    flow = flow_of(SPOKEN)
+    before = asked(flow)
+    state, actions = step(flow, before, SpeechFailed(T0, "assist", "network", "x" * 400))
+    assert state is before  # news, not a move: the step counter stays, nothing is pending anew
+    assert actions == [
+        Emit("call.error", {"node": "assist", "kind": "tts_failure", "cause": "network",
+                            "detail": "x" * 300}),
+        Emit("call.node", {"node": "assist", "source": "assist", "edge": "error:tts_failure",
+                           "strategy": "voice twilio",
+                           "edge_id": "assist/error:tts_failure/voice"})]
+    edge = flow.edge("assist/error:tts_failure/voice")
+    assert edge is not None and edge.strategy == "voice twilio"
+
+
+def test_a_speech_failure_on_a_say_node_is_only_an_error() -> None:
+    flow = flow_of(SPOKEN)
+    before = asked(flow)  # on the ai node; the failed speech was the greeting of a say node
+    flow = flow_of({"hello": {"type": "say", "text": "Hi.", "next": "assist"}, **SPOKEN})
+    state, actions = step(flow, before, SpeechFailed(T0, "hello", "rate_limit", "429"))
+    assert state is before
+    assert actions == [Emit("call.error", {"node": "hello", "kind": "tts_failure",
+                                           "cause": "rate_limit", "detail": "429"})]
+
+
+def test_a_speech_failure_on_a_node_the_flow_lacks_is_only_an_error() -> None:
+    flow = flow_of(SPOKEN)
+    before = asked(flow)
+    state, actions = step(flow, before, SpeechFailed(T0, "gone", "network"))
+    assert state is before
+    assert actions == [Emit("call.error", {"node": "gone", "kind": "tts_failure",
+                                           "cause": "network", "detail": ""})]
+
+
+def test_a_speech_failure_without_a_voice_strategy_is_only_an_error() -> None:
+    flow = flow_of(AI)  # the ai node has no tts_failure policy
+    before = asked(flow)
+    _, actions = step(flow, before, SpeechFailed(T0, "assist", "network", "reset"))
+    assert emitted(actions, "call.node") == []
+    assert [action.name for action in actions if isinstance(action, Emit)] == ["call.error"]
+
+
+def test_a_speech_failure_of_a_goodbye_is_recorded_on_an_ended_call() -> None:
+    flow = flow_of(SPOKEN)
+    state, _ = step(flow, asked(flow), Replied(T0, "Bye now.", exit="bye"))
+    assert state.ended
+    after, actions = step(flow, state, SpeechFailed(T0, "bye", "network"))
+    assert after is state and Hangup() not in actions
+    assert emitted(actions, "call.error")[0]["node"] == "bye"
+
+
+def test_a_speech_failure_names_the_node_the_call_is_on_when_it_names_none() -> None:
+    flow = flow_of(SPOKEN)
+    _, actions = step(flow, asked(flow), SpeechFailed(T0, "", "network"))
+    assert emitted(actions, "call.node")[0]["edge_id"] == "assist/error:tts_failure/voice"
+
+
+def test_a_tts_failure_reported_as_a_model_failure_is_not_a_voice_loop() -> None:
+    # Speech failures arrive as SpeechFailed; a Failed of that kind has no edge of its own.
+    flow = flow_of(SPOKEN)
+    state, actions = step(flow, asked(flow), Failed(T0, "tts_failure"))
+    assert shell(actions) == [said(SAFE_GOODBYE), Hangup()]
+    assert state.ended and emitted(actions, "call.node") == []
+
+
 def test_silence_on_an_ai_node_reprompts_then_takes_no_input() -> None:
     flow = flow_of(AI)
     state, actions = run(flow, begin(flow)[0], Silence(T0))
@@ -525,6 +603,21 @@ def test_a_cycle_of_say_nodes_is_stopped_by_max_hops_with_a_safe_hangup() -> Non
     assert str(MAX_HOPS) in errors[0]["detail"]
 
 
+@pytest.mark.parametrize(("nodes", "detail"), [
+    ({"hello": {"type": "say", "text": "Hi."}}, "the flow's graph has no edge hello/next"),
+    ({"hello": {"type": "say", "text": "Hi.", "next": "gone"}},
+     "edge hello/next leads to 'gone', which the flow does not have"),
+])
+def test_a_way_out_the_graph_lacks_apologises_and_hangs_up(nodes: dict[str, Any],
+                                                           detail: str) -> None:
+    # Validation rules these flows out; the interpreter still never leaves silence.
+    state, actions = begin(flow_of(nodes))
+    assert shell(actions) == [said("Hi."), said(SAFE_GOODBYE), Hangup()]
+    assert state.ended and state.node == "hello"
+    assert emitted(actions, "call.error") == [{"node": "hello", "kind": "flow", "detail": detail}]
+    assert emitted(actions, "call.node") == []
+
+
 def test_a_template_error_is_recorded_and_the_call_goes_on() -> None:
     flow = flow_of({
         "hello": {"type": "say", "text": "Hello {{ vars.nope.name }}.", "next": "desk"},
@@ -539,6 +632,7 @@ def test_a_template_error_is_recorded_and_the_call_goes_on() -> None:
     assert errors[1]["detail"].startswith("nodes.desk.to: ")
     assert emitted(actions, "call.node")[1] == {"node": "bye", "source": "desk",
                                                 "edge": "transfer_failed",
+                                                "edge_id": "desk/transfer_failed",
                                                 "reason": "no target"}
 
 
