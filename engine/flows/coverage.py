@@ -1,11 +1,10 @@
 """Edge coverage: which edges of a flow calls took, from their `call.node` events.
 
-Every edge a call takes is recorded as a `call.node` event with its `source`, `edge` kind and
-target `node`, plus `when` for a route (two routes may lead to the same node) and `strategy` for
-the error strategy's self-loops (a retry and a fallback personality are both `error:...` edges
-from the node to itself). That is enough to find the one `Edge` of `flow.edges` it took. An
-event that matches no edge is kept apart: it means the runtime took a way out the graph does not
-draw, which is worth a look.
+The interpreter leaves a node only by an edge of the compiled graph and records it as a
+`call.node` event carrying that edge's `edge_id`, so the id names the one `Edge` of `flow.edges`
+the call took. An event without an id the flow knows is kept apart as unmapped: a move the graph
+does not draw (the server-wide ceiling's goodbye, `by: server`), or an event of another version
+of the flow, which is worth a look.
 """
 
 from __future__ import annotations
@@ -21,24 +20,18 @@ from engine.flows.model import Edge, Flow
 
 
 def edge_taken(flow: Flow, data: Mapping[str, Any]) -> Edge | None:
-    """The edge of `flow` a `call.node` event's data describes, if the flow has it."""
-    source, kind, target = data.get("source"), data.get("edge"), data.get("node")
-    for edge in flow.edges:
-        if (edge.source, edge.kind, edge.target) != (source, kind, target):
-            continue
-        if edge.kind == "route" and data.get("when") != edge.label:
-            continue
-        if edge.strategy != data.get("strategy"):
-            continue
-        return edge
-    return None
+    """The edge of `flow` a `call.node` event's data names by its `edge_id`, if the flow has it."""
+    taken = data.get("edge_id")
+    return flow.edge(taken) if isinstance(taken, str) else None
 
 
 def describe_event(data: Mapping[str, Any]) -> str:
-    """`source -kind-> node (strategy)`, as `Edge.key` writes edges."""
+    """`source -kind-> node (strategy)`, as `Edge.key` writes edges, and the id it gave."""
     strategy = f" ({data['strategy']})" if data.get("strategy") else ""
     when = f" [when {data['when']}]" if data.get("when") else ""
-    return f"{data.get('source')} -{data.get('edge')}-> {data.get('node')}{strategy}{when}"
+    named = f" [edge_id {data['edge_id']}]" if data.get("edge_id") else ""
+    return (f"{data.get('source')} -{data.get('edge')}-> {data.get('node')}"
+            f"{strategy}{when}{named}")
 
 
 @dataclass

@@ -33,7 +33,7 @@
     reply = null;      // the AI reply being streamed or spoken, until the caller speaks again
     lastAgent = null;  // the last agent line, where a call.timing goes
     lastError = null;  // the last error entry, which the error edge taken after it completes
-    path = { nodes: new Set(), edges: new Set(), current: null };
+    path = { nodes: new Set(), edgeIds: new Set(), edges: new Set(), current: null };
     P.clear(ui.transcript);
     P.clear(ui.errors);
     ui.transcriptEmpty.hidden = false;
@@ -265,7 +265,10 @@
         touched = reply ? reply.item : lastAgent;
         break;
       case "call.node":
-        if (data.source && data.node) { path.edges.add(P.graph.edgeKey(data.source, data.node, data.edge)); }
+        // The edge's id names the one edge taken; events recorded before edges had ids (and the
+        // server-wide ceiling's goodbye, which is no edge of the graph) fall back to the ends.
+        if (data.edge_id) { path.edgeIds.add(data.edge_id); }
+        else if (data.source && data.node) { path.edges.add(P.graph.edgeKey(data.source, data.node, data.edge)); }
         if (data.source) { path.nodes.add(data.source); }
         visit(data.node);
         if (String(data.edge || "").indexOf("error:") === 0) {

@@ -1,7 +1,7 @@
 /* Phoney dashboard: a flow's graph as inline SVG, with a call's path on it.
  *
  * Input: GET /api/flows/<id>/graph?format=json = {flow, start, nodes: [{id, type, terminal,
- * description}], edges: [{source, target, kind, label, strategy, dashed}]}.
+ * description}], edges: [{id, source, target, kind, label, strategy, dashed}]}.
  *
  * Layout, kept simple on purpose (flows are small): each node's row is its BFS depth from the
  * start node (nodes the start cannot reach go on a last row); within a row nodes keep BFS order,
@@ -11,8 +11,11 @@
  * error edge) are stacked loops on the right, labelled with their strategy.
  *
  * Phoney.graph.draw(container, graph) returns {mark(path)} where path = {nodes: Set of ids,
- * edges: Set of edgeKey(source, target, kind), current: id}: visited nodes and edges are
- * highlighted and the current node outlined. Text goes in with textContent only.
+ * edgeIds: Set of edge ids, edges: Set of edgeKey(source, target, kind), current: id}: visited
+ * nodes and edges are highlighted and the current node outlined. An edge is visited when a
+ * call.node event named its id (`edge_id`); events recorded before edges had ids name only
+ * source, target and kind, hence `edges`, which cannot tell two routes to one node apart.
+ * Text goes in with textContent only.
  */
 (function () {
   "use strict";
@@ -208,7 +211,8 @@
       var kindClass = edge.kind.replace(/[^a-z_]/gi, "-");
       var path = svg("path", { d: d, class: "edge kind-" + kindClass + (edge.dashed ? " dashed" : "") +
                                (edge.kind.indexOf("error:") === 0 ? " error" : ""),
-                               "marker-end": "url(#arrow)", "data-edge": edge.source + ">" + edge.target + ">" + edge.kind });
+                               "marker-end": "url(#arrow)", "data-edge": edge.source + ">" + edge.target + ">" + edge.kind,
+                               "data-edge-id": edge.id });
       var title = edge.kind + (edge.strategy ? " (" + edge.strategy + ")" : "") + (edge.label ? ": " + edge.label : "") +
                   " — " + edge.source + " → " + edge.target;
       path.appendChild(svg("title", {}, title));
@@ -223,7 +227,7 @@
         label.appendChild(svg("title", {}, title));
         labelLayer.appendChild(label);
       }
-      edgeNodes.push({ key: edgeKey(edge.source, edge.target, edge.kind), path: path, label: label });
+      edgeNodes.push({ id: edge.id, key: edgeKey(edge.source, edge.target, edge.kind), path: path, label: label });
     });
 
     var nodeElements = new Map();
@@ -253,7 +257,8 @@
           else { group.removeAttribute("aria-current"); }
         });
         edgeNodes.forEach(function (item) {
-          var visited = path.edges.has(item.key);
+          var visited = (item.id !== undefined && path.edgeIds !== undefined && path.edgeIds.has(item.id)) ||
+                        path.edges.has(item.key);
           item.path.classList.toggle("visited", visited);
           item.path.setAttribute("marker-end", visited ? "url(#arrow-visited)" : "url(#arrow)");
           if (item.label) { item.label.classList.toggle("visited", visited); }
