@@ -32,7 +32,7 @@ from engine.runtime.state import (
     Silence,
     StatusChanged,
 )
-from engine.store import CallStore, NewEvent
+from engine.store import CallStore, NewEvent, Quota
 from engine.twiml import safe_answer
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ CALLER_REFUSED = ("Sorry, we can't take more calls from your number right now. "
                   "Please try again later. Goodbye.")
 LIMIT_GOODBYE = "We've reached the limit for this call. Thank you for calling. Goodbye."
 ANONYMOUS = "anonymous"
+CALLER_COUNTER = "caller:"
+"""The store's counter of one caller's new calls is this and the caller's number."""
 OFF = ("off", "none", "0", "false", "no")
 
 
@@ -81,29 +83,40 @@ def mask_number(number: str) -> str:
     return f"{number[:5]}***{number[-4:]}"
 
 
-def refuse_caller(store: CallStore, recorder: EventRecorder, limits: CallLimits, call_sid: str,
-                  params: Mapping[str, str], now: float) -> str | None:
-    """Count a new call from its caller; the refusal TwiML when that caller is over the limit."""
-    allowed = limits.caller_calls
-    if allowed is None:
+def caller_quota(limits: CallLimits, params: Mapping[str, str]) -> Quota | None:
+    """The count a new call from this caller makes, or None when callers are not limited."""
+    if limits.caller_calls is None:
         return None
     caller = " ".join(params.get("From", "").split())[:64] or ANONYMOUS
+    return Quota(f"{CALLER_COUNTER}{caller}", limits.caller_window, limits.caller_calls)
+
+
+def refuse_caller(store: CallStore, recorder: EventRecorder, quota: Quota, call_sid: str,
+                  now: float) -> str | None:
+    """Count a call that will not be taken; the refusal TwiML if its caller is over the limit,
+    else None. For a caller already at the limit: the call's own step is not worth making."""
     try:
-        count = store.incr_window(f"caller:{caller}", limits.caller_window)
+        count = store.incr_window(quota.key, quota.window_seconds)
     except Exception:
         log.exception("call %s: could not count the caller's calls; letting the call through",
                       call_sid)
         return None
-    if count <= allowed:
-        return None
-    window = round(limits.caller_window)
+    return refusal(recorder, quota, call_sid, count, now) if count > quota.limit else None
+
+
+def refusal(recorder: EventRecorder, quota: Quota, call_sid: str, count: int,
+            now: float) -> str:
+    """Record that the caller of `quota` is over it with `count` calls; the refusal TwiML."""
+    caller = quota.key.removeprefix(CALLER_COUNTER)
+    window = round(quota.window_seconds)
     log.warning("call %s: refused: caller %s has made %d calls within %d s (limit %d)",
-                call_sid, mask_number(caller), count, window, allowed)
+                call_sid, mask_number(caller), count, window, quota.limit)
     try:
         recorder.record(call_sid, [NewEvent("call.error", {
-            "kind": "rate_limit_caller", "caller": caller, "calls": count, "limit": allowed,
-            "window": window,
-            "detail": f"more than {allowed} calls from this caller within {window} s"})], now)
+            "kind": "rate_limit_caller", "caller": caller, "calls": count,
+            "limit": quota.limit, "window": window,
+            "detail": f"more than {quota.limit} calls from this caller within {window} s"})],
+                        now)
     except Exception:
         log.exception("call %s: could not record the refusal", call_sid)
     return safe_answer(CALLER_REFUSED)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from engine.ai import budget
 from engine.ai.responder import Responder
 from engine.calls.library import FlowLibrary, Pinned
-from engine.calls.limits import CallLimits, over_ceiling, refuse_caller
+from engine.calls.limits import CallLimits, caller_quota, over_ceiling, refusal, refuse_caller
 from engine.calls.ports import Clock, VoicingFactory
 from engine.calls.recorder import EventRecorder
 from engine.calls.urls import CallbackUrls
@@ -44,7 +44,7 @@ from engine.runtime.state import (
     StatusChanged,
 )
 from engine.runtime.step import start_state, step
-from engine.store import CallStore, NewEvent, StepConflict
+from engine.store import CallStore, NewEvent, Quota, StepConflict
 from engine.twiml import Spoken, render, safe_answer
 
 log = logging.getLogger(__name__)
@@ -129,15 +129,19 @@ class CallService:
                   request_key: str) -> str:
         call_sid = params["CallSid"]
         now = self.clock()
-        stored = self.store.stored_response(call_sid, request_key)
-        if stored is not None:
-            return stored
-        existing = self.store.get_state(call_sid)
-        if existing is not None:  # Twilio asked again for a call we know: carry on from there
-            return self._advance(call_sid, None, None, request_key)
-        refused = refuse_caller(self.store, self.recorder, self.limits, call_sid, params, now)
-        if refused is not None:
-            return refused
+        quota = caller_quota(self.limits, params)
+        # One read: the stored answer, the call's state and the caller's count together.
+        found = self.store.lookup(call_sid, request_key, quota.key if quota else None)
+        if found.response is not None:
+            return found.response
+        if found.state is not None:  # Twilio asked again for a call we know: carry on
+            return self._step_known(found.state, None, None, request_key, now)
+        if quota is not None and found.count >= quota.limit:
+            # Over the limit already: count the call and refuse it without making its step.
+            refused = refuse_caller(self.store, self.recorder, quota, call_sid, now)
+            if refused is not None:
+                return refused
+            quota = None  # counted (the window had just started over): take the call
         pinned = self.library.choose(flow_id, params.get("To", ""), self.default_flow)
         if pinned is None:
             detail = f"no flow for flow={flow_id!r}, To={params.get('To', '')!r}"
@@ -147,29 +151,31 @@ class CallService:
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
-        return self._run(pinned, None, state, CallStarted(now), request_key, now)
+        return self._run(pinned, None, state, CallStarted(now), request_key, now, quota)
 
     def _advance(self, call_sid: str, event: Event | None, at_step: int | None,
                  request_key: str) -> str:
         started = self.clock()
-        stored = self.store.stored_response(call_sid, request_key)
-        if stored is not None:
-            return stored
-        state = self.store.get_state(call_sid)
-        if state is None:
+        found = self.store.lookup(call_sid, request_key)
+        if found.response is not None:
+            return found.response
+        if found.state is None:
             log.warning("call %s: webhook for an unknown call", call_sid)
             return safe_answer(UNKNOWN_CALL)
+        return self._step_known(found.state, event, at_step, request_key, started)
+
+    def _step_known(self, state: CallState, event: Event | None, at_step: int | None,
+                    request_key: str, started: float) -> str:
         pinned = self.library.pinned(state.flow_id, state.flow_version)
         if pinned is None:
             detail = f"flow {state.flow_id} version {state.flow_version} is not available"
-            log.error("call %s: %s", call_sid, detail)
-            self.recorder.record(call_sid, [NewEvent("call.error", {"kind": "flow",
-                                                                    "detail": detail})],
-                                 started)
+            log.error("call %s: %s", state.call_sid, detail)
+            self.recorder.record(state.call_sid, [NewEvent("call.error", {
+                "kind": "flow", "detail": detail})], started)
             return safe_answer(APOLOGY)
         if at_step is not None and at_step != state.step:
             # An answer to a question the call has moved past: say where the call is now.
-            log.info("call %s: stale webhook for step %s (now %s)", call_sid, at_step,
+            log.info("call %s: stale webhook for step %s (now %s)", state.call_sid, at_step,
                      state.step)
             event = None
         return self._run(pinned, state, state, event or Resume(started), request_key, started)
@@ -177,7 +183,8 @@ class CallService:
     # -- the step, with model rounds and speech, rendered and committed ------------------------
 
     def _run(self, pinned: Pinned, previous: CallState | None, state: CallState, event: Event,
-             request_key: str, started: float) -> str:
+             request_key: str, started: float, quota: Quota | None = None) -> str:
+        """Step, voice, render and commit; `quota` counts a new call's caller in the commit."""
         ceiling = over_ceiling(pinned.flow, state, event, self.limits)
         timings: dict[str, object] = {}
         if ceiling is not None:
@@ -195,8 +202,14 @@ class CallService:
                 "answer": round(budget.elapsed(), 3)}))
         twiml = render(spoken, self.urls.for_step(new_state.step))
         try:
-            self.store.commit_step(previous, new_state, events, request_key, twiml,
-                                   self.clock())
+            if quota is not None and previous is None:
+                count = self.store.commit_new_call(new_state, events, request_key, twiml,
+                                                   self.clock(), quota)
+                if count > quota.limit:  # another call from this caller counted first
+                    return refusal(self.recorder, quota, new_state.call_sid, count, started)
+            else:
+                self.store.commit_step(previous, new_state, events, request_key, twiml,
+                                       self.clock())
         except StepConflict:
             stored = self.store.stored_response(new_state.call_sid, request_key)
             if stored is not None:

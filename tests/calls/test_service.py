@@ -7,8 +7,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from engine.calls import Voicing
 from engine.calls.limits import CALLER_REFUSED, LIMIT_GOODBYE
 from engine.calls.service import EMPTY_ANSWER, UNKNOWN_CALL
+from engine.flows.model import Registry
 from engine.runtime.state import Heard, Silence
 from tests.calls.conftest import CALLER, Desk, call_sid, ringing
 from tests.calls.fakes import elements, fail, reply, spoken
@@ -273,3 +277,37 @@ def test_an_internal_error_is_recorded_and_observed(desk: Desk) -> None:
     [error] = desk.events(sid, "call.error")
     assert error.data == {"kind": "internal", "detail": "RuntimeError in /api/voice/input"}
     assert [event.name for event in desk.observed] == ["call.error"]
+
+
+def test_a_call_counted_elsewhere_while_this_one_was_made_is_refused(
+        make_desk: Callable[..., Desk]) -> None:
+    desk = make_desk(caller_call_limit="1/hour")
+    voicing = desk.service.voicing
+
+    def another_server_takes_a_call_meanwhile(registry: Registry) -> Voicing:
+        # Runs between the webhook's read of the caller's count and its write.
+        desk.store.incr_window(f"caller:{CALLER}", 3600)
+        return voicing(registry)
+
+    desk.service.voicing = another_server_takes_a_call_meanwhile
+    twiml = answered(desk, call_sid(21))
+    assert spoken(twiml) == [CALLER_REFUSED]
+    assert desk.store.get_state(call_sid(21)) is None
+    [refusal] = desk.events(call_sid(21), "call.error")
+    assert (refusal.data["kind"], refusal.data["calls"]) == ("rate_limit_caller", 2)
+
+
+def test_a_new_call_reads_and_writes_the_store_once(desk: Desk,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    for name in ("lookup", "get_state", "stored_response", "commit_step", "commit_new_call",
+                 "incr_window", "record_events"):
+        method = getattr(desk.store, name)
+        monkeypatch.setattr(desk.store, name,
+                            lambda *a, _name=name, _method=method, **k: (calls.append(_name),
+                                                                        _method(*a, **k))[1])
+    answered(desk, call_sid(22))
+    assert calls == ["lookup", "commit_step"]
+    calls.clear()
+    desk.service.advance(call_sid(22), Silence(desk.clock()), 1, desk.key())
+    assert calls == ["lookup", "commit_step"]
