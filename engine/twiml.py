@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
@@ -25,6 +26,8 @@ from engine.runtime.state import (
 )
 
 MAX_SAY_CHARS = 3000
+RENDER_CACHE = 4096
+"""Distinct answers kept built (a few kB each)."""
 MAX_TWIML_BYTES = 64_000
 
 # Characters XML 1.0 cannot carry at all, escaped or not: one in a <Say> (a model echoing the
@@ -101,7 +104,18 @@ def _gather(listen: Listen, callbacks: Callbacks) -> Gather:
 
 def render(actions: Sequence[Spoken], callbacks: Callbacks) -> str:
     """The TwiML document for `actions`, posting back to `callbacks`. ValueError when it would
-    exceed Twilio's size limit."""
+    exceed Twilio's size limit.
+
+    Most answers depend on the flow alone (a greeting, a menu, a reprompt, at a given step), so
+    the same actions come again call after call: each distinct answer is built once and then
+    served from a bounded cache (the actions are frozen values, so equal actions are the same
+    answer).
+    """
+    return _render(tuple(actions), callbacks)
+
+
+@lru_cache(maxsize=RENDER_CACHE)
+def _render(actions: tuple[Spoken, ...], callbacks: Callbacks) -> str:
     response = VoiceResponse()
     speech: list[SayWith | PlayAudio | Pause] = []
 
