@@ -57,7 +57,9 @@ class Lookup:
     """What a webhook needs to know before it steps a call, read together by `lookup`."""
 
     response: str | None  # the TwiML already answered to this request, if it was answered
-    state: CallState | None  # the call's stored state; None for a call not stored (yet)
+    # The call's stored state, when no answer is (None for a call not stored yet): a repeated
+    # request needs only its answer, and decoding the state would cost it more than the read.
+    state: CallState | None
     count: int = 0  # hits in the counter's current window (0: none, or no counter asked for)
 
 
@@ -109,9 +111,9 @@ class CallStore(Protocol):
     def get_state(self, call_sid: str) -> CallState | None: ...
 
     def lookup(self, call_sid: str, request_key: str, counter: str | None = None) -> Lookup:
-        """`stored_response(call_sid, request_key)`, `get_state(call_sid)` and, when `counter`
-        is given, the hits in its current window (as `incr_window` counts them, without
-        counting one), in one read of one moment of the store."""
+        """`stored_response(call_sid, request_key)`, then (only if there is none)
+        `get_state(call_sid)`, and, when `counter` is given, the hits in its current window (as
+        `incr_window` counts them, without counting one): one read of one moment of the store."""
 
     def stored_response(self, call_sid: str, request_key: str) -> str | None:
         """The TwiML already answered to this request, if it was answered."""

@@ -444,7 +444,7 @@ class RedisStore:
         found = pipe.execute()
         response = found[1]
         return Lookup(response=None if response is None else _text(response),
-                      state=_state(*found[0]),
+                      state=_state(*found[0]) if response is None else None,
                       count=int(found[2] or 0) if counter is not None else 0)
 
     def stored_response(self, call_sid: str, request_key: str) -> str | None:

@@ -342,11 +342,12 @@ class SQLiteStore:
         # One statement is one read transaction: the three values are of one moment.
         with self._connection() as db:
             row = db.execute(
-                "SELECT (SELECT state FROM calls WHERE call_sid = :sid) AS state,"
-                " (SELECT response FROM responses WHERE call_sid = :sid"
-                "  AND request_key = :key) AS response,"
+                "SELECT response, CASE WHEN response IS NULL THEN"
+                "  (SELECT state FROM calls WHERE call_sid = :sid) END AS state,"
                 " (SELECT count FROM counters WHERE key = :counter"
-                "  AND expires_at > :now) AS count",
+                "  AND expires_at > :now) AS count"
+                " FROM (SELECT (SELECT response FROM responses WHERE call_sid = :sid"
+                "  AND request_key = :key) AS response)",
                 {"sid": call_sid, "key": request_key, "counter": counter,
                  "now": time.time()}).fetchone()
         return Lookup(

@@ -546,14 +546,16 @@ def test_lookup_reads_the_answer_the_state_and_the_count_together(store: CallSto
     for _ in range(3):
         store.incr_window("caller:+15550002222", 60)
 
-    assert store.lookup("CA0001", "start") == Lookup("<R>1</R>", second, 0)
-    assert store.lookup("CA0001", "step-3") == Lookup(None, second, 0)
+    # A request answered before: its answer, and no state (a repeat needs none).
+    assert store.lookup("CA0001", "start") == Lookup("<R>1</R>", None, 0)
     found = store.lookup("CA0001", "step-2", counter="caller:+15550002222")
-    assert found == Lookup("<R>2</R>", second, 3)
-    assert store.lookup("CA0001", "step-2", counter="caller:+15550009999").count == 0
-    # The same values the one-at-a-time reads give.
-    assert found.state == store.get_state("CA0001")
+    assert found == Lookup("<R>2</R>", None, 3)
     assert found.response == store.stored_response("CA0001", "step-2")
+    # A new request: the state, as get_state reads it.
+    found = store.lookup("CA0001", "step-3", counter="caller:+15550002222")
+    assert found == Lookup(None, second, 3)
+    assert found.state == store.get_state("CA0001")
+    assert store.lookup("CA0001", "step-3", counter="caller:+15550009999").count == 0
 
 
 def test_lookup_does_not_count_and_sees_a_closed_window_as_empty(store: CallStore) -> None:
@@ -568,7 +570,7 @@ def test_lookup_does_not_count_and_sees_a_closed_window_as_empty(store: CallStor
 def test_lookup_of_a_closed_call_reads_its_final_status(store: CallStore) -> None:
     store.commit_step(None, new_call(), [], "start", "<R/>", at=T0)
     store.close_call("CA0001", "completed", 30, at=T0 + 30)
-    found = store.lookup("CA0001", "start").state
+    found = store.lookup("CA0001", "later").state
     assert found is not None and found.status == "completed" and found.ended
 
 
@@ -617,7 +619,8 @@ def test_commit_new_call_of_a_call_that_exists_conflicts_and_counts_nothing(
         store.commit_new_call(first, [], "other", "<R>again</R>", T0 + 1, quota)
 
     assert _snapshot(store, "CA0001") == before
-    assert store.lookup("CA0001", "start", counter=quota.key) == Lookup("<R>1</R>", first, 1)
+    assert store.lookup("CA0001", "start", counter=quota.key) == Lookup("<R>1</R>", None, 1)
+    assert store.lookup("CA0001", "next", counter=quota.key) == Lookup(None, first, 1)
 
 
 def test_commit_new_call_is_a_step_like_any_other(store: CallStore) -> None:
@@ -626,7 +629,8 @@ def test_commit_new_call_is_a_step_like_any_other(store: CallStore) -> None:
     second = advance(first.at("ask"))
     store.commit_step(first, second, [ev("call.node", node="ask")], "step-2", "<R>2</R>",
                       at=T0 + 5)
-    assert store.lookup("CA0001", "step-2") == Lookup("<R>2</R>", second, 0)
+    assert store.lookup("CA0001", "step-2") == Lookup("<R>2</R>", None, 0)
+    assert store.lookup("CA0001", "step-3") == Lookup(None, second, 0)
 
 
 def test_racing_new_calls_of_one_caller_store_exactly_the_limit(

@@ -239,5 +239,6 @@ def test_a_new_call_committed_with_its_count_is_not_readable_at_rest(
     for secret in SECRETS:
         assert secret not in raw
     assert store.lookup(state.call_sid, "start", counter=quota.key) == \
-        Lookup(answer, state, 1)
+        Lookup(answer, None, 1)
+    assert store.lookup(state.call_sid, "next", counter=quota.key) == Lookup(None, state, 1)
     assert store.incr_window(quota.key, 60) == 2  # the same hashed counter
