@@ -10,6 +10,9 @@ with `time`, `level`, `logger`, `message`, `call_sid`, `route` and, for a logged
 The call and route come from context variables: the voice blueprint binds them for each Twilio
 webhook (`bind`), and a thread started for a call's work copies the context it was started in
 (`contextvars.copy_context().run`), so the model's stream thread logs under the call too.
+
+`AccessLogger` is gunicorn's logger with a cheaper access line (gunicorn.conf.py uses it): the
+same line, written without the ~60-entry dictionary gunicorn builds for every request.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
+from gunicorn import glogging  # type: ignore[import-untyped]  # no type hints
 
 call_sid: ContextVar[str] = ContextVar("phoney_call_sid", default="")
 route: ContextVar[str] = ContextVar("phoney_route", default="")
@@ -149,3 +154,48 @@ def configure(level: str | int | None = None, fmt: str | None = "text") -> loggi
                          else logging.Formatter(TEXT_FORMAT))
     logging.getLogger().setLevel(wanted)
     return handler
+
+
+# -- gunicorn's access log ----------------------------------------------------------------------
+
+DEFAULT_ACCESS_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+"""gunicorn's default `access_log_format` (Apache's combined log format)."""
+
+
+def _quoted(value: str) -> str:
+    return value.replace('"', '\\"')  # as gunicorn's SafeAtoms escapes every text atom
+
+
+class AccessLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn's logger, whose access line costs a fifth of gunicorn's own.
+
+    For every request gunicorn's `access` puts every environ variable and request and response
+    header into a dictionary, copies it into another that escapes quotes, and formats the line
+    from that; for a webhook that answers in about a millisecond that was a tenth of the
+    request's time. With the default `access_log_format` this writes the very same line
+    straight from the few values it holds; with any other format it is gunicorn's `access`.
+    The line goes through the same `gunicorn.access` logger and handlers (and the app's log
+    redaction), so where and how it is written does not change.
+    """
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if self.cfg.access_log_format != DEFAULT_ACCESS_FORMAT:
+            return super().access(resp, req, environ, request_time)  # type: ignore[no-any-return]
+        if not getattr(self, "access_log_enabled", True):
+            return None
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        sent = getattr(resp, "sent", None)
+        line = (f"{_quoted(environ.get('REMOTE_ADDR', '-'))} - "
+                f"{_quoted(self._get_user(environ) or '-')} {_quoted(self.now())} "
+                f'"{_quoted(environ["REQUEST_METHOD"])} {_quoted(environ["RAW_URI"])} '
+                f'{_quoted(environ["SERVER_PROTOCOL"])}" {status} '
+                f"{(sent is not None and str(sent)) or '-'} "
+                f'"{_quoted(environ.get("HTTP_REFERER", "-"))}" '
+                f'"{_quoted(environ.get("HTTP_USER_AGENT", "-"))}"')
+        try:
+            self.access_log.info(line)  # no arguments: the line is not %-formatted again
+        except Exception:
+            self.error(traceback.format_exc())
+        return None
