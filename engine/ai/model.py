@@ -17,12 +17,13 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import openai
 
 from engine.ai import budget
+from engine.ai.chat_stream import ChatStream, ToolCall
 from engine.ai.errors import classify
 from engine.ai.prompt import exit_tools, messages
 from engine.ai.responder import reply_target
@@ -213,52 +214,43 @@ class ModelResponder:
             log.exception("model stream %s: could not record the reply", stream.key)
 
     def _read(self, stream: ReplyStream, request: dict[str, Any], node: AiNode) -> None:
-        calls: dict[int, dict[str, str]] = {}
+        reply = ChatStream(self.client, request)
         try:
-            response = self.client.chat.completions.create(**request)
-            with response:
-                for chunk in response:
+            try:
+                for text in reply.texts():
                     if stream.abandoned:
                         return
-                    if not chunk.choices:
-                        continue
-                    delta = chunk.choices[0].delta
-                    if delta.content:
-                        stream.add_text(delta.content)
-                    for call in delta.tool_calls or ():
-                        slot = calls.setdefault(call.index, {"name": "", "arguments": ""})
-                        if call.function and call.function.name:
-                            slot["name"] += call.function.name
-                        if call.function and call.function.arguments:
-                            slot["arguments"] += call.function.arguments
-        except Exception as error:
-            found = classify(error)
-            log.warning("model call failed (%s): %s", found.kind, found.detail)
-            stream.fail(found.kind, found.detail, found.retry_after)
-            return
-        exit_ = self._chosen_exit(node, calls)
-        if not speakable(stream.snapshot.text) and exit_ is None:
-            stream.fail("ai_failure", "the model gave an empty or unusable reply")
-        else:
-            stream.finish(exit_)
+                    stream.add_text(text)
+            except Exception as error:
+                found = classify(error)
+                log.warning("model call failed (%s): %s", found.kind, found.detail)
+                stream.fail(found.kind, found.detail, found.retry_after)
+                return
+            exit_ = self._chosen_exit(node, reply.tool_calls)
+            if not speakable(stream.snapshot.text) and exit_ is None:
+                stream.fail("ai_failure", "the model gave an empty or unusable reply")
+            else:
+                stream.finish(exit_)
+        finally:
+            reply.close()  # after finishing: the caller is not kept waiting for the drain
 
     @staticmethod
-    def _chosen_exit(node: AiNode, calls: dict[int, dict[str, str]]) -> str | None:
+    def _chosen_exit(node: AiNode, calls: Mapping[int, ToolCall]) -> str | None:
         declared = {exit_.to for exit_ in node.exits}
         for call in calls.values():
-            if call["name"] not in declared:
+            if call.name not in declared:
                 log.warning("model called undeclared tool %r on node %s; ignored",
-                            call["name"][:60], node.id)
+                            call.name[:60], node.id)
                 continue
             try:
-                arguments = json.loads(call["arguments"] or "{}")
+                arguments = json.loads(call.arguments or "{}")
             except json.JSONDecodeError:
-                log.warning("model called %s with malformed arguments; ignored", call["name"])
+                log.warning("model called %s with malformed arguments; ignored", call.name)
                 continue
             if not isinstance(arguments, dict):
-                log.warning("model called %s with non-object arguments; ignored", call["name"])
+                log.warning("model called %s with non-object arguments; ignored", call.name)
                 continue
-            return call["name"]
+            return call.name
         return None
 
     def _first_reply(self, snapshot: StreamSnapshot, key: str, personality: Personality,

@@ -63,7 +63,11 @@ class ReplyStream:
     abandoned: bool = False  # the webhook gave up on it: the reader should stop
 
     def __post_init__(self) -> None:
-        self.snapshot = replace(self.snapshot, started_at=self.clock())
+        started = self.clock()
+        self.snapshot = replace(self.snapshot, started_at=started)
+        # Measured from the start, so the first token alone (a word or two) is not worth a
+        # store write: partials begin with the first sentence, or PARTIAL_EVERY in.
+        self._last_partial = started
 
     def _update(self, persist: bool, **changes: Any) -> None:
         with self._changed:
@@ -83,7 +87,10 @@ class ReplyStream:
         new_sentence = not had_sentence and first_sentence(text) is not None
         if new_sentence:
             changes["first_sentence_at"] = now
-        sentence_done = text.rstrip().endswith((".", "!", "?")) and delta.rstrip() != ""
+        # Later sentences are written at most every PERSIST_EVERY; the first one is written when
+        # it is found (one token after its end: `first_sentence` needs the next one to begin).
+        sentence_done = had_sentence and delta.rstrip() != "" and \
+            text.rstrip().endswith((".", "!", "?"))
         due = now - self._last_persist >= PERSIST_EVERY
         self._update(persist=new_sentence or (sentence_done and due), **changes)
         if new_sentence or now - self._last_partial >= PARTIAL_EVERY:
