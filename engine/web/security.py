@@ -62,6 +62,9 @@ _FIELD = re.compile(
         (?P<sep>\s*[:=]\s*)
         (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,&;)}\]]+)""",
     re.VERBOSE)
+_FIELD_WORDS = ("SpeechResult", "speech", "text", "transcript", "pending", "utterance",
+                "Digits", "digits")
+"""A word every match of _FIELD holds (kept with it: a new key there needs its word here)."""
 REDACTED = "[redacted]"
 SECRET = "[secret]"
 
@@ -100,8 +103,13 @@ class RedactingFilter(logging.Filter):
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(SECRET, text)
-        text = _FIELD.sub(_redact_field, text)
-        return _E164.sub(mask_e164, text)
+        # Each pattern runs only where it can match (most lines hold no field name and no
+        # number): every log line of the process, the access log's included, comes here.
+        if any(word in text for word in _FIELD_WORDS):
+            text = _FIELD.sub(_redact_field, text)
+        if "+" in text or "%2" in text:
+            text = _E164.sub(mask_e164, text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_phoney_redacted", False):
