@@ -8,8 +8,9 @@ should spend microseconds, not milliseconds, on each.
 It follows the WHATWG event-stream rules a chat stream needs (LF, CRLF or CR line ends, `data`
 lines joined with LF, `:` comments ignored, one space after the colon dropped, `id` and `retry`
 ignored) with two choices of its own:
-- an event without any `data` line (`event: ping`, a keep-alive some servers send) is skipped,
-  as the standard says; the `openai` SDK tries to parse it as JSON and fails instead;
+- an event with no data (`event: ping`, a keep-alive some servers send, with or without an
+  empty `data:` line) is skipped, as the standard says; the `openai` SDK tries to parse it as
+  JSON and fails instead;
 - an event still open when the body ends (no empty line after it) is yielded all the same: a
   server that ends its body right after the last `data:` line meant it.
 """
@@ -46,8 +47,8 @@ def events(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
             if line.startswith(b"data: "):  # nearly every line of a chat stream
                 data.append(line[6:])
             elif not line:
-                if data:
-                    yield kind, b"\n".join(data)
+                if data and (joined := b"\n".join(data)):
+                    yield kind, joined
                 kind, data = MESSAGE, []
             else:
                 kind = _field(line, kind, data)
@@ -55,8 +56,8 @@ def events(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
         pending = pending[:-1]
     if pending:
         kind = _field(pending, kind, data)
-    if data:
-        yield kind, b"\n".join(data)
+    if data and (joined := b"\n".join(data)):
+        yield kind, joined
 
 
 def _field(line: bytes, kind: bytes, data: list[bytes]) -> bytes:

@@ -34,6 +34,9 @@ What the SDK makes of each fault (checked in test_openai_server.py against the r
   non-stream request `create()` raises `openai.APIConnectionError` (body shorter than its
   Content-Length), after the SDK's own retries.
 - `Empty` → no error: a stream with no content and finish_reason "stop", or content "".
+- `Raw` → whatever its bytes say: the wire quirks of other OpenAI-compatible servers (an error
+  event inside a 200 stream, `event: ping`, events split across HTTP chunks, Gemini's tool
+  calls without `index` ...), written exactly as given.
 """
 
 from __future__ import annotations
@@ -156,6 +159,20 @@ class Cut:
 
 
 @dataclass(frozen=True)
+class Raw:
+    """HTTP 200 with a body of `chunks`, each written verbatim as one HTTP chunk and flushed,
+    `gap` seconds apart, to stream and non-stream requests alike. For what the other behaviours
+    never send: SSE events split anywhere, error events mid-stream, keep-alive pings, other
+    servers' chunk shapes. With `end=False` the connection drops after the last chunk instead
+    of the body ending."""
+
+    chunks: tuple[bytes, ...]
+    content_type: str = "text/event-stream; charset=utf-8"
+    gap: float = 0.0
+    end: bool = True
+
+
+@dataclass(frozen=True)
 class Audio:
     """A speech answer after `delay` seconds: `body` if given, otherwise a small deterministic
     file in the requested format (`ID3...` for mp3, a RIFF/WAVE of silence for wav)."""
@@ -165,9 +182,9 @@ class Audio:
     content_type: str | None = None
 
 
-ChatBehaviour: TypeAlias = Text | ToolCall | Status | Hang | Malformed | Empty | Cut
+ChatBehaviour: TypeAlias = Text | ToolCall | Status | Hang | Malformed | Empty | Cut | Raw
 SpeechBehaviour: TypeAlias = Audio | Status | Hang | Malformed
-_CHAT_TYPES = (Text, ToolCall, Status, Hang, Malformed, Empty, Cut)
+_CHAT_TYPES = (Text, ToolCall, Status, Hang, Malformed, Empty, Cut, Raw)
 _SPEECH_TYPES = (Audio, Status, Hang, Malformed)
 
 _TOKEN = re.compile(r"^\s+|\S+\s*")
@@ -630,11 +647,25 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(behaviour, Status):
             self._send_status(behaviour)
             return
+        if isinstance(behaviour, Raw):
+            self._raw(behaviour)
+            return
         reply = _Completion(record, self._number)
         if record.stream:
             self._chat_stream(behaviour, reply)
         else:
             self._chat_whole(behaviour, reply)
+
+    def _raw(self, behaviour: Raw) -> None:
+        self._start(200, behaviour.content_type)
+        start = time.monotonic()
+        for i, data in enumerate(behaviour.chunks):
+            _pause_until(self.double, start + i * behaviour.gap)
+            if data:  # an empty HTTP chunk would end the body
+                self._chunk(data)
+        if not behaviour.end:
+            raise _Drop
+        self._end_chunks()
 
     def _chat_stream(self, behaviour: ChatBehaviour, reply: _Completion) -> None:
         self._start(200, "text/event-stream; charset=utf-8")
