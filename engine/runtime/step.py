@@ -3,6 +3,10 @@
 A step runs nodes until the call has to wait for something outside: the caller (a Listen), a
 dial or recording result, or a model reply (AskModel). Nodes that need no one (say, switch) are
 chained within the same step, bounded by `MAX_HOPS` so a cycle of them cannot spin forever.
+
+A node is left only by an edge of the compiled graph, looked up by its id (`model.edge_id`), and
+each edge taken, the error strategy's self-loops included, is recorded as a `call.node` event
+naming it (`edge_event`): the graph is the one definition of where a call can go.
 """
 
 from __future__ import annotations
