@@ -54,11 +54,14 @@ def app_config(tmp_path: Path) -> dict[str, Any]:
 @pytest.fixture
 def make_app(clean_environment: None, app_config: dict[str, Any],
              clock: Clock) -> Iterator[Callable[..., Flask]]:
-    """More apps on the same store (a restart, a second server process), closed at the end."""
+    """More apps on the same store (a restart, a second server process), closed at the end.
+
+    `make(ports={...}, **config)`: `ports` are the call service's ports to hand in instead of
+    what the settings build (engine/bootstrap.py: responder, voicing, store, ...)."""
     made: list[Flask] = []
 
-    def make(**overrides: Any) -> Flask:
-        created = create_app({**app_config, **overrides}, clock=clock)
+    def make(ports: dict[str, Any] | None = None, **overrides: Any) -> Flask:
+        created = create_app({**app_config, **overrides}, clock=clock, **(ports or {}))
         made.append(created)
         return created
 

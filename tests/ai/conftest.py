@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 
+from engine.ai.model import ModelResponder, make_client
 from engine.simulator import HttpAnswer, SimulatedCall, Transport
-from engine.store import CallStore
+from engine.store import CallStore, open_store
 from tests.doubles.openai_server import OpenAIDouble, synthesise
 from tests.support import AUTH_TOKEN, Clock, client_transport
 
@@ -69,6 +70,23 @@ def app(make_app: Callable[..., Flask]) -> Flask:
     created = make_app()
     wait_for_warmup(created)
     return created
+
+
+@pytest.fixture
+def tight_app(make_app: Callable[..., Flask], app_config: dict[str, Any],
+              double: OpenAIDouble) -> Callable[..., Flask]:
+    """`tight_app(**budgets)`: an app whose model responder has other deadlines
+    (`webhook_budget`, `first_sentence_budget`), handed to the composition root."""
+
+    def make(**budgets: float) -> Flask:
+        store = open_store(app_config["STORE_URL"])
+        responder = ModelResponder(make_client("test-key", double.base_url), store,
+                                   "gpt-4o-mini", **budgets)
+        created = make_app(ports={"store": store, "responder": responder})
+        wait_for_warmup(created)
+        return created
+
+    return make
 
 
 def store_of(app: Flask) -> CallStore:

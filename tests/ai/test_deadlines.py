@@ -4,10 +4,11 @@ well inside Twilio's 15 s, and the call takes the network edge."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
+import pytest
 from flask import Flask
 
-from engine.ai.model import ModelResponder, make_client
 from tests.ai.conftest import FRONT_DESK, Phone, events, heard_text
 from tests.doubles.openai_server import Audio, Hang, OpenAIDouble, Text
 
@@ -15,18 +16,14 @@ BUDGET, FIRST_SENTENCE = 2.0, 1.5
 TWILIO_LIMIT = 15.0
 
 
-def tight_responder(app: Flask, double: OpenAIDouble) -> ModelResponder:
-    services = app.extensions["phoney"]
-    responder = ModelResponder(make_client("test-key", double.base_url), services.store,
-                               "gpt-4o-mini", webhook_budget=BUDGET,
-                               first_sentence_budget=FIRST_SENTENCE)
-    services.call_service.responder = responder
-    return responder
+@pytest.fixture
+def app(tight_app: Callable[..., Flask]) -> Flask:
+    """The app of these tests: a model with tighter deadlines than the defaults."""
+    return tight_app(webhook_budget=BUDGET, first_sentence_budget=FIRST_SENTENCE)
 
 
 def test_a_hanging_model_is_answered_in_time_and_takes_the_network_edge(
         app: Flask, phone: Phone, double: OpenAIDouble) -> None:
-    tight_responder(app, double)
     double.default_chat(Hang(30))
     c = phone().start()
     mark = len(c.heard)
@@ -54,7 +51,6 @@ def test_a_hanging_model_is_answered_in_time_and_takes_the_network_edge(
 
 def test_a_model_slower_than_the_first_sentence_budget_but_inside_the_webhook_is_retried(
         app: Flask, phone: Phone, double: OpenAIDouble) -> None:
-    tight_responder(app, double)
     double.chat(Hang(FIRST_SENTENCE + 3), Text("Yes, we do whitening."))
     c = phone().start()
     started = time.monotonic()

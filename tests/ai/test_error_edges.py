@@ -8,13 +8,20 @@ apology; tts_failure: the same words with the personality's Twilio voice. Every 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
 
-from engine.ai.model import ModelResponder, make_client
-from tests.ai.conftest import FRONT_DESK, Phone, events, heard_text, last_user_message
+from tests.ai.conftest import (
+    FRONT_DESK,
+    Phone,
+    call_on,
+    events,
+    heard_text,
+    last_user_message,
+)
 from tests.doubles.openai_server import (
     Cut,
     Empty,
@@ -24,6 +31,7 @@ from tests.doubles.openai_server import (
     Status,
     Text,
 )
+from tests.support import Clock
 
 APOLOGY = "I'm sorry, I'm having trouble on my end right now. Let me connect you to our front desk."
 ANNOUNCE = "Connecting you to the front desk now."
@@ -72,14 +80,11 @@ def test_persistent_network_errors_take_the_apology_edge_to_the_front_desk(
     assert ("error:network", "apology") in edges
 
 
-def test_persistent_timeouts_take_the_apology_edge(app: Flask, phone: Phone,
-                                                   double: OpenAIDouble) -> None:
-    services = app.extensions["phoney"]
-    services.call_service.responder = ModelResponder(
-        make_client("test-key", double.base_url), services.store, "gpt-4o-mini",
-        webhook_budget=2.0, first_sentence_budget=0.6)
+def test_persistent_timeouts_take_the_apology_edge(tight_app: Callable[..., Flask],
+                                                   clock: Clock, double: OpenAIDouble) -> None:
+    app = tight_app(webhook_budget=2.0, first_sentence_budget=0.6)
     double.default_chat(Hang(20))
-    c = phone().start()
+    c = call_on(app, clock).start()
     mark = len(c.heard)
     c.say("do you do whitening")
 

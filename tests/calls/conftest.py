@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from engine.bootstrap import bootstrap
-from engine.calls import CallService, EventRecorder
+from engine.calls import CallService, EventRecorder, Voicing
+from engine.flows.model import Registry
 from engine.settings import Settings
 from engine.store import CallStore, NewEvent, StoredEvent
 from tests.calls.fakes import FakeClock, FakeResponder, voicing_failing
@@ -70,6 +71,7 @@ class Desk:
     responder: FakeResponder
     failing: set[str]
     observed: list[NewEvent] = field(default_factory=list)
+    on_voicing: list[Callable[[], None]] = field(default_factory=list)  # run as one is made
     requests: int = 0
 
     def key(self) -> str:
@@ -98,12 +100,19 @@ def make_desk(tmp_path: Path) -> Iterator[Callable[..., Desk]]:
                                   "default_flow": "desk", "caller_call_limit": "off"}
         values.update(settings)
         observed: list[NewEvent] = []
-        recorder_observer = observed.extend
-        runtime = bootstrap(Settings(**values), responder=responder,
-                            voicing=voicing_failing(failing), clock=clock,
-                            observers=(recorder_observer,))
+        hooks: list[Callable[[], None]] = []
+        fake_voicing = voicing_failing(failing)
+
+        def voicing(registry: Registry) -> Voicing:
+            for hook in hooks:
+                hook()
+            return fake_voicing(registry)
+
+        runtime = bootstrap(Settings(**values), responder=responder, voicing=voicing,
+                            clock=clock, observers=(observed.extend,))
         assert isinstance(runtime.recorder, EventRecorder)
-        desk = Desk(runtime.call_service, runtime.store, clock, responder, failing, observed)
+        desk = Desk(runtime.call_service, runtime.store, clock, responder, failing, observed,
+                    hooks)
         made.append(desk)
         return desk
 

@@ -9,10 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from engine.calls import Voicing
 from engine.calls.limits import CALLER_REFUSED, LIMIT_GOODBYE
 from engine.calls.service import EMPTY_ANSWER, UNKNOWN_CALL
-from engine.flows.model import Registry
 from engine.runtime.state import Heard, Silence
 from tests.calls.conftest import CALLER, Desk, call_sid, ringing
 from tests.calls.fakes import elements, fail, reply, spoken
@@ -282,14 +280,12 @@ def test_an_internal_error_is_recorded_and_observed(desk: Desk) -> None:
 def test_a_call_counted_elsewhere_while_this_one_was_made_is_refused(
         make_desk: Callable[..., Desk]) -> None:
     desk = make_desk(caller_call_limit="1/hour")
-    voicing = desk.service.voicing
 
-    def another_server_takes_a_call_meanwhile(registry: Registry) -> Voicing:
+    def another_server_takes_a_call_meanwhile() -> None:
         # Runs between the webhook's read of the caller's count and its write.
         desk.store.incr_window(f"caller:{CALLER}", 3600)
-        return voicing(registry)
 
-    desk.service.voicing = another_server_takes_a_call_meanwhile
+    desk.on_voicing.append(another_server_takes_a_call_meanwhile)
     twiml = answered(desk, call_sid(21))
     assert spoken(twiml) == [CALLER_REFUSED]
     assert desk.store.get_state(call_sid(21)) is None

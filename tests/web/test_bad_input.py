@@ -26,7 +26,7 @@ from engine.runtime.state import AskModel, CallState, Failed, Replied
 from engine.simulator import SimulatedCall, Transport, new_call_sid
 from engine.store import CallStore, NewEvent
 from engine.web.voice import FALLBACK_TEXT, MAX_DIGITS, MAX_SPEECH_CHARS
-from tests.support import AUTH_TOKEN
+from tests.support import AUTH_TOKEN, client_transport
 
 LOCAL = "http://localhost"
 PUBLIC = "https://phoney.example.com"
@@ -383,12 +383,17 @@ class Exploding:
         raise RuntimeError("the responder blew up")
 
 
+def started_on(app: Flask) -> tuple[SimulatedCall, FlaskClient]:
+    """A call started in-process on `app`, and the client it goes through."""
+    client = app.test_client()
+    return SimulatedCall(client_transport(client), LOCAL, AUTH_TOKEN).start(), client
+
+
 def test_an_exception_inside_the_service_gets_safe_twiml_and_a_call_error_event(
-        started: Callable[..., SimulatedCall], client: FlaskClient, app: Flask,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    c = started()
+        make_app: Callable[..., Flask]) -> None:
+    app = make_app(ports={"responder": Exploding()})
+    c, client = started_on(app)
     state = store_of(app).get_state(c.call_sid)
-    monkeypatch.setattr(app.extensions["phoney"].call_service, "responder", Exploding())
 
     response = post(client, "/api/voice/input?step=1", {**c.params, "SpeechResult": "hello"})
     assert_safe(response, APOLOGY)
@@ -428,10 +433,8 @@ class Echo:
 
 
 def test_a_reply_with_characters_xml_cannot_carry_still_makes_valid_twiml(
-        started: Callable[..., SimulatedCall], client: FlaskClient, app: Flask,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    c = started()
-    monkeypatch.setattr(app.extensions["phoney"].call_service, "responder", Echo())
+        make_app: Callable[..., Flask]) -> None:
+    c, client = started_on(make_app(ports={"responder": Echo()}))
     speech = "hello\x01\x02there \x1b[31m\ufffe and <b>&amp;</b> done"
     root = twiml(post(client, "/api/voice/input?step=1", {**c.params, "SpeechResult": speech}))
     assert spoken(root) == ["You said: hellothere [31m and <b>&amp;</b> done"]

@@ -507,9 +507,11 @@ class RateLimitedThenFine:
 
 
 def test_a_long_rate_limit_keeps_the_caller_on_hold_until_the_model_answers(
-        call: Call, app: Flask, clock: Clock) -> None:
+        call: Call, live_server: LiveServer, make_app: Callable[..., Flask],
+        clock: Clock) -> None:
     responder = RateLimitedThenFine(failures=8, clock=clock)
-    app.extensions["phoney"].call_service.responder = responder
+    app = make_app(ports={"responder": responder})
+    live_server.swap(app)
     c = call(to=RECEPTIONIST).start()
     heard = act(c, lambda: c.say("do you do whitening"))
 
