@@ -272,6 +272,17 @@ def test_switch_on_open_between_reads_now_in_the_flows_timezone(moment: str, zon
     assert emitted(actions, "call.node")[0]["edge"] == ("route" if node == "open" else "next")
 
 
+def test_limits_bound_only_the_nodes_the_graph_draws_a_limit_edge_from() -> None:
+    flow = flow_of({"desk": {"type": "transfer", "to": "{{ vars.desk }}", "on_fail": "bye"},
+                    "bye": BYE}, limits={"max_seconds": 60, "then": "bye"})
+    assert flow.edge("desk/limit") is None  # a transfer does not listen
+    state, _ = begin(flow)
+    # A late webhook past max_seconds on the transfer: no edge the graph lacks is taken.
+    state, actions = step(flow, state, Resume(T0 + 61))
+    assert emitted(actions, "call.node") == [] and emitted(actions, "call.error") == []
+    assert state.node == "desk" and not state.ended
+
+
 # -- transfer, record, hangup ------------------------------------------------------------------
 
 def transfer_flow(**transfer: Any) -> Flow:
