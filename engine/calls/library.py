@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class NoFlowsLoaded(RuntimeError):
-    pass
+    """No valid set of flows has been loaded yet: there is nothing to answer a new call with."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class Pinned:
 
 
 class FlowLibrary:
+    """The flows of the project at `root`: the live set new calls start on, and every version
+    a running call may still need (kept in memory, and as snapshots in `store`).
+
+    Thread-safe: a reload (the watcher's thread) swaps the live set while webhooks read it.
+    """
+
     def __init__(self, root: Path, store: CallStore) -> None:
         self.root = root
         self.store = store
@@ -53,6 +59,7 @@ class FlowLibrary:
 
     @property
     def live(self) -> Registry:
+        """The live set; NoFlowsLoaded when no valid set has ever loaded."""
         if self._live is None:
             raise NoFlowsLoaded("no valid set of flows has been loaded")
         return self._live

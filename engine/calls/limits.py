@@ -48,6 +48,8 @@ OFF = ("off", "none", "0", "false", "no")
 
 @dataclasses.dataclass(frozen=True)
 class CallLimits:
+    """The server-wide limits: new calls per caller per window, and per-call ceilings."""
+
     caller_calls: int | None = None  # new calls one caller may make per window; None: no limit
     caller_window: float = 3600.0
     max_turns: int | None = None

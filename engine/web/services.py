@@ -30,26 +30,32 @@ class Services:
 
     @property
     def settings(self) -> Settings:
+        """The settings the app was made with."""
         return self.runtime.settings
 
     @property
     def store(self) -> CallStore:
+        """The call store."""
         return self.runtime.store
 
     @property
     def library(self) -> FlowLibrary:
+        """The flows, live and pinned."""
         return self.runtime.library
 
     @property
     def call_service(self) -> CallService:
+        """The call service the webhooks drive."""
         return self.runtime.call_service
 
     @property
     def recorder(self) -> EventRecorder:
+        """Where events outside a step are written (and observed)."""
         return self.runtime.recorder
 
     @property
     def warmup(self) -> Warmup | None:
+        """The speech warm-up; None without OpenAI voices."""
         return self.runtime.warmup
 
 
