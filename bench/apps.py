@@ -6,17 +6,29 @@
   non-streaming call and answers only once the whole reply is in (the webhook-style baseline of
   bench/first_audio.py);
 - `bare`: a Flask app whose Twilio routes return one fixed TwiML string, with no signature check,
-  no store and no flow: the floor a Flask route under the same gunicorn configuration can reach.
+  no store and no flow: the floor a Flask route under the same gunicorn configuration can reach;
+- `peer`: what a careful hand-written webhook does for a new call, and no more: it checks the
+  signature with the twilio SDK's `RequestValidator`, writes the call (CallSid, From, To and a
+  JSON blob of a few hundred bytes) to SQLite (WAL, one connection per thread) and answers with
+  the TwiML Phoney answers for the bundled receptionist's greeting, built with the SDK's
+  `VoiceResponse` (a `<Gather>` holding the greeting's two `<Play>`s, then a `<Redirect>`). It
+  reads `TWILIO_AUTH_TOKEN`, `PUBLIC_BASE_URL` and `STORE_URL` (`sqlite:///path`) as Phoney does.
 
 `BENCH_SPEECH_WARMUP=0` turns the speech warm-up off (bench/speech_cache.py's cold cache).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
+import threading
+import time
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from engine.ai.errors import classify
 from engine.ai.model import ModelResponder
@@ -46,6 +58,84 @@ def bare_app() -> Flask:
     return app
 
 
+# The greeting of the bundled receptionist as Phoney answers it (`hints` and the two cached
+# audio files of its greeting and opening), copied from one real answer.
+PEER_HINTS = "appointment, cleaning, checkup, insurance, receptionist, front desk, emergency"
+PEER_AUDIO = ("3972c387b68f20d8f7ec7325465342adbd8e3f00",
+              "5f3719f99772ddbe36bbff6acffc5a29df40758f")
+PEER_SCHEMA = ("CREATE TABLE IF NOT EXISTS calls (call_sid TEXT PRIMARY KEY, caller TEXT NOT NULL,"
+               " called TEXT NOT NULL, data TEXT NOT NULL, started_at REAL NOT NULL)")
+
+
+def _peer_database(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout = 5000")
+    deadline = time.monotonic() + 10
+    while True:  # both workers open the file at once; the switch to WAL does not wait for locks
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(PEER_SCHEMA)
+    return db
+
+
+def peer_app() -> Flask:
+    app = Flask("peer")
+    validator = RequestValidator(os.environ["TWILIO_AUTH_TOKEN"])
+    base = os.environ["PUBLIC_BASE_URL"].rstrip("/")
+    path = os.environ["STORE_URL"].removeprefix("sqlite:///")
+    local = threading.local()
+    _peer_database(path).close()  # the schema, once a worker
+
+    def database() -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(local, "db", None)
+        if db is None:
+            db = local.db = _peer_database(path)
+        return db
+
+    def incoming_call() -> Response:
+        form = request.form
+        if not validator.validate(base + request.full_path.rstrip("?"), form,
+                                  request.headers.get("X-Twilio-Signature", "")):
+            return Response(status=403)
+        sid, caller, called = form.get("CallSid", ""), form.get("From", ""), form.get("To", "")
+        data = {"caller": {"number": caller, "city": form.get("FromCity", ""),
+                           "state": form.get("FromState", ""), "zip": form.get("FromZip", ""),
+                           "country": form.get("FromCountry", "")},
+                "called": called, "account": form.get("AccountSid", ""),
+                "direction": form.get("Direction", ""), "status": form.get("CallStatus", ""),
+                "flow": "receptionist", "node": "greet", "path": ["greet"], "step": 1,
+                "turn": 0, "history": []}
+        db = database()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO calls (call_sid, caller, called, data, started_at)"
+                       " VALUES (?, ?, ?, ?, ?)",
+                       (sid, caller, called, json.dumps(data), time.time()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        answer = VoiceResponse()
+        gather = Gather(action=f"{base}/api/voice/input?step=1", action_on_empty_result=True,
+                        hints=PEER_HINTS, input="speech dtmf", language="en-US",
+                        method="POST", speech_timeout="auto", timeout=5)
+        for key in PEER_AUDIO:
+            gather.play(f"{base}/audio/{key}.mp3")
+        answer.append(gather)
+        answer.redirect(f"{base}/api/voice/silence?step=1", method="POST")
+        return Response(str(answer), status=200, mimetype="text/xml")
+
+    app.add_url_rule("/api/incoming-call", "incoming_call", incoming_call, methods=["POST"])
+    app.add_url_rule("/ping", "ping", lambda: "ok")
+    return app
+
+
 class WholeReplyResponder(ModelResponder):
     """The webhook-style baseline: one non-streaming request, the whole reply, then TwiML.
 
@@ -71,7 +161,7 @@ class WholeReplyResponder(ModelResponder):
 
 
 def phoney_app(whole_reply: bool = False) -> Flask:
-    from engine.web import create_app
+    from engine.web.app import create_app
 
     config: dict[str, Any] = {}
     if os.environ.get("BENCH_SPEECH_WARMUP") == "0":
@@ -90,11 +180,13 @@ def phoney_app(whole_reply: bool = False) -> Flask:
 def build(kind: str) -> Flask:
     if kind == "bare":
         return bare_app()
+    if kind == "peer":
+        return peer_app()
     if kind == "whole-reply":
         return phoney_app(whole_reply=True)
     if kind == "phoney":
         return phoney_app()
-    raise ValueError(f"BENCH_APP={kind!r}: expected phoney, whole-reply or bare")
+    raise ValueError(f"BENCH_APP={kind!r}: expected phoney, whole-reply, bare or peer")
 
 
 app = build(os.environ.get("BENCH_APP", "phoney"))
