@@ -53,6 +53,10 @@ EDITOR_KEYS = frozenset({"$schema"})
 
 @dataclass(frozen=True)
 class CompiledFlow:
+    """What `compile_flow` gives: the `Flow`, and for each of its edges the key of the document
+    that declared it (`nodes.<id>...`, or under `defaults` or `limits` for an inherited edge), so
+    a graph check can point at the line to change."""
+
     flow: Flow
     edge_paths: Mapping[Edge, KeyPath]  # the key that declared each edge, for messages
 
@@ -158,7 +162,13 @@ def _edges(node: Node, origins: dict[str, KeyPath], limits: Limits | None
 
 
 def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
-    """Compile one schema-valid flow document."""
+    """Compile one flow document that passed the flow schema (`source`: its file, for messages).
+
+    Shapes are not checked again: a document the schema refuses may raise anything. Applies
+    `defaults` (`no_input` unless the node sets its own, `on_error` one kind at a time), and turns
+    every way out of every node into an `Edge`, keeping one of routes repeated word for word.
+    The graph itself (targets, reachability, templates) is left to `checks`.
+    """
     defaults = data.get("defaults", {})
     raw_limits = data.get("limits")
     limits = (Limits(max_turns=raw_limits.get("max_turns"),
@@ -191,7 +201,9 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
 
 
 def compile_personality(data: dict[str, Any], source: str = "") -> Personality:
-    """Compile one schema-valid personality document."""
+    """Compile one personality document that passed the personality schema (`source`: its
+    file). Unset `style` and OpenAI voice fields take the dataclasses' defaults; whether
+    `fallback` names a known personality is the loader's check."""
     raw_voice = data["voice"]
     openai_voice = OpenAIVoice(**raw_voice["openai"]) if "openai" in raw_voice else None
     return Personality(

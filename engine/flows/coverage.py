@@ -36,12 +36,17 @@ def describe_event(data: Mapping[str, Any]) -> str:
 
 @dataclass
 class Coverage:
+    """The edge coverage of one flow, summed over the calls `add` is given: how often each edge
+    of `flow.edges` was taken, and, apart, the moves that name no edge of it (by `describe_event`).
+    """
+
     flow: Flow
     taken: Counter[Edge] = field(default_factory=Counter)
-    unmapped: Counter[str] = field(default_factory=Counter)
+    unmapped: Counter[str] = field(default_factory=Counter)  # described moves -> times seen
 
     def add(self, events: Iterable[Mapping[str, Any]]) -> None:
-        """Count the edges of `call.node` event data (other events are ignored)."""
+        """Count the edges named by the data of `call.node` events. Pass only those: data
+        without an `edge_id` of the flow, another event's included, is counted as unmapped."""
         for data in events:
             edge = edge_taken(self.flow, data)
             if edge is None:
@@ -51,6 +56,7 @@ class Coverage:
 
     @property
     def never(self) -> list[Edge]:
+        """The flow's edges not taken yet, in the flow's edge order."""
         return [edge for edge in self.flow.edges if edge not in self.taken]
 
     @property

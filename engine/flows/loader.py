@@ -38,6 +38,7 @@ class LoadResult:
 
     @property
     def ok(self) -> bool:
+        """True when nothing was in error, so `registry` is set (warnings may remain)."""
         return self.registry is not None
 
 
@@ -91,8 +92,14 @@ def _digest(*parts: Any) -> str:
 
 def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
          root: Path | None = None) -> LoadResult:
-    """Load `paths`; files under `context_paths` are loaded too (to resolve references) unless
-    `paths` already hold a document of that kind. Messages name files relative to `root`."""
+    """Load `paths` (files, or directories of them); files under `context_paths` are loaded too
+    (to resolve references) unless `paths` already hold a document of that kind and id.
+
+    Bad files do not raise: every problem found, in any file, is in `problems` (sorted, each
+    once; a context file's only when it is used), and `registry` is set only when none is an
+    error. `files` lists the given files, directories expanded. Messages name files relative to
+    `root`.
+    """
     files = yaml_files(paths)
     result = LoadResult(registry=None, files=[display_path(path, root) for path in files])
     documents: dict[str, list[tuple[Path, Document]]] = {"flow": [], "personality": []}

@@ -55,43 +55,73 @@ class Exit:
 
 @dataclass(frozen=True)
 class NoInput:
+    """What a gather or ai node does when the caller says nothing (its own, or `defaults`').
+
+    Each of the first `retries` silences in a row on the node speaks the next `reprompt` (the last
+    one again once they run out; a gather node without reprompts repeats its prompt) and listens
+    again; the silence after that takes the node's `no_input` edge to `then`. The count starts
+    over when the caller answers or the call enters a node.
+    """
+
     retries: int
-    reprompt: tuple[str, ...]
-    then: str
+    reprompt: tuple[str, ...]  # templates, spoken in turn
+    then: str  # the node the `no_input` edge leads to
 
 
 @dataclass(frozen=True)
 class ErrorPolicy:
-    """What to do when a model or speech call fails in one way (`kind`)."""
+    """What an ai node does when a model or speech call fails in one way (`kind`).
+
+    Each of `retry`, `personality` and `voice` is drawn as a self-loop of the node (the call stays
+    and tries again differently); `then` is the edge to another node once those are spent.
+    """
 
     kind: ErrorKind
-    retry: int = 0
-    personality: str | None = None
-    voice: str | None = None
-    then: str | None = None
+    retry: int = 0  # network / rate_limit: ask the model again up to this many times
+    personality: str | None = None  # ai_failure: ask once more as this personality
+    voice: str | None = None  # tts_failure: speak with this voice instead ("twilio")
+    then: str | None = None  # the node to go to when the strategy is spent
 
 
 @dataclass(frozen=True)
 class Limits:
+    """The flow's bounds on one call, `None` meaning no bound.
+
+    A call on a node that listens (the only nodes the graph draws a `limit` edge from) that has had
+    more than `max_turns` caller turns (answers and silences), or is more than `max_seconds` past
+    its start, takes that node's `limit` edge to `then`. The check runs on each answer, silence
+    and resume (a hold coming back), so a call that never speaks is bounded too.
+    """
+
     max_turns: int | None
     max_seconds: int | None
-    then: str
+    then: str  # the node every `limit` edge leads to
 
 
 @dataclass(frozen=True, kw_only=True)
 class Node:
+    """What every node of a flow has; only its subclasses, one per node type, are compiled.
+
+    The class variables say what a node type is to the rest of the engine: `type` is its YAML
+    `type:`, `speaks` the fields spoken to the caller (templates checked and warmed up as speech),
+    `listens` whether it takes caller input (so `no_input` and `limit` edges leave it), and
+    `terminal` whether it ends the call.
+    """
+
     type: ClassVar[str] = ""
     speaks: ClassVar[tuple[str, ...]] = ()  # template fields that are spoken to the caller
     listens: ClassVar[bool] = False  # takes caller input, so no_input and limits apply
     terminal: ClassVar[bool] = False
 
-    id: str
-    personality: str | None = None
+    id: str  # its key under `nodes`
+    personality: str | None = None  # speak as this personality on this node
     description: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SayNode(Node):
+    """`say`: speaks `text`, pauses `pause` seconds, then leaves by `next` without waiting."""
+
     type: ClassVar[str] = "say"
     speaks: ClassVar[tuple[str, ...]] = ("text",)
 
@@ -102,6 +132,13 @@ class SayNode(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class GatherNode(Node):
+    """`gather`: speaks `prompt` and listens for one answer (`input`, `hints`, `num_digits`).
+
+    An answer leaves by the first of `routes` whose condition holds, else by `next`; silence
+    for `timeout` seconds reprompts and then leaves by `no_input`; `limit` when the flow's
+    limits are passed.
+    """
+
     type: ClassVar[str] = "gather"
     speaks: ClassVar[tuple[str, ...]] = ("prompt",)
     listens: ClassVar[bool] = True
@@ -118,6 +155,14 @@ class GatherNode(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class AiNode(Node):
+    """`ai`: a conversation with the model, answer by answer, guided by `instructions`.
+
+    On entry it speaks `opening` (or asks the model for one) and listens. Each answer leaves by
+    the first of `routes` whose condition holds, checked before any model call; otherwise the
+    model replies and may take one of `exits`, offered to it as tools. It also leaves by
+    `no_input`, `limit`, and the `on_error` strategy of each error kind (see `ErrorPolicy`).
+    """
+
     type: ClassVar[str] = "ai"
     speaks: ClassVar[tuple[str, ...]] = ("opening",)
     listens: ClassVar[bool] = True
@@ -135,6 +180,9 @@ class AiNode(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class SwitchNode(Node):
+    """`switch`: decides without listening, in the same step: the first of `routes` whose
+    condition holds (over vars, the caller and the time), else `next`."""
+
     type: ClassVar[str] = "switch"
 
     routes: tuple[Route, ...] = ()
@@ -143,31 +191,43 @@ class SwitchNode(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class TransferNode(Node):
+    """`transfer`: speaks `announce`, then dials `to` (a template) for `timeout` seconds.
+
+    A dial that ends answered or completed leaves by `next`, or hangs up when there is none;
+    busy, no answer, a failed dial, or a `to` that renders empty leaves by `on_fail` (the
+    `transfer_failed` edge).
+    """
+
     type: ClassVar[str] = "transfer"
     speaks: ClassVar[tuple[str, ...]] = ("announce",)
 
     to: str
     announce: str | None = None
     timeout: int = 30
-    caller_id: str | None = None
+    caller_id: str | None = None  # shown to the person called; None: the caller's number
     on_fail: str | None = None
     next: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecordNode(Node):
+    """`record`: speaks `prompt`, then records after a beep, and leaves by `next` once the
+    recording is done (at `max_seconds`, or a key of `finish_on_key`)."""
+
     type: ClassVar[str] = "record"
     speaks: ClassVar[tuple[str, ...]] = ("prompt",)
 
     prompt: str | None = None
     max_seconds: int = 120
     finish_on_key: str = "#"
-    transcribe: bool = False
+    transcribe: bool = False  # ask Twilio to transcribe the recording
     next: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class HangupNode(Node):
+    """`hangup`: speaks `text` and ends the call; no edge leaves it."""
+
     type: ClassVar[str] = "hangup"
     speaks: ClassVar[tuple[str, ...]] = ("text",)
     terminal: ClassVar[bool] = True
@@ -226,6 +286,7 @@ class Edge:
 
     @property
     def is_error(self) -> bool:
+        """True for the `error:*` kinds, the error strategy's edges (drawn dashed)."""
         return self.kind.startswith("error:")
 
     @property
@@ -271,9 +332,13 @@ class Flow:
         return self._edges_by_id.get(edge_id)
 
     def edges_from(self, node_id: str) -> tuple[Edge, ...]:
+        """The edges leaving `node_id`, in the flow's edge order; empty for an unknown node."""
         return tuple(edge for edge in self.edges if edge.source == node_id)
 
     def personalities_used(self) -> tuple[str, ...]:
+        """Every personality a call on this flow may speak as, each once: the flow's own first,
+        then, node by node, those a node sets and its error strategy falls back to. The names
+        are as written, not checked to exist."""
         names = [self.personality]
         for node in self.nodes.values():
             if node.personality:
@@ -285,6 +350,9 @@ class Flow:
 
 @dataclass(frozen=True)
 class OpenAIVoice:
+    """An OpenAI speech voice: the speech `model` and `voice` to synthesise with, and
+    `instructions` on how to speak (tone, pace)."""
+
     model: str = "gpt-4o-mini-tts"
     voice: str = "alloy"
     instructions: str = ""
@@ -292,35 +360,51 @@ class OpenAIVoice:
 
 @dataclass(frozen=True)
 class Voice:
+    """A personality's voices: `openai` speech when it is configured, else the Twilio `<Say>`
+    voice `twilio`, which is also what speech falls back to when synthesis fails."""
+
     twilio: str
     openai: OpenAIVoice | None = None
 
 
 @dataclass(frozen=True)
 class Example:
+    """A sample exchange: what a caller says (`input`) and how the personality answers; shown to
+    the model, and what the offline responder answers from."""
+
     input: str
     response: str
 
 
 @dataclass(frozen=True)
 class Style:
+    """How a personality's replies are shaped: `max_sentences` is asked of the model, and a
+    longer reply is cut to it (keeping one more sentence if that is a question); the model
+    samples at `temperature`."""
+
     max_sentences: int = 2
     temperature: float = 0.7
 
 
 @dataclass(frozen=True)
 class Personality:
+    """One compiled personality: who answers, how they sound, and how the model is prompted.
+
+    `system_prompt` is a Jinja2 template over the flow's vars. Flows refer to a personality by
+    `id` (the file name); a flow's version covers the documents of every personality it uses.
+    """
+
     id: str
-    name: str
+    name: str  # display name
     description: str
     traits: tuple[str, ...]
     system_prompt: str
     style: Style
     voice: Voice
     examples: tuple[Example, ...]
-    model: str | None = None
-    fallback: str | None = None
-    source: str = ""
+    model: str | None = None  # chat model for this personality; None: the server's default
+    fallback: str | None = None  # another personality's id, checked to exist
+    source: str = ""  # the file it was compiled from, for messages
 
 
 @dataclass(frozen=True)
@@ -338,6 +422,8 @@ class Registry:
     """Per flow: the documents its version hashes, enough to compile it again anywhere."""
 
     def flow_for_number(self, number: str) -> Flow | None:
+        """The flow whose `numbers` lists `number` (compared as written), or None. A loaded set
+        never has two flows claiming one number: validation refuses it."""
         for flow in self.flows.values():
             if number in flow.numbers:
                 return flow

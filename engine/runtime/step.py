@@ -424,7 +424,9 @@ class _Run:
 
 def start_state(flow: Flow, version: str, call_sid: str, caller: Any, called: str,
                 now: float) -> CallState:
-    """The state of a call that has just rung, before its first step."""
+    """The state of a call that has just rung, before its first step: on the flow's start node,
+    speaking as the flow's personality, pinned to flow `version`, its clock (`max_seconds`)
+    started at `now`."""
     return CallState(call_sid=call_sid, flow_id=flow.id, flow_version=version, node=flow.start,
                      caller=caller, called=called, started_at=now,
                      personality=flow.personality)
@@ -446,7 +448,14 @@ def speech_failed(flow: Flow, state: CallState, event: SpeechFailed) -> list[Act
 
 
 def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Action]]:
-    """Advance `state` by one `event`; return the new state and what the shell must do."""
+    """Advance `state` by one `event`; return the new state and what the shell must do, in order.
+
+    No I/O, and `state` is not changed (a new one is returned). A status callback that is not
+    final, and a speech failure, are news, not moves: the state comes back as it was. Anything
+    else counts a step; on a call that has ended it only hangs up again. Where the flow cannot go
+    on (no edge, an unknown node, a loop that never waits, an error with no strategy) the caller
+    hears an apology and the call hangs up, with a `call.error` event of kind `flow`.
+    """
     if isinstance(event, StatusChanged) and event.status not in FINAL_STATUSES:
         # News, not a move: stepping would make the question the caller is answering stale.
         return state, []
