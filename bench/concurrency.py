@@ -18,6 +18,7 @@ here: the model answered every request), or a request that failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -70,6 +71,15 @@ def server_cpu(master: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def in_server(server: Server, sids: list[str]) -> list[float]:
+    """Each turn's time from the call service's start on the webhook to its answer (the
+    `answer` of its `call.timing` event), in seconds."""
+    wanted = set(sids)
+    rows = server.query("SELECT call_sid, data FROM events WHERE name = 'call.timing'")
+    found = [json.loads(data).get("answer") for sid, data in rows if sid in wanted]
+    return [value for value in found if isinstance(value, (int, float))]
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
@@ -120,6 +130,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
             cpu_burst = (server_cpu(master) - cpu_burst) / calls
             alone += [turn(sid, session) for sid in singles[SINGLES:]]
             errors_logged = server.errors_logged()
+            answered = in_server(server, burst_sids)
     failed = [r for r in results if isinstance(r, Exception) or not r[1]]
     timed = [r[0] for r in results if not isinstance(r, Exception)]
     overheads = [t - TTFT for t in timed]
@@ -134,7 +145,10 @@ def measure(args: argparse.Namespace) -> list[Row]:
             ms(pct(overheads, 95)), f"{ms(median(single))} one call at a time (median)",
             None, f"<= {ms(OVERHEAD_BAR)}", pct(overheads, 95) <= OVERHEAD_BAR,
             note=f"median overhead {ms(median(overheads))}; model requests sent "
-                 f"p95 {ms(pct(arrivals, 95))} after the release"),
+                 f"p95 {ms(pct(arrivals, 95))} after the release; inside the call service "
+                 f"(its call.timing `answer`, from the webhook's start) p95 "
+                 f"{ms(pct(answered, 95) - TTFT)} above the model's second: the rest is "
+                 f"the wait for a server thread, HTTP and Flask"),
         Row(f"5. {calls} model turns at once, server CPU per turn", ms(cpu_burst),
             f"{ms(cpu_alone)} one call at a time", cpu_burst / cpu_alone if cpu_alone else None,
             f"<= {ms(CPU_BAR)}", cpu_burst <= CPU_BAR,

@@ -431,6 +431,10 @@ class _Drop(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver listens with a backlog of 5: a burst of new connections (a benchmark's 100
+    # model turns at once) overflows it, and each dropped SYN costs its client a 1 s resend,
+    # which no real model server charges.
+    request_queue_size = 256
     double: OpenAIDouble
 
     def handle_error(self, request: Any, client_address: Any) -> None:
