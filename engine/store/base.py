@@ -16,12 +16,16 @@ from engine.runtime.state import CallState
 
 @dataclass(frozen=True)
 class NewEvent:
-    name: str
+    """An event to store with a call: the store gives it its id and time (see `StoredEvent`)."""
+
+    name: str  # e.g. "call.node", "call.error"
     data: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class StoredEvent:
+    """An event as stored: of one call, at one time, with an id that orders all events."""
+
     id: int  # increases with every event in the store; SSE clients resume from it
     call_sid: str
     name: str
@@ -29,26 +33,30 @@ class StoredEvent:
     at: float  # epoch seconds
 
     def as_json(self) -> dict[str, Any]:
+        """The event as a JSON-ready dict of its five fields (`data` copied to a plain dict)."""
         return {"id": self.id, "call_sid": self.call_sid, "name": self.name,
                 "data": dict(self.data), "at": self.at}
 
 
 @dataclass(frozen=True)
 class CallSummary:
+    """One call as the dashboard lists it, kept by the store beside the call's state."""
+
     call_sid: str
     flow_id: str
     flow_version: str
-    caller: str
+    caller: str  # the caller's number
     called: str
-    status: str
-    node: str
+    status: str  # Twilio's call status, the last one stored
+    node: str  # where the call is (or ended)
     personality: str
-    started_at: float
+    started_at: float  # epoch seconds
     updated_at: float
-    ended_at: float | None
-    duration: int | None
+    ended_at: float | None  # None until the call ends
+    duration: int | None  # seconds, from the status callback; None until it says
 
     def as_json(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict of its fields."""
         return dict(self.__dict__)
 
 
@@ -86,6 +94,9 @@ def check_same_call(previous: CallState | None, state: CallState) -> None:
 
 
 class CallStore(Protocol):
+    """Where calls live, shared by every server process: a backend is safe to use from many
+    threads, and what it promises to be atomic is so across the processes that share it."""
+
     def commit_step(self, previous: CallState | None, state: CallState,
                     events: Sequence[NewEvent], request_key: str, response: str,
                     at: float) -> None:
@@ -108,7 +119,9 @@ class CallStore(Protocol):
         stored and the caller is to be refused (`record_events` for the refusal).
         """
 
-    def get_state(self, call_sid: str) -> CallState | None: ...
+    def get_state(self, call_sid: str) -> CallState | None:
+        """The call's state as last stored (status and `ended` as `close_call` left them); None
+        for a call not stored."""
 
     def lookup(self, call_sid: str, request_key: str, counter: str | None = None) -> Lookup:
         """`stored_response(call_sid, request_key)`, then (only if there is none)
@@ -127,7 +140,8 @@ class CallStore(Protocol):
     def list_calls(self, limit: int = 50) -> list[CallSummary]:
         """Most recently updated first."""
 
-    def get_call(self, call_sid: str) -> CallSummary | None: ...
+    def get_call(self, call_sid: str) -> CallSummary | None:
+        """The call's summary; None for a call not stored (or expired)."""
 
     def events_after(self, after_id: int, call_sid: str | None = None,
                      limit: int = 500) -> list[StoredEvent]:
@@ -136,7 +150,9 @@ class CallStore(Protocol):
     def put_blob(self, key: str, value: bytes) -> None:
         """Small shared blobs (flow snapshots, cached audio) every server process can read."""
 
-    def get_blob(self, key: str) -> bytes | None: ...
+    def get_blob(self, key: str) -> bytes | None:
+        """The blob last put under `key`; None when there is none (a backend may expire some
+        kinds, as Redis does streamed replies)."""
 
     def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
         """Put `new` under `key` only if the blob is still `expected` (None: absent), atomically
@@ -153,6 +169,8 @@ class CallStore(Protocol):
         limit built on it (calls per caller) holds for every server process at once.
         """
 
-    def ping(self) -> bool: ...
+    def ping(self) -> bool:
+        """True when the store answers; False, rather than an exception, when it does not."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections; it stays usable (a later call opens new ones)."""
