@@ -1,14 +1,17 @@
 """Model and speech failures sorted into the flow language's error kinds.
 
 `network`: the request did not get a proper answer (connection errors, timeouts, 5xx);
-`rate_limit`: HTTP 429, with the server's Retry-After when it sends one;
+`rate_limit`: HTTP 429, with the server's wait when it gives one (Retry-After, retry-after-ms,
+  or Gemini's retryDelay in the body);
 `ai_failure`: an answer we cannot use (other 4xx, a body that is not JSON, an empty reply).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 import openai
 
@@ -21,11 +24,41 @@ class Classified:
 
 
 def _retry_after(error: openai.APIStatusError) -> float:
-    raw = error.response.headers.get("retry-after", "") if error.response is not None else ""
+    """The server's wait in seconds, as the SDK reads it (`retry-after-ms`, then `retry-after`
+    in seconds or as an HTTP date), else Gemini's `retryDelay` in the error body; 0 if none."""
+    headers = error.response.headers if error.response is not None else {}
+    try:
+        return max(0.0, float(headers.get("retry-after-ms", "")) / 1000)
+    except ValueError:
+        pass
+    raw = headers.get("retry-after", "")
     try:
         return max(0.0, float(raw))
     except ValueError:
-        return 0.0
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        pass
+    return _body_retry_delay(error.body)
+
+
+def _body_retry_delay(body: object) -> float:
+    """Gemini answers a 429 with no Retry-After, its wait in the body:
+    `[{"error": {..., "details": [{"retryDelay": "39s"}]}}]` (or the same without the list)."""
+    if isinstance(body, list) and body:
+        body = body[0]
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    details = body.get("details") if isinstance(body, dict) else None
+    for detail in details if isinstance(details, list) else ():
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                continue
+    return 0.0
 
 
 def classify(error: BaseException) -> Classified:

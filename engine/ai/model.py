@@ -6,7 +6,8 @@ failure comes back as a `Failed` event of the flow language's kinds, and the int
 which edge that takes; this module only retries when the interpreter asks it to (AskModel with
 `attempt` > 0), with exponential backoff and jitter inside the time that is left. That time is
 measured from the webhook's start on a monotonic clock (`engine.ai.budget`), never on the calls'
-clock, which tests freeze and which may jump.
+clock, which tests freeze and which may jump. The stream itself is read by
+`engine.ai.chat_stream`, which takes from each event only what a phone turn uses.
 """
 
 from __future__ import annotations

@@ -214,6 +214,30 @@ def test_a_429_with_retry_after_is_a_rate_limit_with_its_wait(
     assert len(double.chat_requests) == 1  # the SDK's own retries stay off
 
 
+@pytest.mark.parametrize(("headers", "body", "wait"), [
+    ({"retry-after-ms": "1500", "retry-after": "2"}, None, 1.5),
+    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None, 0.0),  # a date long past
+    ({}, [{"error": {"code": 429, "message": "Resource has been exhausted",
+                     "status": "RESOURCE_EXHAUSTED",
+                     "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                  "retryDelay": "39s"}]}}], 39.0),
+    ({}, {"error": {"code": 429, "message": "slow down",
+                    "details": [{"retryDelay": "1.5s"}]}}, 1.5),
+    ({"retry-after": "soon"}, None, 0.0),
+], ids=["retry-after-ms", "http-date", "gemini-list-body", "gemini-body", "unreadable"])
+def test_a_429_says_how_long_to_wait_in_other_ways(
+        double: OpenAIDouble, reply: ChatStream, headers: dict[str, str], body: object,
+        wait: float) -> None:
+    payload = json.dumps(body or {"error": {"message": "Rate limit reached"}}).encode()
+    double.chat(Raw((payload,), content_type="application/json", status=429,
+                    headers=headers))
+
+    _, error = failure(reply)
+    assert isinstance(error, openai.RateLimitError)
+    found = classify(error)
+    assert found.kind == "rate_limit" and found.retry_after == pytest.approx(wait)
+
+
 @pytest.mark.parametrize(("status", "kind"), [(503, "network"), (400, "ai_failure")])
 def test_other_statuses_keep_their_kinds(double: OpenAIDouble, reply: ChatStream,
                                          status: int, kind: str) -> None:

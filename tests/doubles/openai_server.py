@@ -160,16 +160,18 @@ class Cut:
 
 @dataclass(frozen=True)
 class Raw:
-    """HTTP 200 with a body of `chunks`, each written verbatim as one HTTP chunk and flushed,
+    """An answer with a body of `chunks`, each written verbatim as one HTTP chunk and flushed,
     `gap` seconds apart, to stream and non-stream requests alike. For what the other behaviours
     never send: SSE events split anywhere, error events mid-stream, keep-alive pings, other
-    servers' chunk shapes. With `end=False` the connection drops after the last chunk instead
-    of the body ending."""
+    servers' chunk shapes and error bodies. With `end=False` the connection drops after the
+    last chunk instead of the body ending."""
 
     chunks: tuple[bytes, ...]
     content_type: str = "text/event-stream; charset=utf-8"
     gap: float = 0.0
     end: bool = True
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -661,7 +663,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._chat_whole(behaviour, reply)
 
     def _raw(self, behaviour: Raw) -> None:
-        self._start(200, behaviour.content_type)
+        self._start(behaviour.status, behaviour.content_type, behaviour.headers)
         start = time.monotonic()
         for i, data in enumerate(behaviour.chunks):
             _pause_until(self.double, start + i * behaviour.gap)
