@@ -82,12 +82,16 @@ class Keyring:
 
     @classmethod
     def from_setting(cls, setting: str) -> Keyring:
+        """The keyring of an ENCRYPTION_KEY value: comma-separated entries, blanks skipped, each
+        a Fernet key or text to derive one from (`fernet_key`). Raises ValueError when it holds
+        no entry."""
         entries = [entry.strip() for entry in setting.split(",") if entry.strip()]
         if not entries:
             raise ValueError("ENCRYPTION_KEY holds no key")
         return cls([fernet_key(entry) for entry in entries])
 
     def encrypt(self, data: bytes) -> bytes:
+        """A Fernet token of `data` under the first key; a new token each time (random IV)."""
         return self._fernet.encrypt(data)
 
     def decrypt(self, token: bytes) -> bytes:
@@ -112,11 +116,15 @@ class EncryptedStore:
     # Values
 
     def seal(self, text: str) -> str:
+        """`text` encrypted, as `enc:` and the token; empty text (or None) is returned as is."""
         if not text:
             return text
         return MARK + self.keyring.encrypt(text.encode()).decode()
 
     def open(self, text: str) -> str:
+        """What `seal` sealed. Anything without the `enc:` mark (written before encryption, or
+        not a string) is returned as is; a value no key opens reads as `UNREADABLE`, with a
+        warning logged without its contents. Never raises."""
         if not isinstance(text, str) or not text.startswith(MARK):
             return text
         try:
@@ -144,9 +152,12 @@ class EncryptedStore:
         return key.startswith(ENCRYPTED_BLOB_PREFIXES)
 
     def seal_state(self, state: CallState) -> CallState:
+        """A copy of `state` with the caller's number and name, every conversation line, and
+        `pending` and `pending_digits` sealed; every other field as it was."""
         return self._map_state(state, self.seal)
 
     def open_state(self, state: CallState) -> CallState:
+        """A copy of `state` with the fields `seal_state` seals opened (see `open`)."""
         return self._map_state(state, self.open)
 
     @staticmethod
@@ -228,6 +239,11 @@ class EncryptedStore:
     def get_blob(self, key: str) -> bytes | None:
         found = self.inner.get_blob(key)
         return self._open_bytes(found) if self._blob_is_sensitive(key) else found
+
+    def has_blob(self, key: str) -> bool:
+        if not self._blob_is_sensitive(key):
+            return self.inner.has_blob(key)
+        return self.get_blob(key) is not None  # one no key opens reads as absent, as in get_blob
 
     def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
         if not self._blob_is_sensitive(key):
