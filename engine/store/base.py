@@ -154,6 +154,10 @@ class CallStore(Protocol):
         """The blob last put under `key`; None when there is none (a backend may expire some
         kinds, as Redis does streamed replies)."""
 
+    def has_blob(self, key: str) -> bool:
+        """`get_blob(key) is not None`, without reading the blob where the backend can (cached
+        audio is looked up for every line a call speaks, and a line's audio is tens of kB)."""
+
     def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
         """Put `new` under `key` only if the blob is still `expected` (None: absent), atomically
         across threads and processes; True when written. Cursors and leases are built on it."""

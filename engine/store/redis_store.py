@@ -493,6 +493,9 @@ class RedisStore:
     def get_blob(self, key: str) -> bytes | None:
         return _bytes(self.client.get(self._key("blob", key)))
 
+    def has_blob(self, key: str) -> bool:
+        return bool(self.client.exists(self._key("blob", key)))
+
     def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
         written = self._compare_and_set(
             keys=[self._key("blob", key)],

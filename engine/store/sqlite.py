@@ -428,6 +428,10 @@ class SQLiteStore:
             row = db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row["value"])
 
+    def has_blob(self, key: str) -> bool:
+        with self._connection() as db:
+            return db.execute("SELECT 1 FROM blobs WHERE key = ?", (key,)).fetchone() is not None
+
     def compare_and_set_blob(self, key: str, expected: bytes | None, new: bytes) -> bool:
         with self._transaction() as db:  # the write lock is held from the read to the write
             row = db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()

@@ -656,3 +656,13 @@ def test_racing_new_calls_of_one_caller_store_exactly_the_limit(
     stored = handles[0].list_calls()
     assert len(stored) == limit
     assert len(handles[0].events_after(0)) == limit
+
+
+def test_has_blob_is_whether_get_blob_finds_one(store: CallStore) -> None:
+    for key in ("audio:abc", "flow:receptionist", "stream:x"):
+        assert store.has_blob(key) is False
+        store.put_blob(key, b"\x00" * 50_000)
+        assert store.has_blob(key) is True
+        assert store.has_blob(key + "-other") is False
+    assert store.compare_and_set_blob("cursor:pusher", None, b"1")
+    assert store.has_blob("cursor:pusher") is True

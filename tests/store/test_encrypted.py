@@ -242,3 +242,19 @@ def test_a_new_call_committed_with_its_count_is_not_readable_at_rest(
         Lookup(answer, None, 1)
     assert store.lookup(state.call_sid, "next", counter=quota.key) == Lookup(None, state, 1)
     assert store.incr_window(quota.key, 60) == 2  # the same hashed counter
+
+
+def test_a_blob_no_key_opens_is_not_had(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    old = open_store(url, encryption_key="the old passphrase, long and random")
+    try:
+        old.put_blob("audio:abc", b"audio bytes")
+        old.put_blob("flow:x", b"plain")
+    finally:
+        old.close()
+    new = open_store(url, encryption_key="a new passphrase that replaced it")
+    try:
+        assert new.get_blob("audio:abc") is None and new.has_blob("audio:abc") is False
+        assert new.has_blob("flow:x") is True
+    finally:
+        new.close()
