@@ -18,8 +18,11 @@ import openai
 
 @dataclass(frozen=True)
 class Classified:
-    kind: str
-    detail: str
+    """A failure as the flow sees it: its error `kind`, a short `detail` for the call's
+    `call.error` event, and for a rate limit the server's wait in seconds (0: it gave none)."""
+
+    kind: str  # "network", "rate_limit" or "ai_failure"
+    detail: str  # at most 300 characters
     retry_after: float = 0.0
 
 
@@ -62,6 +65,11 @@ def _body_retry_delay(body: object) -> float:
 
 
 def classify(error: BaseException) -> Classified:
+    """Sort any exception of a model call into an error kind; never raises.
+
+    HTTP 429 is `rate_limit`, with the server's wait; 408, 5xx, timeouts and connection errors
+    are `network`; other 4xx, answers that do not parse and any other exception are `ai_failure`.
+    """
     name = type(error).__name__
     if isinstance(error, openai.RateLimitError):
         return Classified("rate_limit", f"429 from the model: {error.message}"[:300],

@@ -93,6 +93,15 @@ def backoff(attempt: int, rng: random.Random) -> float:
 
 
 class ModelResponder:
+    """The `Responder` of a model behind the `openai` SDK (any OpenAI-compatible endpoint).
+
+    `answer` starts the reply streaming in a thread of its own and waits only for its first
+    sentence (at most `first_sentence_budget`, within `webhook_budget` of the webhook's start);
+    a reply still arriving then comes back not final, and `resume` reads the rest from any
+    process. A retry (`AskModel.attempt` > 0) first backs off. Failures of the model come back
+    as `Failed` events of the flow's error kinds, never as exceptions.
+    """
+
     offline = False
 
     def __init__(self, client: openai.OpenAI, store: CallStore, default_model: str, *,

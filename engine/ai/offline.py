@@ -28,6 +28,8 @@ NOT_UNDERSTOOD = ("Sorry, I can only help with a few things right now. Could you
 
 @dataclass(frozen=True)
 class OfflineReply:
+    """What the offline responder says, and the exit it takes (None: it stays on the node)."""
+
     text: str
     exit: str | None = None
 
@@ -39,6 +41,11 @@ def _keywords(text: str) -> set[str]:
 
 def offline_reply(node: AiNode, personality: Personality, utterance: str | None,
                   business: str = "") -> OfflineReply:
+    """The offline answer to `utterance` on `node` (None: open the conversation, greeting on
+    behalf of `business`). Takes the exit whose name and description share the most words with
+    what was said, when one alone does; else answers with the response of the personality's
+    closest example, or `NOT_UNDERSTOOD` when no example shares a word. Pure and deterministic.
+    """
     if utterance is None:  # a generated opening
         where = f" {business}" if business else ""
         return OfflineReply(f"Thanks for calling{where}. How can I help you today?")

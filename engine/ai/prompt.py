@@ -30,6 +30,9 @@ PHONE_RULES = """You are speaking on a phone call; everything you write is read 
 
 def system_prompt(flow: Flow, node: AiNode, personality: Personality,
                   context: dict[str, Any]) -> str:
+    """The system message: the personality's prompt (rendered over the flow's vars), the phone
+    rules with its `max_sentences`, the node's instructions (rendered over `context`, the call's
+    template values) and the exits' conditions. A template that fails to render raises."""
     parts = [render(personality.system_prompt, {"vars": dict(flow.vars)}).strip(),
              PHONE_RULES.format(max_sentences=personality.style.max_sentences)]
     if node.instructions:
@@ -59,6 +62,10 @@ def exit_tools(node: AiNode) -> list[dict[str, Any]]:
 
 def messages(flow: Flow, node: AiNode, personality: Personality, state: CallState,
              context: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chat messages for one reply: the system prompt, the examples as earlier turns, the
+    last `MAX_CONTEXT_MESSAGES` lines of the call (each cut to `MAX_UTTERANCE_CHARS`), then the
+    utterance waiting for an answer (`state.pending`), or, when there is none, a request to
+    greet the caller. The caller's words are only ever user messages."""
     found: list[dict[str, Any]] = [
         {"role": "system", "content": system_prompt(flow, node, personality, context)}]
     for example in personality.examples:

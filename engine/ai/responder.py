@@ -22,6 +22,10 @@ def reply_target(flow: Flow, registry: Registry, ask: AskModel,
 
 
 class Responder(Protocol):
+    """What the call service asks for the model's replies on ai nodes. A reply, or the failure
+    the flow's error strategy handles, comes back as the event to step the call with.
+    `offline` is True when no model answers (the call records its replies as offline)."""
+
     offline: bool
 
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,

@@ -39,6 +39,9 @@ class Asked:
 
 
 class ScriptedResponder:
+    """The `Responder` of a scenario: each request takes the next scripted entry (a reply, an
+    exit or an error), and is recorded in `asked`; with none left it raises `Unscripted`."""
+
     offline = False
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -51,9 +54,11 @@ class ScriptedResponder:
         self.queue.extend(entry for entry in entries if entry.error != "tts_failure")
 
     def unused(self) -> list[ModelScript]:
+        """The scripted entries no request has taken yet, in order."""
         return list(self.queue)
 
     def clear(self) -> None:
+        """Drop the entries not taken yet (`asked` is kept)."""
         self.queue.clear()
 
     def answer(self, flow: Flow, registry: Registry, state: CallState, ask: AskModel,

@@ -28,6 +28,13 @@ always written at once): a long reply must not take the store's write lock per s
 
 @dataclass(frozen=True)
 class StreamSnapshot:
+    """One moment of a streamed reply, as every process reads it (the blob `stream:<key>`).
+
+    `text` is the reply so far; `done` says it has ended, with the exit the model chose or an
+    error of the flow's kinds (`error_kind`, its detail and the server's wait). The times are
+    on the stream's clock (monotonic): when it started, and its first token and sentence came.
+    """
+
     text: str = ""
     done: bool = False
     exit: str | None = None
@@ -40,18 +47,30 @@ class StreamSnapshot:
 
     @property
     def has_sentence(self) -> bool:
+        """True once a complete first sentence has arrived (see `speakable.first_sentence`)."""
         return self.first_sentence_at is not None or first_sentence(self.text) is not None
 
     def to_json(self) -> bytes:
+        """The snapshot as UTF-8 JSON, as `from_json` reads it back."""
         return json.dumps(asdict(self), ensure_ascii=False).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> StreamSnapshot:
+        """The snapshot `to_json` wrote; raises on anything else (bad JSON, other keys)."""
         return cls(**json.loads(raw))
 
 
 @dataclass
 class ReplyStream:
+    """One reply being streamed: fed by the thread that reads the model (`add_text`, then
+    `finish` or `fail`), waited on by this process's webhooks (`wait`).
+
+    Every change wakes the waiters. The snapshot is written to the store at the first sentence,
+    at the end, and at most every `PERSIST_EVERY` between, so other processes can read it;
+    `on_partial` gets the speakable text so far at the first sentence, at most every
+    `PARTIAL_EVERY`, and at the end. A store error is raised to the feeding thread.
+    """
+
     key: str
     store: CallStore
     on_partial: Callable[[str], None] = lambda text: None
@@ -78,6 +97,8 @@ class ReplyStream:
             self.store.put_blob(STREAM_BLOB.format(key=self.key), self.snapshot.to_json())
 
     def add_text(self, delta: str) -> None:
+        """Append `delta` to the reply; notes when the first token and first sentence came, and
+        writes and publishes the text when due (see the class)."""
         now = self.clock()
         had_sentence = self.snapshot.first_sentence_at is not None
         text = self.snapshot.text + delta
@@ -98,14 +119,19 @@ class ReplyStream:
             self.on_partial(speakable(text))
 
     def finish(self, exit_: str | None = None) -> None:
+        """End the stream as answered, taking `exit_` (None: no exit); written to the store and
+        published whole."""
         self._update(persist=True, done=True, exit=exit_)
         self.on_partial(speakable(self.snapshot.text))
 
     def fail(self, kind: str, detail: str, retry_after: float = 0.0) -> None:
+        """End the stream as failed with an error of `kind`, keeping the text that came;
+        written to the store."""
         self._update(persist=True, done=True, error_kind=kind, error_detail=detail,
                      retry_after=retry_after)
 
     def abandon(self) -> None:
+        """Give the stream up: its reader stops at the next piece of text, without ending it."""
         self.abandoned = True
 
     def wait(self, until: Callable[[StreamSnapshot], bool], timeout: float) -> StreamSnapshot:
@@ -130,6 +156,8 @@ class StreamRegistry:
         self._lock = threading.Lock()
 
     def add(self, stream: ReplyStream) -> None:
+        """Keep `stream` so `wait` reads it from memory; past 1000 streams, up to 500 of those
+        that have ended are dropped."""
         with self._lock:
             self._streams[stream.key] = stream
             if len(self._streams) > 1000:  # finished streams are only needed briefly
@@ -138,6 +166,9 @@ class StreamRegistry:
 
     def wait(self, key: str, until: Callable[[StreamSnapshot], bool],
              timeout: float) -> StreamSnapshot | None:
+        """The snapshot of stream `key` once `until` holds or it has ended, waiting at most
+        `timeout` seconds: from memory for a stream of this process, else polling the store.
+        At the timeout, the latest snapshot as it is; None when the store has none."""
         with self._lock:
             local = self._streams.get(key)
         if local is not None:
