@@ -56,6 +56,8 @@ def pop(bound: Bound) -> None:
 
 @contextmanager
 def bind(sid: str = "", path: str = "") -> Iterator[None]:
+    """Tag the lines logged inside the `with` block with `sid` and `path` (`push`), and undo
+    it on the way out, whatever happens (`pop`)."""
     bound = push(sid, path)
     try:
         yield
@@ -68,6 +70,8 @@ class ContextFilter(logging.Filter):
     with `extra=`), so handlers' formats can use them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Set `call_sid`, `route` and `call_tag` (" [sid] [route]", empty parts left out) on
+        `record`; always True: no record is dropped."""
         sid = getattr(record, "call_sid", None) or call_sid.get()
         path = getattr(record, "route", None) or route.get()
         record.__dict__.update(call_sid=sid, route=path,
@@ -79,6 +83,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line (a message's or traceback's newlines are escaped inside it)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line: time (UTC, ISO 8601 with milliseconds), level, logger,
+        message, call_sid and route, plus `exception` and `stack` when the record has them."""
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds").replace("+00:00", "Z"),
@@ -179,6 +185,8 @@ class AccessLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no 
     """
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        """Log one request's access line, as gunicorn's `access` would (nothing when the access
+        log is off); an error while writing it is logged to the error log, never raised."""
         if self.cfg.access_log_format != DEFAULT_ACCESS_FORMAT:
             return super().access(resp, req, environ, request_time)  # type: ignore[no-any-return]
         if not getattr(self, "access_log_enabled", True):
