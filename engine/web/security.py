@@ -70,6 +70,8 @@ SECRET = "[secret]"
 
 
 def mask_e164(match: re.Match[str]) -> str:
+    """The mask for one E.164 number matched in a log line: its `+` (or `%2B`), the first and
+    last four digits around `***` (`+1555***4567`); under 9 digits, no digit (`+***`)."""
     plus, digits = match.group(1), match.group(2)
     if len(digits) < 9:
         return f"{plus}***"
@@ -92,6 +94,8 @@ class RedactingFilter(logging.Filter):
         self._pattern: re.Pattern[str] | None = None
 
     def add_secrets(self, values: Iterable[str]) -> None:
+        """Mask these values as `[secret]` from now on (empty ones, and those shorter than
+        MIN_SECRET_CHARS, are ignored). Secrets are only ever added; thread-safe."""
         found = {value for value in values if value and len(value) >= MIN_SECRET_CHARS}
         with self._lock:
             if found - self._secrets:
@@ -100,6 +104,8 @@ class RedactingFilter(logging.Filter):
                 self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
 
     def clean(self, text: str) -> str:
+        """`text` with the secrets as `[secret]`, the values of speech, text and digits fields
+        as `[redacted]` (their quotes kept), and E.164 numbers masked (`mask_e164`)."""
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(SECRET, text)
@@ -112,6 +118,9 @@ class RedactingFilter(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Clean `record`'s message (with its arguments merged in), traceback and stack in
+        place, once per record. Always True: no record is dropped, and one whose message does
+        not format is left for the handler to report."""
         if getattr(record, "_phoney_redacted", False):
             return True
         record.__dict__["_phoney_redacted"] = True
@@ -142,6 +151,9 @@ def log_filter() -> RedactingFilter:
 
 
 def configured_secrets(settings: Settings) -> list[str]:
+    """The secret values of `settings`, to mask in logs: the Twilio token, the OpenAI key, the
+    Pusher secret, the dashboard password, the secret key, the metrics token, ENCRYPTION_KEY
+    (whole and each entry) and the password in STORE_URL; those not set are left out."""
     values = [settings.twilio_auth_token, settings.openai_api_key, settings.pusher_secret,
               settings.dashboard_password, settings.secret_key,
               str(getattr(settings, "metrics_token", "") or "")]
@@ -194,6 +206,9 @@ def pusher_hosts(settings: Settings) -> list[str]:
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
+    """The headers every response gets unless it sets them itself: the Content-Security-Policy
+    (own scripts, styles and images, `data:` images, connections to itself and to Pusher's
+    hosts), nosniff, same-origin referrers, no framing, and HSTS when PUBLIC_BASE_URL is https."""
     connect = " ".join(["'self'", *pusher_hosts(settings)])
     headers = {
         "Content-Security-Policy": (
@@ -261,6 +276,15 @@ def _too_many(error: TooManyRequests) -> Response | tuple[Response | str, int]:
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
+    """Put Flask-Limiter on `app` (call after the blueprints) and return it, also kept in
+    `app.extensions[EXTENSION]`.
+
+    Per client address: failed sign-ins (a POST answered 401) by LOGIN_RATE_LIMIT, and every
+    call control request, one count for all, by API_RATE_LIMIT ("off" turns either off); a
+    limit that does not parse raises ValueError here. Over a limit the answer is a 429 (JSON,
+    or the login page). Twilio's webhooks skip the limiter. Storage errors are swallowed: with
+    the limiter's Redis unreachable, requests pass unlimited.
+    """
     uri, options = limiter_storage(settings.store_url)
     limiter = Limiter(get_remote_address, app=app, storage_uri=uri, storage_options=options,
                       strategy="fixed-window", headers_enabled=True, swallow_errors=True,
