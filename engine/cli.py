@@ -25,6 +25,9 @@ speech_cli = AppGroup("speech", help="Text-to-speech: warm the audio cache.")
 
 
 def project_root() -> Path:
+    """The current app's `PROJECT_ROOT` (where flows/ and personalities/ are); needs an app
+    context.
+    """
     return Path(current_app.config["PROJECT_ROOT"])
 
 

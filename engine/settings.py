@@ -26,6 +26,10 @@ _DEFAULT_WHEN_EMPTY = ("caller_call_limit", "login_rate_limit", "api_rate_limit"
 
 @dataclass(frozen=True)
 class Settings:
+    """The process's configuration: one field per key of `ENV_KEYS`, lower-cased, frozen once
+    read. Build it with `Settings.load`; the comments say what the less obvious fields mean.
+    """
+
     project_root: Path
     store_url: str
     default_flow: str = "receptionist"

@@ -22,6 +22,10 @@ MAX_REDIRECTS = 20
 
 @dataclass(frozen=True)
 class HttpAnswer:
+    """One HTTP answer as a transport got it: status, body as text, content type, and the
+    round trip in seconds (0 when not timed).
+    """
+
     status: int
     body: str
     content_type: str = "text/xml"
@@ -43,6 +47,8 @@ class Heard:
 
 @dataclass
 class Exchange:
+    """One webhook the call sent: the absolute URL, the form as sent, and the answer."""
+
     url: str
     params: dict[str, str]
     answer: HttpAnswer
@@ -64,10 +70,23 @@ class CallError(AssertionError):
 
 
 def new_call_sid() -> str:
+    """A fresh random `CA...` CallSid (34 characters, like Twilio's)."""
     return "CA" + secrets.token_hex(16)
 
 
 class SimulatedCall:
+    """One inbound call driven as Twilio drives it, through `transport`.
+
+    Every request carries the call's standard form fields and, unless told otherwise, an
+    `X-Twilio-Signature` made with `auth_token` over the absolute URL. The caller's actions
+    (`start`, `say`, `press`, `silence`, `dial_ends`, `record`) follow the answer, redirects
+    included, until the call waits again. They raise `CallError` when the server answers what
+    Twilio would reject (not HTTP 200, not XML, over 64 kB, an unknown verb, more than
+    `MAX_REDIRECTS` redirects in a row) and, all but `start`, when the call is not waiting for
+    that action. What was heard, dialed and sent accumulates in `heard`, `dialed` and
+    `exchanges`. Not thread-safe: one caller.
+    """
+
     def __init__(self, transport: Transport, base_url: str, auth_token: str, *,
                  to: str = "+15550001000", from_: str = "+15551230000",
                  call_sid: str | None = None, account_sid: str | None = None,
@@ -91,10 +110,14 @@ class SimulatedCall:
     # -- HTTP ----------------------------------------------------------------------------------
 
     def sign(self, url: str, params: Mapping[str, str]) -> str:
+        """The `X-Twilio-Signature` Twilio would send for `params` posted to `url`."""
         return str(self.validator.compute_signature(url, dict(params)))
 
     def post(self, url: str, extra: Mapping[str, str] | None = None, *,
              signed: bool = True, headers: Mapping[str, str] | None = None) -> HttpAnswer:
+        """POST the call's form, with `extra` on top, to `url` (relative to the base URL); the
+        answer, unread and unchecked. Signed unless `signed=False`; recorded in `exchanges`.
+        """
         absolute = urljoin(self.base_url + "/", url)
         params = {**self.params, **(extra or {})}
         sent_headers = dict(headers or {})
@@ -175,6 +198,9 @@ class SimulatedCall:
     # -- what the caller does ------------------------------------------------------------------
 
     def start(self, path: str = "/api/incoming-call") -> SimulatedCall:
+        """Ring in: post the incoming-call webhook at `path` and follow the answer until the
+        call waits. Later requests carry `CallStatus=in-progress`.
+        """
         self.params["CallStatus"] = "in-progress"
         self._follow(path, {"CallStatus": "ringing"})  # the incoming call webhook rings
         return self
@@ -185,6 +211,9 @@ class SimulatedCall:
         return self.waiting
 
     def say(self, speech: str, confidence: float = 0.92) -> SimulatedCall:
+        """Answer the waiting `<Gather>` with `speech`; CallError when it does not listen for
+        speech.
+        """
         waiting = self._expect("gather")
         if "speech" not in (waiting.verb.get("input", "dtmf") if waiting.verb is not None
                             else ""):
@@ -193,6 +222,7 @@ class SimulatedCall:
         return self
 
     def press(self, digits: str) -> SimulatedCall:
+        """Answer the waiting `<Gather>` with `digits`; CallError when it does not take DTMF."""
         waiting = self._expect("gather")
         if "dtmf" not in (waiting.verb.get("input", "dtmf") if waiting.verb is not None else ""):
             raise CallError("this <Gather> does not listen for digits")
@@ -200,6 +230,9 @@ class SimulatedCall:
         return self
 
     def silence(self) -> SimulatedCall:
+        """Let the waiting `<Gather>` time out: post its action with no input when it sets
+        `actionOnEmptyResult`, else carry on with the verbs after it.
+        """
         waiting = self._expect("gather")
         verb = waiting.verb
         if verb is not None and verb.get("actionOnEmptyResult") == "true":
@@ -211,6 +244,9 @@ class SimulatedCall:
         return self
 
     def dial_ends(self, status: str = "completed", duration: int = 42) -> SimulatedCall:
+        """End the waiting `<Dial>` with `status` (a DialCallStatus): post its action, or go
+        on with the next verbs when it has none. The duration is sent only for `completed`.
+        """
         waiting = self._expect("dial")
         extra = {"DialCallStatus": status, "DialCallSid": new_call_sid(),
                  "DialCallDuration": str(duration if status == "completed" else 0)}
@@ -223,6 +259,9 @@ class SimulatedCall:
         return self
 
     def record(self, duration: int = 12) -> SimulatedCall:
+        """End the waiting `<Record>` after `duration` seconds and post its action with a
+        recording; a 0-second recording skips the action, as Twilio does.
+        """
         waiting = self._expect("record")
         self.recordings += 1
         if duration == 0:  # Twilio skips the action for an empty recording
@@ -244,10 +283,15 @@ class SimulatedCall:
 
     @property
     def ended(self) -> bool:
+        """Whether the call has ended: a `<Hangup>`, the end of a document, or `hang_up`."""
         return self.waiting.kind == "ended"
 
     def transcript(self) -> str:
+        """Everything heard so far, ` | `-separated (a played file shows as its URL)."""
         return " | ".join(item.text or item.audio_url for item in self.heard)
 
     def last_heard(self, count: int = 1) -> str:
+        """The text of the last `count` things heard, space-separated (played audio adds
+        nothing).
+        """
         return " ".join(item.text for item in self.heard[-count:])

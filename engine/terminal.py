@@ -61,6 +61,9 @@ class Turn:
     seconds: int = 0
 
     def label(self) -> str:
+        """The turn as the timings show it: `say 'hi'`, `#12`, `dial busy`, `record 10`,
+        `silence`.
+        """
         if self.kind == "say":
             return f"say {self.value!r}"
         if self.kind == "press":
@@ -132,6 +135,7 @@ class CallerInput:
 
     @property
     def scripted(self) -> bool:
+        """True when the lines come from a script rather than the keyboard."""
         return self.script is not None
 
     def read(self, prompt: str) -> str | None:
@@ -182,11 +186,14 @@ def path_line(events: Sequence[StoredEvent]) -> str | None:
 
 @dataclass
 class TurnTiming:
+    """The webhooks one caller turn caused: (last URL segment, round-trip seconds) each."""
+
     label: str
     webhooks: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def total(self) -> float:
+        """Seconds of all the turn's webhooks together."""
         return sum(seconds for _, seconds in self.webhooks)
 
 
@@ -195,6 +202,9 @@ def _ms(seconds: float) -> str:
 
 
 def timing_lines(turns: Sequence[TurnTiming], events: Sequence[StoredEvent]) -> list[str]:
+    """The timings block of the summary: one line per turn, the median and max webhook,
+    then one line per `call.timing` event (the model's seconds on a node).
+    """
     lines = ["timings (webhook round trips per turn):"]
     for turn in turns:
         detail = ", ".join(f"{name} {_ms(seconds)}" for name, seconds in turn.webhooks)
@@ -239,6 +249,7 @@ class TerminalCall:
                 for exchange in self.call.exchanges[before:]]))
 
     def show(self) -> None:
+        """Print what the caller has heard since the last call, once each."""
         for line in heard_lines(self.call.heard[self.shown:]):
             self.echo(line)
         self.shown = len(self.call.heard)
@@ -335,6 +346,9 @@ class TerminalCall:
 
 
 def describe_error(error: Exception) -> str:
+    """A one-line message for a failed call; a CallError says the answer is not what Twilio
+    accepts, and a 403 adds a hint about the auth token.
+    """
     if isinstance(error, CallError):
         hint = " (is TWILIO_AUTH_TOKEN the server's token?)" if "HTTP 403" in str(error) else ""
         return f"the server's answer is not what Twilio accepts: {error}{hint}"
@@ -351,6 +365,11 @@ HELP = ("Type what the caller says; an empty line is silence, #1 presses keys, "
 
 @dataclass
 class CallOptions:
+    """What `flask call` was asked for: the flow, who calls which number (None: the flow's
+    first number), a script of caller lines (None: the keyboard), and a server URL (None: in
+    process).
+    """
+
     flow_id: str
     caller: str = DEFAULT_CALLER
     called: str | None = None
@@ -369,6 +388,9 @@ def responder_text(app: Flask) -> str:
 
 
 def services_of(app: Flask) -> Services:
+    """The app's `Services`, from `app.extensions['phoney']` (KeyError when the app was not
+    made by `create_app`).
+    """
     found: Services = app.extensions["phoney"]
     return found
 

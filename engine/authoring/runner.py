@@ -77,6 +77,7 @@ class ScenarioClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Move `now` forward by `seconds`."""
         self.now += seconds
 
 
@@ -108,14 +109,19 @@ class Harness:
 
     @property
     def services(self) -> Services:
+        """The app's `Services` (store, flow library, ...), from `app.extensions['phoney']`."""
         found: Services = self.app.extensions["phoney"]
         return found
 
     def flow(self, flow_id: str) -> Flow | None:
+        """The live flow `flow_id`, or None when it does not exist or the library did not load."""
         library = self.services.library
         return library.live.flows.get(flow_id) if library.ok else None
 
     def transport(self) -> Transport:
+        """A transport into the app that moves the clock on by every `<Pause>` of each answer,
+        as Twilio would play it before posting again.
+        """
         post = app_transport(self.app)
 
         def timed(url: str, params: Mapping[str, str],
@@ -127,11 +133,16 @@ class Harness:
         return timed
 
     def close(self) -> None:
+        """Close the app's store."""
         self.services.store.close()
 
 
 @dataclass
 class ScenarioResult:
+    """How one scenario went: `failure` (`path:line: what differed`, None when it passed),
+    the `call.node` events of its call for coverage, and the engine's warnings while it ran.
+    """
+
     path: str
     flow_id: str
     scenario: Scenario
@@ -141,6 +152,7 @@ class ScenarioResult:
 
     @property
     def passed(self) -> bool:
+        """True when no step failed."""
         return self.failure is None
 
     def lines(self) -> list[str]:
@@ -155,11 +167,16 @@ class ScenarioResult:
 
 @dataclass
 class RunReport:
+    """What `run_scenarios` gives: every scenario's result, and each chosen flow's edge
+    coverage.
+    """
+
     results: list[ScenarioResult] = field(default_factory=list)
     coverage: dict[str, Coverage] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[ScenarioResult]:
+        """The results that did not pass, in run order."""
         return [result for result in self.results if not result.passed]
 
 
@@ -340,12 +357,17 @@ class ScenarioRun:
 
     @property
     def store(self) -> CallStore:
+        """The harness app's call store."""
         return self.harness.services.store
 
     def ring(self) -> None:
+        """Ring the call in, on the scenario's flow (`?flow=`)."""
         self.call.start(f"/api/incoming-call?flow={self.flow.id}")
 
     def run(self) -> None:
+        """Run every step in order, ringing first when the first step has a caller action.
+        Raises StepFailed at the first step that does not go as scripted.
+        """
         steps = list(self.scenario.steps)
         if not self.scenario.rings_with_first_step:
             self.step(Step(number=0, line=self.scenario.line, action=None), ring=True)
@@ -353,6 +375,13 @@ class ScenarioRun:
             self.step(step, ring=index == 0 and self.scenario.rings_with_first_step)
 
     def step(self, step: Step, ring: bool = False) -> None:
+        """Carry out one step (or ring, with `ring=True`) after its `wait`, with its model
+        answers scripted; then check them all used and its `expect` held.
+
+        Raises StepFailed, naming the step's line, when the caller cannot act now, the model was
+        asked for an answer the step does not script (or a scripted one went unused), or an
+        expectation did not hold.
+        """
         harness = self.harness
         harness.clock.advance(step.wait)
         harness.responder.script(step.model)
@@ -424,6 +453,11 @@ class ScenarioRun:
 
 
 def run_scenario(harness: Harness, flow: Flow, path: str, scenario: Scenario) -> ScenarioResult:
+    """Run one scenario as one call on `harness`, its engine warnings captured.
+
+    Never raises StepFailed: a failing step becomes the result's `failure`. The call always
+    ends with Twilio's status callback, so its `call.node` events are complete for coverage.
+    """
     result = ScenarioResult(path, flow.id, scenario)
     with captured_engine_log() as log:
         run = ScenarioRun(harness, flow, scenario)
@@ -449,6 +483,9 @@ class Runner:
         self.harnesses: dict[str, Harness] = {}
 
     def harness(self, flow_id: str, changes: Mapping[str, Any]) -> Harness:
+        """The harness for `flow_id` with `changes` to its vars, built on first use and then
+        shared by every scenario asking for the same flow and changes.
+        """
         key = json.dumps([flow_id, dict(changes)], sort_keys=True, default=str)
         if key not in self.harnesses:
             workdir = self.workdir / f"app{len(self.harnesses)}"
@@ -462,6 +499,9 @@ class Runner:
     def run_file(self, scenarios: ScenarioFile,
                  on_result: Callable[[ScenarioResult], None] | None = None
                  ) -> list[ScenarioResult]:
+        """Run every scenario of one file in order; `on_result` sees each result as it comes.
+        A flow that does not load fails each of its scenarios instead of raising.
+        """
         results = []
         for scenario in scenarios.scenarios:
             harness = self.harness(scenarios.flow_id, scenario.vars)
@@ -479,6 +519,7 @@ class Runner:
         return results
 
     def close(self) -> None:
+        """Close every harness's store."""
         for harness in self.harnesses.values():
             harness.close()
 

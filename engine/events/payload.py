@@ -33,6 +33,7 @@ _MAC_BYTES = 16
 
 
 def utf8_size(text: str) -> int:
+    """The length of `text` in UTF-8 bytes: what Pusher's limit counts."""
     return len(text.encode("utf-8"))
 
 
@@ -47,6 +48,10 @@ def _dumps(value: Any) -> str:
 
 
 def event_json(event: StoredEvent) -> dict[str, Any]:
+    """A stored event as the JSON object clients get: id, call_sid, name, data (mappings
+    and sequences made plain dicts and lists, keys as strings) and at. Not size-limited: see
+    `payload`.
+    """
     return {"id": event.id, "call_sid": event.call_sid, "name": event.name,
             "data": _plain(event.data), "at": event.at}
 

@@ -50,6 +50,8 @@ class Rejected(Exception):
 
 
 class Sink(Protocol):
+    """Where the publisher delivers events (Pusher); one is driven by one publisher thread."""
+
     @property
     def name(self) -> str:
         """Names the sink's cursor in the store: keep it stable across releases."""
@@ -64,22 +66,30 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Lease:
+    """The stored cursor of one sink: what has been delivered, and who delivers it until
+    when.
+    """
+
     after: int  # the last event id delivered
     owner: str  # the process delivering; "" when nobody holds the lease
     until: float  # epoch seconds
 
     def encode(self) -> bytes:
+        """The lease as the compact JSON bytes kept in the store's `cursor:<sink>` blob."""
         return json.dumps({"after": self.after, "owner": self.owner, "until": self.until},
                           separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> Lease:
+        """The lease `encode` wrote; ValueError, KeyError or TypeError for anything else."""
         value = json.loads(raw)
         return cls(int(value["after"]), str(value["owner"]), float(value["until"]))
 
 
 @dataclass
 class SinkStats:
+    """One sink's counters in this process, as `GET /api/live` and the metrics show them."""
+
     delivered: int = 0  # events the sink accepted (from this process)
     failed_attempts: int = 0  # deliveries that failed, each retry counted
     retries_pending: int = 0  # events of a failed batch waiting for their retry now
@@ -92,10 +102,14 @@ class SinkStats:
     next_retry_at: float | None = None  # epoch seconds
 
     def as_json(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict, field by field."""
         return dataclasses.asdict(self)
 
 
 def default_owner() -> str:
+    """A name for this process in the leases, `host:pid:random`, new on every call, so no
+    two publishers ever share one.
+    """
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -266,10 +280,12 @@ class Publisher:
 
     @property
     def sinks(self) -> list[Sink]:
+        """The sinks, in the order they are served each round."""
         return [lane.sink for lane in self._lanes]
 
     @property
     def running(self) -> bool:
+        """True while the delivery thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
     def prepare(self) -> None:
@@ -278,6 +294,9 @@ class Publisher:
             lane.ensure_cursor()
 
     def start(self) -> Publisher:
+        """Make the missing cursors, then start the daemon delivery thread; no-op when it already
+        runs. Returns the publisher itself.
+        """
         if self.running:
             return self
         self.prepare()

@@ -61,18 +61,27 @@ def master_key(encryption_key: str) -> bytes:
 
 @dataclass(frozen=True)
 class ChannelNames:
+    """The Pusher channel names of one `PUSHER_CHANNELS` mode: `public`, `private` or
+    `encrypted`.
+    """
+
     mode: ChannelMode = "private"
 
     @property
     def prefix(self) -> str:
+        """What every channel name of the mode starts with: '', `private-` or
+        `private-encrypted-`.
+        """
         return PREFIXES[self.mode]
 
     @property
     def encrypted(self) -> bool:
+        """True when the channels are end-to-end encrypted."""
         return self.mode == "encrypted"
 
     @property
     def all_calls(self) -> str:
+        """The channel of every call's events: `calls` with the mode's prefix."""
         return f"{self.prefix}calls"
 
     def call(self, call_sid: str) -> str | None:
@@ -81,6 +90,9 @@ class ChannelNames:
         return name if CALL_SID.match(call_sid) and CHANNEL_NAME.match(name) else None
 
     def for_event(self, event: StoredEvent) -> list[str]:
+        """The channels `event` goes to: all calls first, then its call's own, left out when
+        its CallSid cannot name a channel.
+        """
         own = self.call(event.call_sid)
         return [self.all_calls] + ([own] if own else [])
 

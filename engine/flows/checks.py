@@ -41,24 +41,36 @@ VAR_TEMPLATE = re.compile(r"^\{\{\s*vars\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 
 @dataclass(frozen=True)
 class FlowContext:
+    """What one flow's checks read: the compiled flow, the document it came from (for line
+    and column), and the personalities the flow may name.
+    """
+
     compiled: CompiledFlow
     document: Document
     personalities: Mapping[str, Personality]
 
     @property
     def flow(self) -> Flow:
+        """The compiled flow's `Flow`."""
         return self.compiled.flow
 
     def at_edge(self, edge: Edge, message: str, severity: str = "error") -> Problem:
+        """A problem marked where `edge` is declared: on the key for an exit, on the value
+        otherwise.
+        """
         # An exit names its target as a key (`exits: {goodbye: ...}`), other edges as a value.
         return self.document.problem(self.compiled.edge_paths[edge], message, severity=severity,
                                      at_key=edge.kind == "exit")
 
     def at_node(self, node_id: str, message: str, severity: str = "error") -> Problem:
+        """A problem marked on the key that declares node `node_id`."""
         return self.document.problem(("nodes", node_id), message, severity=severity, at_key=True)
 
 
 def unknown_targets(context: FlowContext) -> Iterator[Problem]:
+    """An error for an unknown `start` and for every edge whose target the flow does not
+    have, suggesting the closest node name.
+    """
     flow = context.flow
     known = list(flow.nodes)
     if flow.start not in flow.nodes:
@@ -72,6 +84,9 @@ def unknown_targets(context: FlowContext) -> Iterator[Problem]:
 
 
 def unknown_personalities(context: FlowContext) -> Iterator[Problem]:
+    """An error for every personality the flow, a node or an `ai_failure` strategy names
+    that is not among `context.personalities`.
+    """
     flow, known = context.flow, sorted(context.personalities)
 
     def problem(path: KeyPath, name: str) -> Problem:
@@ -110,6 +125,11 @@ def _closest(name: str, known: list[str]) -> str:
 
 
 def unreachable_nodes(context: FlowContext) -> Iterator[Problem]:
+    """An error for every node no edge leads to from `start`.
+
+    Silent when `start` itself is unknown. An edge to a misspelt node counts as reaching the
+    closest real name, so one typo is reported once, by `unknown_targets`.
+    """
     flow = context.flow
     if flow.start not in flow.nodes:
         return  # reported by unknown_targets; everything would look unreachable
@@ -126,6 +146,10 @@ def unreachable_nodes(context: FlowContext) -> Iterator[Problem]:
 
 
 def dead_ends(context: FlowContext) -> Iterator[Problem]:
+    """A problem for every node the call cannot leave as it should: a missing `next` or
+    `on_fail` (error), an ai node with neither routes nor exits (warning), and a listening node
+    with no `no_input` of its own or from `defaults` (error).
+    """
     for node in context.flow.nodes.values():
         missing = _missing_way_out(node)
         if missing:
@@ -180,6 +204,9 @@ def unbounded_no_input_loops(context: FlowContext) -> Iterator[Problem]:
 
 
 def ai_error_edges(context: FlowContext) -> Iterator[Problem]:
+    """An error for every ai node and error kind with nowhere to go after `defaults`: no
+    `then` (and, for `tts_failure`, no `voice` either).
+    """
     for node in context.flow.nodes.values():
         if not isinstance(node, AiNode):
             continue
@@ -255,6 +282,10 @@ def check_template(document: Document, path: KeyPath, text: str, is_condition: b
 
 
 def templates(context: FlowContext) -> Iterator[Problem]:
+    """An error for every template or condition of the flow that does not parse, reads an
+    unknown name or an undefined `vars.*`, and for every `vars.*` a personality it uses reads
+    that the flow does not define.
+    """
     allowed = CONTEXT_NAMES | HELPERS
     for path, text, is_condition in _template_fields(context.flow, context.document):
         yield from check_template(context.document, path, text, is_condition,
@@ -274,6 +305,9 @@ def templates(context: FlowContext) -> Iterator[Problem]:
 
 
 def transfer_targets(context: FlowContext) -> Iterator[Problem]:
+    """An error for every transfer `to` that is not an E.164 number, a `sip:` address, or a
+    `{{ vars.x }}` whose value is one (an undefined var is left to the template check).
+    """
     for node in context.flow.nodes.values():
         if not isinstance(node, TransferNode):
             continue
@@ -298,6 +332,7 @@ FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
 
 
 def check_flow(context: FlowContext) -> list[Problem]:
+    """Every problem `FLOW_CHECKS` find in one flow, in check order."""
     return [problem for check in FLOW_CHECKS for problem in check(context)]
 
 
@@ -317,6 +352,9 @@ def duplicate_numbers(flows: Mapping[str, tuple[Flow, Document]]) -> Iterator[Pr
 
 def personality_fallbacks(personalities: Mapping[str, tuple[Personality, Document]]
                           ) -> Iterator[Problem]:
+    """Problems of the personalities as a set: a `fallback` naming an unknown personality,
+    and a `system_prompt` that does not parse or reads names other than `vars`.
+    """
     known = sorted(personalities)
     for _, (personality, document) in sorted(personalities.items()):
         if personality.fallback and personality.fallback not in personalities:

@@ -18,6 +18,10 @@ def printable(text: str) -> str:
 
 @dataclass(frozen=True, order=True)
 class Problem:
+    """One finding at `path:line:col` (1-based); ordered by path, line, column, message, so
+    sorted lists read file by file. `str()` gives the one-line, printable message.
+    """
+
     path: str
     line: int
     column: int
@@ -29,8 +33,10 @@ class Problem:
         return printable(f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}")
 
     def as_json(self) -> dict[str, Any]:
+        """The problem as a JSON-ready dict of its five fields."""
         return asdict(self)
 
 
 def has_errors(problems: list[Problem]) -> bool:
+    """True when any of `problems` is an error (warnings do not fail validation)."""
     return any(problem.severity == "error" for problem in problems)

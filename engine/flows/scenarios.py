@@ -50,6 +50,9 @@ class ModelScript:
     detail: str = ""
 
     def describe(self) -> str:
+        """`reply 'Hello' and exit goodbye`, `error network`: the entry as one phrase for
+        failure messages.
+        """
         if self.error:
             return f"error {self.error}"
         text = f"reply {self.reply!r}" if self.reply else ""
@@ -59,6 +62,8 @@ class ModelScript:
 
 @dataclass(frozen=True)
 class Expect:
+    """What a step expects once its action is answered; a field left unset is not checked."""
+
     heard: tuple[str, ...] = ()
     heard_matches: str | None = None
     node: str | None = None
@@ -70,6 +75,10 @@ class Expect:
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a scenario: at most one caller action, the model's scripted answers, and
+    what must hold afterwards.
+    """
+
     number: int  # 1-based, in the order of the file
     line: int
     action: str | None  # one of ACTIONS, or None: only checks (or the call ringing in)
@@ -95,6 +104,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Scenario:
+    """One scripted call: who calls whom, when, with which `vars`, and its steps in order."""
+
     name: str
     line: int
     at: datetime  # naive: local time in the flow's timezone; aware when `at` had an offset
@@ -111,6 +122,8 @@ class Scenario:
 
 @dataclass(frozen=True)
 class ScenarioFile:
+    """The compiled scenarios of one `flows/<flow>.test.yaml`."""
+
     path: str  # as shown in messages
     flow_id: str
     scenarios: tuple[Scenario, ...]
@@ -118,12 +131,17 @@ class ScenarioFile:
 
 @dataclass
 class ScenarioLoad:
+    """What `load_scenarios` found: the files that compiled, every problem (sorted, no
+    duplicates), and the paths read, as shown in messages.
+    """
+
     files: list[ScenarioFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
 
 
 def is_scenario_file(path: Path) -> bool:
+    """Whether `path` names a scenario file (ends in `.test.yaml`); the file is not read."""
     return path.name.endswith(SCENARIO_SUFFIX)
 
 
@@ -139,6 +157,7 @@ def scenario_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def flow_of(path: Path) -> str:
+    """The flow id a scenario file's name stands for: `receptionist.test.yaml` -> `receptionist`."""
     return path.name.removesuffix(SCENARIO_SUFFIX)
 
 

@@ -40,6 +40,9 @@ def _validator(kind: str) -> Draft202012Validator:
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """A suffix for a message: " (did you mean 'x'?)" with the closest of `choices` to `word`,
+    or "" when none is close.
+    """
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

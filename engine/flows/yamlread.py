@@ -32,6 +32,8 @@ KeyPath = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Mark:
+    """A position in a file, as people count: line and column both start at 1."""
+
     line: int  # 1-based
     column: int  # 1-based
 
@@ -60,6 +62,9 @@ class Document:
 
     def problem(self, key_path: KeyPath, message: str, *, severity: str = "error",
                 at_key: bool = False) -> Problem:
+        """A `Problem` in this file at `key_path`: where its key starts with `at_key`, else
+        where its value (or the closest enclosing value) starts.
+        """
         where = self.key_mark(key_path) if at_key else self.mark(key_path)
         return Problem(self.path, where.line, where.column, message, severity)
 

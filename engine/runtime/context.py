@@ -22,6 +22,9 @@ class CallerInput:
 
 
 def local_time(flow: Flow, now: float) -> datetime:
+    """The epoch time `now` as an aware datetime in the flow's timezone (UTC when the zone
+    is unknown to this system).
+    """
     try:
         zone = ZoneInfo(flow.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -34,6 +37,11 @@ NO_INPUT = CallerInput()
 
 def values(flow: Flow, state: CallState, now: float,
            heard: CallerInput = NO_INPUT) -> dict[str, Any]:
+    """The names a template or condition of `flow` sees at `now` in `state`: what the caller
+    just said or pressed (`heard`), the caller, the flow's vars, the turn, local `now`, the
+    node, the call's sid and number called, and the helpers (`said_any`, `open_between`, ...).
+    A fresh dict each time; `vars` is a copy.
+    """
     moment = local_time(flow, now)
     return {
         "speech": heard.speech, "digits": heard.digits, "confidence": heard.confidence,
@@ -52,6 +60,9 @@ class TemplateFailure(Exception):
 
 
 def render_text(text: str, context: dict[str, Any], where: str) -> str:
+    """`text` rendered with `context`, stripped. Any failure (an unknown name included)
+    raises TemplateFailure naming `where`.
+    """
     try:
         return render(text, context).strip()
     except Exception as error:  # the sandbox raises many kinds; a flow must not crash a call
@@ -59,6 +70,9 @@ def render_text(text: str, context: dict[str, Any], where: str) -> str:
 
 
 def holds(expression: str, context: dict[str, Any], where: str) -> bool:
+    """Whether the condition `expression` holds in `context`. Any failure raises
+    TemplateFailure naming `where`; the caller decides it counts as false.
+    """
     try:
         return evaluate(expression, context)
     except Exception as error:

@@ -2,7 +2,7 @@
 
 All plain frozen values: the web shell turns a Twilio webhook into an event, `step` returns the
 next state and a list of actions, and the shell renders the actions as TwiML, writes the state and
-records the events. `to_dict`/`from_dict` give the JSON the store keeps.
+records the events. `state_to_dict`/`state_from_dict` give the JSON the store keeps.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ DialStatus = Literal["completed", "answered", "busy", "no-answer", "failed", "ca
 
 @dataclass(frozen=True)
 class Caller:
+    """Who is calling, as Twilio's webhook describes them (From, FromCity, ...); '' when not
+    given.
+    """
+
     number: str = ""
     city: str = ""
     state: str = ""
@@ -41,6 +45,11 @@ class Message:
 
 @dataclass(frozen=True)
 class CallState:
+    """Everything the engine knows of one call between webhooks, as the store keeps it:
+    where it is in the flow (pinned to `flow_version`), its counters, its conversation, and
+    any model reply pending or still streaming. Frozen: `step` returns a new one.
+    """
+
     call_sid: str
     flow_id: str
     flow_version: str
@@ -127,6 +136,8 @@ def state_from_dict(data: Mapping[str, Any]) -> CallState:
 
 @dataclass(frozen=True)
 class CallStarted:
+    """The call rang in (the incoming-call webhook): it enters the flow's start node."""
+
     now: float
 
 
@@ -142,11 +153,17 @@ class Heard:
 
 @dataclass(frozen=True)
 class Silence:
+    """The caller's turn passed with no speech or digits: the node's `no_input` applies."""
+
     now: float
 
 
 @dataclass(frozen=True)
 class DialEnded:
+    """A transfer's `<Dial>` ended with Twilio's DialCallStatus (`completed` or `answered`
+    mean it was taken) after `duration` seconds.
+    """
+
     now: float
     status: str
     duration: int = 0
@@ -154,6 +171,8 @@ class DialEnded:
 
 @dataclass(frozen=True)
 class RecordingDone:
+    """A `<Record>` ended: the recording's URL ('' when Twilio sent none) and seconds."""
+
     now: float
     url: str = ""
     duration: int = 0
@@ -161,6 +180,10 @@ class RecordingDone:
 
 @dataclass(frozen=True)
 class StatusChanged:
+    """Twilio's status callback. A final status (FINAL_STATUSES) ends the call; any other is
+    news and changes nothing.
+    """
+
     now: float
     status: str
     duration: int = 0
@@ -225,6 +248,10 @@ Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChang
 
 @dataclass(frozen=True)
 class Say:
+    """Speak `text` as `personality`, in `language`. Equal texts, voices and languages are
+    equal actions, whatever node spoke them.
+    """
+
     text: str
     personality: str  # whose voice; the shell picks OpenAI speech or the Twilio voice
     language: str
@@ -236,11 +263,18 @@ class Say:
 
 @dataclass(frozen=True)
 class Pause:
+    """Silence for `seconds` (TwiML rounds to whole seconds, at least one)."""
+
     seconds: float
 
 
 @dataclass(frozen=True)
 class Listen:
+    """Wait for the caller: a `<Gather>` of `input` kinds, with speech `hints`, `timeout`
+    seconds of silence, and `num_digits` keys at most (None: no limit). Speech just before it
+    is spoken inside it, so the caller can interrupt.
+    """
+
     input: tuple[InputKind, ...]
     language: str
     hints: tuple[str, ...] = ()
@@ -250,6 +284,10 @@ class Listen:
 
 @dataclass(frozen=True)
 class Dial:
+    """Transfer the call to `target` (E.164 or `sip:`), ringing for `timeout` seconds, showing
+    `caller_id` (None: the caller's number); the outcome comes back as `DialEnded`.
+    """
+
     target: str
     timeout: int
     caller_id: str | None = None
@@ -257,6 +295,10 @@ class Dial:
 
 @dataclass(frozen=True)
 class Record:
+    """Record the caller after a beep, for up to `max_seconds` or until `finish_on_key` is
+    pressed (Twilio transcribes it when `transcribe`); the outcome comes back as `RecordingDone`.
+    """
+
     max_seconds: int
     finish_on_key: str = "#"
     transcribe: bool = False
@@ -264,7 +306,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Hangup:
-    pass
+    """End the call."""
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,22 @@ def audio_key(text: str, voice: OpenAIVoice) -> str:
 
 
 class AudioCache:
+    """Synthesised MP3s by `audio_key`, kept as blobs (`audio:<key>`) in the call store, so
+    every process serves what any process made. Entries never expire; as thread-safe as the
+    store.
+    """
+
     def __init__(self, store: CallStore) -> None:
         self.store = store
 
     def get(self, key: str) -> bytes | None:
+        """The audio under `key`, or None when it was never put."""
         return self.store.get_blob(f"audio:{key}")
 
     def has(self, key: str) -> bool:
+        """Whether audio under `key` is cached (reads the blob to know)."""
         return self.get(key) is not None
 
     def put(self, key: str, audio: bytes) -> None:
+        """Store `audio` under `key`, replacing what was there."""
         self.store.put_blob(f"audio:{key}", audio)

@@ -22,6 +22,10 @@ def _timeout(seconds: float) -> openai.Timeout:
 
 
 class SpeechFailed(Exception):
+    """Synthesis failed; `kind` is a flow error kind (network, rate_limit, ai_failure, ...)
+    as `engine.ai.errors.classify` names it, and `detail` says what happened.
+    """
+
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
@@ -71,6 +75,9 @@ class TimedSynthesizer(Synthesizer):
         self.timer = timer
 
     def synthesize(self, *args: Any, **kwargs: Any) -> bytes:
+        """As `Synthesizer.synthesize`; the timer hears "ok" or "failed" and the seconds
+        taken, whether it returns or raises.
+        """
         # Whatever Synthesizer's parameters are, passed through untouched.
         started = time.perf_counter()
         outcome = "failed"

@@ -40,9 +40,13 @@ class TwilioVoicing:
     failures: list[SpeechFailure] = field(default_factory=list)
 
     def fail(self, say: Say, kind: str, detail: str) -> None:
+        """Record that `say` could not be synthesised (`kind`, `detail`), charged to its node."""
         self.failures.append(SpeechFailure(kind, detail, say.node))
 
     def twilio(self, say: Say) -> SayWith:
+        """`say` as a Twilio `<Say>` in its personality's Twilio voice (`DEFAULT_TWILIO_VOICE`
+        when the personality is unknown).
+        """
         personality = self.registry.personalities.get(say.personality)
         voice = personality.voice.twilio if personality else DEFAULT_TWILIO_VOICE
         return SayWith(say.text, voice, say.language)

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WarmupReport:
+    """How one warm-up went: texts found, and how many were synthesised, already cached or
+    failed (these add up to `total`).
+    """
+
     total: int
     synthesised: int
     cached: int
@@ -32,6 +36,11 @@ class WarmupReport:
 
 
 def static_texts(registry: Registry) -> list[tuple[str, OpenAIVoice]]:
+    """Every distinct (text, OpenAI voice) a call of `registry` may speak that is fixed once
+    the flow's vars are known, as rendered: say texts, prompts, openings (not `ai`),
+    announcements, goodbyes and reprompts of nodes whose personality has an OpenAI voice.
+    Texts that fail to render with `vars` alone (they read the call) are left out.
+    """
     found: dict[tuple[str, OpenAIVoice], None] = {}
     for flow in registry.flows.values():
         context = {"vars": dict(flow.vars)}
@@ -56,6 +65,9 @@ def static_texts(registry: Registry) -> list[tuple[str, OpenAIVoice]]:
 
 
 def warm(registry: Registry, synthesizer: Synthesizer, cache: AudioCache) -> WarmupReport:
+    """Synthesise into `cache` every static text not cached yet, one after the other. Never
+    raises for a failed synthesis: it is logged and counted in the report.
+    """
     texts = static_texts(registry)
     synthesised = cached = failed = 0
     for text, voice in texts:
@@ -73,6 +85,11 @@ def warm(registry: Registry, synthesizer: Synthesizer, cache: AudioCache) -> War
 
 
 class Warmup:
+    """One app's warm-up of its static prompts, over the flows `registry()` gives when a run
+    starts. Runs are serialised by a lock (a second waits for the first, then finds its work
+    cached); `start` runs one in a daemon thread, `run` in the caller's.
+    """
+
     def __init__(self, registry: Callable[[], Registry], synthesizer: Synthesizer,
                  cache: AudioCache) -> None:
         self.registry = registry  # the live flows when the run starts

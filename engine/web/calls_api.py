@@ -32,6 +32,10 @@ _PAGE = 500
 
 
 def summary_json(call: CallSummary) -> dict[str, Any]:
+    """One call's summary as the API gives it: ids, status, flow and version, node,
+    personality, caller, called, `live` (not ended yet) and timings (`elapsed`: seconds from
+    the start to the end, or to the last update while live).
+    """
     last = call.ended_at if call.ended_at is not None else call.updated_at
     return {
         "call_sid": call.call_sid, "status": call.status, "flow": call.flow_id,
@@ -44,6 +48,10 @@ def summary_json(call: CallSummary) -> dict[str, Any]:
 
 
 def transcript(events: Sequence[StoredEvent], started_at: float | None) -> list[dict[str, Any]]:
+    """The transcript lines of `events`, in their order: caller turns (`call.transcript`) and
+    agent lines (`call.say`, `call.response`); other events are skipped. `offset` is seconds
+    since `started_at` (None when that is unknown).
+    """
     lines: list[dict[str, Any]] = []
     for event in events:
         data = event.data
@@ -84,6 +92,7 @@ def _call_events(call_sid: str) -> tuple[list[StoredEvent], bool]:
 @calls_api.get("/api/calls")
 @login_required
 def list_calls() -> Response | tuple[Response, int]:
+    """GET /api/calls: the most recently updated calls (`?limit`, 1 to 200) and `last_event_id`."""
     try:
         limit = int(request.args.get("limit", DEFAULT_LIMIT))
     except ValueError:
@@ -97,6 +106,7 @@ def list_calls() -> Response | tuple[Response, int]:
 @calls_api.get("/api/calls/<call_sid>")
 @login_required
 def get_call(call_sid: str) -> Response | tuple[Response, int]:
+    """GET /api/calls/<call_sid>: one call's summary, transcript and events; 404 when unknown."""
     store = services().store
     summary = store.get_call(call_sid)
     events, truncated = _call_events(call_sid)

@@ -95,6 +95,10 @@ def declared_targets(pinned: Pinned | None) -> dict[str, TransferNode | None]:
 
 
 def allowed_targets(svc: Services, state: CallState) -> dict[str, TransferNode | None]:
+    """The normalized targets the dashboard may transfer `state`'s call to, each with the
+    transfer node that declares it: the flow version the call runs on, then TRANSFER_ALLOW
+    (node None).
+    """
     pinned = svc.library.pinned(state.flow_id, state.flow_version)
     allowed = declared_targets(pinned)
     for extra in svc.settings.transfer_allow:
@@ -124,6 +128,9 @@ def _first(value: str | None) -> str | None:
 def transfer_twiml(target: str, action: str, *, timeout: int = DEFAULT_DIAL_TIMEOUT,
                    caller_id: str | None = None, voice: str = "Polly.Joanna-Neural",
                    language: str = "en-US") -> str:
+    """The inline TwiML of a dashboard transfer: `TRANSFER_TEXT` in `voice`, then a `<Dial>`
+    of `target` (a `<Sip>` for `sip:`, else a `<Number>`) that posts its result to `action`.
+    """
     response = VoiceResponse()
     response.say(TRANSFER_TEXT, voice=voice, language=language)
     dial = response.dial(action=action, method="POST", timeout=timeout, caller_id=caller_id)
@@ -206,6 +213,7 @@ def _not_configured(svc: Services) -> JsonAnswer | None:
 @login_required
 @csrf_protected
 def transfer_call() -> JsonAnswer:
+    """POST /api/transfer-call: dial a live call to a target its flow or TRANSFER_ALLOW allows."""
     svc = services()
     refused = _not_configured(svc)
     if refused:
@@ -257,6 +265,7 @@ def transfer_call() -> JsonAnswer:
 @login_required
 @csrf_protected
 def end_call() -> JsonAnswer:
+    """POST /api/end-call: hang up a live call through Twilio's REST API; JSON ok or error."""
     svc = services()
     refused = _not_configured(svc)
     if refused:

@@ -84,6 +84,7 @@ def page_config(call_sid: str | None = None) -> dict[str, Any]:
 @dashboard.get("/")
 @login_required
 def index() -> str:
+    """GET /: the dashboard's list of live and recent calls (login required)."""
     config = page_config()
     return render_template("dashboard.html", config=config, pusher_js=_pusher_js(config))
 
@@ -91,6 +92,7 @@ def index() -> str:
 @dashboard.get("/calls/<call_sid>")
 @login_required
 def call_page(call_sid: str) -> str:
+    """GET /calls/<call_sid>: one call's page (transcript, graph, controls); 404 for a bad id."""
     if not CALL_SID.match(call_sid):
         abort(404)
     config = page_config(call_sid)

@@ -58,16 +58,21 @@ class LiveEvents:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count_stream(self, change: int) -> None:
+        """Add `change` (+1 opened, -1 closed) to `open_streams`; safe from any thread."""
         with self._lock:
             self.open_streams += change
 
 
 def live_events() -> LiveEvents:
+    """The current app's `LiveEvents` (KeyError when `install_live_events` did not run)."""
     found: LiveEvents = current_app.extensions[EXTENSION]
     return found
 
 
 def format_event(event: StoredEvent) -> str:
+    """One server-sent-events message for `event`: its `id`, `event` name and one-line JSON
+    `data`, ended by a blank line.
+    """
     data = json.dumps(event_json(event), ensure_ascii=False, separators=(",", ":"))
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n"  # JSON has no raw newline
 
@@ -112,6 +117,7 @@ def _start_after(store: CallStore, call_sid: str | None) -> int | None:
 @events_api.get("/api/events")
 @login_required
 def stream_events() -> Response | tuple[Response, int]:
+    """GET /api/events: a text/event-stream of stored events (`?call=` for one call's)."""
     store = services().store
     call_sid = request.args.get("call") or None
     if call_sid is not None and not (call_sid.isalnum() and len(call_sid) <= 64):
@@ -127,6 +133,7 @@ def stream_events() -> Response | tuple[Response, int]:
 @events_api.get("/api/live")
 @login_required
 def live_info() -> Response:
+    """GET /api/live: how events are published here, the last event id, publisher counters."""
     live = live_events()
     info: dict[str, Any] = {
         "transport": "pusher" if live.pusher else "sse",
@@ -154,6 +161,7 @@ def live_info() -> Response:
 @events_api.post("/pusher/auth")
 @login_required
 def pusher_auth() -> Response | tuple[Response, int]:
+    """POST /pusher/auth: sign pusher-js's subscription to one of our private channels."""
     sink = live_events().pusher
     if sink is None:
         return jsonify(error="Pusher is not configured"), 404

@@ -40,6 +40,7 @@ def _flows(registry: Registry) -> list[dict[str, Any]]:
 @flows_api.get("/api/flows")
 @login_required
 def list_flows() -> Response:
+    """GET /api/flows: the live flows and personalities, when they loaded, and any refused edit."""
     library = services().library
     registry = library.live if library.ok else None
     refused = None
@@ -60,6 +61,7 @@ def list_flows() -> Response:
 @flows_api.get("/api/flows/<flow_id>/graph")
 @login_required
 def flow_graph(flow_id: str) -> Response | tuple[Response, int]:
+    """GET /api/flows/<flow_id>/graph: the flow drawn as mermaid, dot or json (`?version=`)."""
     fmt = request.args.get("format", "json")
     if fmt not in FORMATS:
         return jsonify(error=f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}"), 400

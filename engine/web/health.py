@@ -27,11 +27,13 @@ def _answer(body: dict[str, object], status: int) -> tuple[Response, int]:
 
 @health.get("/healthz")
 def healthz() -> tuple[Response, int]:
+    """GET /healthz: liveness; always 200 `{"status": "ok"}`, uncached."""
     return _answer({"status": "ok"}, 200)
 
 
 @health.get("/readyz")
 def readyz() -> tuple[Response, int]:
+    """GET /readyz: readiness; 200 when the store pings and flows are loaded, else 503 and why."""
     found = services()
     reasons: list[str] = []
     try:

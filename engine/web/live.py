@@ -59,6 +59,14 @@ def pusher_sink(settings: Settings) -> PusherSink | None:
 
 
 def install_live_events(app: Flask, settings: Settings, store: CallStore) -> LiveEvents:
+    """Wire live events into `app` (see the module docstring) and return the `LiveEvents`
+    kept on `app.extensions["phoney.live"]`.
+
+    Registers the events and calls blueprints. With a sink (Pusher, `EVENT_SINKS`) it builds a
+    publisher and, unless `PUBLISHER` is False, starts its thread now and stops it at exit.
+    Raises ValueError for a bad `PUSHER_CHANNELS` (or encrypted channels without
+    ENCRYPTION_KEY).
+    """
     sink = pusher_sink(settings)
     sinks: list[Sink] = ([sink] if sink else []) + list(app.config.get("EVENT_SINKS") or [])
     options: dict[str, Any] = dict(app.config.get("PUBLISHER_OPTIONS") or {})

@@ -70,6 +70,10 @@ SYNC_INTERVAL = 5.0
 
 @dataclass(frozen=True)
 class Instruments:
+    """The process's Prometheus histograms and counters (see the module docstring for what
+    each measures); made once, by `instruments()`.
+    """
+
     webhook: Histogram
     first_token: Histogram
     first_sentence: Histogram
@@ -267,6 +271,7 @@ def _authorized(token: str) -> bool:
 
 @metrics.get("/metrics")
 def scrape() -> Response:
+    """GET /metrics: Prometheus text (or OpenMetrics by Accept); 401 without the METRICS_TOKEN."""
     found: Services = current_app.extensions["phoney"]
     if not _authorized(found.settings.metrics_token):
         return Response("metrics need a bearer token\n", status=401, mimetype="text/plain",

@@ -16,6 +16,9 @@ def _first(value: str | None) -> str | None:
 
 
 def signed_url(request: Request, public_base_url: str | None) -> str:
+    """The URL Twilio signed for `request`: PUBLIC_BASE_URL plus path and query when given,
+    else the forwarded scheme and host (first of each list) or the request's own.
+    """
     query = request.query_string.decode("latin-1")
     path = request.path + (f"?{query}" if query else "")
     if public_base_url:
@@ -26,6 +29,10 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
 
 
 def is_signed(request: Request, auth_token: str, public_base_url: str | None) -> bool:
+    """True when `request` carries an `X-Twilio-Signature` that `auth_token` makes for its
+    signed URL and form (with the algorithm the signature settings header names). Always False
+    without a signature or a token.
+    """
     signature = request.headers.get("X-Twilio-Signature")
     if not signature or not auth_token:
         return False

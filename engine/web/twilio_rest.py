@@ -39,6 +39,9 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio i
         self.base_url = f"{parts.scheme}://{parts.netloc}" if base_url else ""
 
     def rewrite(self, url: str) -> str:
+        """`url` with an https://api...twilio.com scheme and host swapped for `base_url`; any
+        other URL, or any URL without a `base_url`, unchanged.
+        """
         if not self.base_url:
             return url
         return _TWILIO_API.sub(self.base_url, url, count=1)
@@ -47,6 +50,7 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio i
                 data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
                 auth: tuple[str, str] | None = None, timeout: float | None = None,
                 allow_redirects: bool = False) -> Any:
+        """`TwilioHttpClient.request` to the rewritten URL, everything else passed as given."""
         return super().request(method, self.rewrite(url), params=params, data=data,
                                headers=headers, auth=auth, timeout=timeout,
                                allow_redirects=allow_redirects)
@@ -66,11 +70,13 @@ class TwilioRest:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioRest:
+        """A client for TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_API_URL (not built yet)."""
         return cls(settings.twilio_account_sid, settings.twilio_auth_token,
                    settings.twilio_api_url)
 
     @property
     def configured(self) -> bool:
+        """True when both an account SID and an auth token are set."""
         return bool(self.account_sid and self.auth_token)
 
     def client(self) -> Any:

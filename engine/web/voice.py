@@ -50,6 +50,7 @@ def tag_logs() -> None:
 
 @voice.teardown_request
 def untag_logs(error: BaseException | None) -> None:
+    """Teardown of every voice request: drop the log context `tag_logs` pushed, if any."""
     bound = g.pop("phoney_log_context", None)
     if bound is not None:
         logs.pop(bound)
@@ -57,6 +58,9 @@ def untag_logs(error: BaseException | None) -> None:
 
 @voice.before_request
 def require_twilio_signature() -> Response | None:
+    """Before every voice request: 403 with no body unless `X-Twilio-Signature` is valid for
+    TWILIO_AUTH_TOKEN over the URL Twilio called (always 403 when no token is set).
+    """
     settings = services().settings
     if not is_signed(request, settings.twilio_auth_token, settings.public_base_url):
         log.warning("refused %s: missing or invalid X-Twilio-Signature", request.path)
@@ -120,6 +124,7 @@ def _advance(call_sid: str, params: dict[str, str], event: Event | None) -> str:
 @voice.post(urls.INCOMING_CALL)
 @answered
 def incoming_call(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/incoming-call: a call rings; answer its first TwiML (`?flow=` picks the flow)."""
     return services().call_service.incoming(params, request.args.get("flow"),
                                             _request_key(params))
 
@@ -133,6 +138,7 @@ def incoming_call_fallback() -> Response:
 @voice.post(urls.GATHER_INPUT)
 @answered
 def gather_input(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/voice/input: the <Gather> heard speech or digits (none: silence); step it."""
     speech = " ".join(params.get("SpeechResult", "").split())[:MAX_SPEECH_CHARS]
     digits = re.sub(r"[^0-9*#]", "", params.get("Digits", ""))[:MAX_DIGITS]
     if not speech and not digits:
@@ -149,12 +155,14 @@ def gather_input(call_sid: str, params: dict[str, str]) -> str:
 @voice.post(urls.SILENCE)
 @answered
 def silence(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/voice/silence: the <Gather> fell through with no input; step the silence."""
     return _advance(call_sid, params, Silence(_now()))
 
 
 @voice.post(urls.DIAL_RESULT)
 @answered
 def dial_result(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/voice/dial: the <Dial> ended; step the transfer's outcome."""
     status = params.get("DialCallStatus", "failed")[:20] or "failed"
     duration = _count(params.get("DialCallDuration", "0")) or 0
     return _advance(call_sid, params, DialEnded(_now(), status, duration))
@@ -163,6 +171,7 @@ def dial_result(call_sid: str, params: dict[str, str]) -> str:
 @voice.post(urls.RECORDING)
 @answered
 def recording(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/voice/recording: the <Record> ended; step the recording (URL and seconds)."""
     return _advance(call_sid, params, RecordingDone(
         _now(), params.get("RecordingUrl", "")[:500],
         _count(params.get("RecordingDuration", "0")) or 0))
@@ -171,12 +180,14 @@ def recording(call_sid: str, params: dict[str, str]) -> str:
 @voice.post(urls.RESUME)
 @answered
 def resume(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/voice/resume: a <Redirect> came back; carry on where the call waits."""
     return _advance(call_sid, params, None)
 
 
 @voice.post(urls.CALL_STATUS)
 @answered
 def call_status(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/call-status: Twilio's status callback; a final status ends the call."""
     status = params.get("CallStatus", "")[:20]
     duration = _count(params.get("CallDuration", ""))
     return services().call_service.status_changed(call_sid, status, duration,

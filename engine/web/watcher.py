@@ -8,7 +8,7 @@ they started with either way, since each call is pinned to its version.
 
 `create_app` starts one unless the config says `RELOAD=False`, or the app was made for a `flask`
 command other than `flask run` (validate, export, test, call: short-lived, nothing to watch for).
-The thread holds the library only weakly, so it ends by itself once its app is gone.
+The thread holds its watcher only weakly, so it ends by itself once its app is gone.
 """
 
 from __future__ import annotations
@@ -60,6 +60,14 @@ def serving_requests() -> bool:
 
 
 class FlowWatcher:
+    """Polls the library's flows/ and personalities/ every `interval` seconds and reloads
+    the library when a file was added, removed or changed (`check`).
+
+    `start` runs the polls in one daemon thread (a second `start` does nothing); the thread
+    holds the watcher weakly and ends once it is stopped or garbage collected. `check` may
+    also be called directly; it is not meant to run in two threads at once.
+    """
+
     def __init__(self, library: FlowLibrary, interval: float = DEFAULT_INTERVAL) -> None:
         self.library = library
         self.interval = interval
@@ -82,6 +90,7 @@ class FlowWatcher:
         return True
 
     def start(self) -> None:
+        """Start the polling thread, once; later calls do nothing (even after `stop`)."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=_poll, args=(weakref.ref(self), self._stop,
@@ -90,6 +99,7 @@ class FlowWatcher:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling, waiting up to `timeout` seconds for a reload in progress to finish."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
