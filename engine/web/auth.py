@@ -74,6 +74,8 @@ class CookieSessions(SecureCookieSessionInterface):
         return self._twilio_paths
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """None for a request to a Twilio webhook's path (Flask then uses its null session);
+        Flask's signed-cookie session for any other request."""
         if request.path in self.twilio_paths(app):
             return None  # Flask falls back to make_null_session
         return super().open_session(app, request)
@@ -114,10 +116,13 @@ def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
 
 
 def logged_in() -> bool:
+    """True when this request's session has signed in with the dashboard password."""
     return bool(session.get("user"))
 
 
 def csrf_token() -> str:
+    """The session's CSRF token, which `csrf_protected` expects back; made and kept in the
+    session on first use, so it stays the same until the session ends."""
     token = session.get("csrf")
     if not token:
         token = secrets.token_urlsafe(24)
@@ -169,11 +174,18 @@ def _safe_next(target: str | None) -> str:
 
 @auth.get("/login")
 def login_page() -> str:
+    """The sign-in form; `next` is where signing in leads (a local path only, else `/`)."""
     return render_template("login.html", next=_safe_next(request.args.get("next")), error=None)
 
 
 @auth.post("/login")
 def login() -> WerkzeugResponse | tuple[str, int]:
+    """Sign in with the dashboard password (compared in constant time).
+
+    Right: the session starts over, signed in and permanent, with a new CSRF token, and the
+    answer redirects to `next` (a local path only, else `/`). Wrong or empty: the form again
+    with 401, logged with the client's address; only these count against LOGIN_RATE_LIMIT.
+    """
     given = request.form.get("password", "")
     expected = services().dashboard_password
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -189,6 +201,7 @@ def login() -> WerkzeugResponse | tuple[str, int]:
 
 @auth.post("/logout")
 def logout() -> WerkzeugResponse:
+    """End the session (all of it, the CSRF token included) and redirect to the sign-in page."""
     session.clear()
     return redirect(url_for("auth.login_page"))
 
