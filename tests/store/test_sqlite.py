@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.runtime.state import Caller, CallState
-from engine.store import SQLiteStore, StepConflict, open_store
+from engine.store import SQLiteStore, StepConflict, open_store, sqlite
 from engine.store.sqlite import MIGRATIONS
 
 T0 = 1_700_000_000.0
@@ -181,3 +184,96 @@ def test_many_processes_can_open_a_new_file_at_once(tmp_path: Path) -> None:
         check = SQLiteStore(path)
         assert [check.get_blob(f"k{i}") for i in range(openers)] == [b"v"] * openers
         check.close()
+
+
+# -- the writers' lock file: processes take turns to write --------------------------------------
+
+def _count_hits(path: str, hits: int, start: object, results: object) -> None:
+    store = SQLiteStore(path)
+    start.wait()  # type: ignore[attr-defined]
+    try:
+        results.put([store.incr_window("shared", 60) for _ in range(hits)])  # type: ignore
+    except Exception as error:
+        results.put(repr(error))  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_processes_writing_at_once_each_write_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "calls.db")
+    SQLiteStore(path).close()
+    context = multiprocessing.get_context("spawn")
+    writers, hits = 3, 60
+    start = context.Barrier(writers)
+    results = context.Queue()
+    processes = [context.Process(target=_count_hits, args=(path, hits, start, results))
+                 for _ in range(writers)]
+    for process in processes:
+        process.start()
+    seen = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert sorted(hit for hits_seen in seen for hit in hits_seen) == \
+        list(range(1, writers * hits + 1))
+    assert Path(path + sqlite.LOCK_SUFFIX).exists()
+
+
+def test_a_writer_waits_for_the_lock_file_and_gives_up_in_bounded_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "calls.db")
+    store = SQLiteStore(path)
+    store.put_blob("k", b"1")  # opens the database (and the lock file) first
+    other = os.open(path + sqlite.LOCK_SUFFIX, os.O_RDWR)  # as another process holds it
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        # Let go after a moment: the waiting write goes through.
+        releaser = threading.Timer(0.05, lambda: fcntl.flock(other, fcntl.LOCK_UN))
+        releaser.start()
+        started = time.monotonic()
+        store.put_blob("k", b"2")
+        assert 0.04 < time.monotonic() - started < 2
+        assert store.get_blob("k") == b"2"
+        releaser.join()
+        # Never let go: the write fails as SQLite's own busy wait would, and changes nothing.
+        fcntl.flock(other, fcntl.LOCK_EX)
+        monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 150)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.put_blob("k", b"3")
+    finally:
+        os.close(other)
+    assert store.get_blob("k") == b"2"
+    store.put_blob("k", b"4")  # once it is free again, writes go on
+    assert store.get_blob("k") == b"4"
+    store.close()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_forked_process_takes_its_own_turn(tmp_path: Path) -> None:
+    # A descriptor inherited across fork shares its lock with the parent's: the child must open
+    # its own, or parent and child would both "hold" it at once.
+    path = str(tmp_path / "calls.db")
+    store = SQLiteStore(path)
+    store.put_blob("k", b"parent")  # the lock file is open before the fork (gunicorn --preload)
+    context = multiprocessing.get_context("fork")
+    go, results = context.Event(), context.Queue()
+    child = context.Process(target=_write_in_child, args=(store, go, results))
+    child.start()
+    with store._transaction():  # the parent is writing when the child asks
+        go.set()
+        time.sleep(0.3)
+        assert results.empty()  # the child waits for its turn
+    outcome, descriptor = results.get(timeout=30)
+    assert outcome == "ok"
+    assert descriptor not in (None, store._writer_file)  # its own, not the inherited one
+    child.join(timeout=30)
+    assert store.get_blob("k") == b"child"
+    store.close()
+
+
+def _write_in_child(store: SQLiteStore, go: object, results: object) -> None:
+    try:
+        go.wait(timeout=30)  # type: ignore[attr-defined]
+        store.put_blob("k", b"child")
+        results.put(("ok", store._writer_file))  # type: ignore[attr-defined]
+    except Exception as error:
+        results.put((repr(error), None))  # type: ignore[attr-defined]
