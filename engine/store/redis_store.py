@@ -242,8 +242,12 @@ return count_hit(KEYS[1], ARGV[1])
 """
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every write: json.dumps with options builds a new one at every call."""
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -123,8 +123,12 @@ LOCK_POLL = (0.00005, 0.001)
 """Seconds between tries for another process's writer lock: the first wait, and the longest."""
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every write: json.dumps with options builds a new one at every call."""
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _summary(row: sqlite3.Row) -> CallSummary:
