@@ -57,7 +57,7 @@ from tests.doubles.openai_server import Audio, OpenAIDouble
 CONNECTIONS = 16
 THROUGHPUT_SECONDS = 3
 LATENCY_SECONDS = 2
-ROUNDS = 3
+ROUNDS = 5
 RATIO_BAR = 0.5
 PEER_BAR = 0.8
 RATIO_GOAL = 0.8  # of bare, for a new call: beyond the bar, where the engine should get to
