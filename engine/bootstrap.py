@@ -80,7 +80,7 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
     else:
         client = shared_client(settings.openai_api_key, settings.openai_base_url)
         responder = responder or ModelResponder(client, store, settings.openai_model,
-                                                clock=now)
+                                                recorder=recorder, clock=now)
         synthesizer, cache = Synthesizer(client), AudioCache(store)
         if voicing is None:
             # The webhooks' speech is timed; the warm-up's is not (it is not on a call).

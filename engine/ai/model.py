@@ -18,8 +18,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import openai
 
@@ -92,6 +92,13 @@ def backoff(attempt: int, rng: random.Random) -> float:
     return rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
 
 
+class EventWriter(Protocol):
+    """Where the responder writes events that belong to no step (engine.calls.EventRecorder)."""
+
+    def record(self, call_sid: str, events: Sequence[NewEvent], at: float) -> None:
+        """Store `events` of `call_sid`, stamped `at`."""
+
+
 class ModelResponder:
     """The `Responder` of a model behind the `openai` SDK (any OpenAI-compatible endpoint).
 
@@ -105,13 +112,14 @@ class ModelResponder:
     offline = False
 
     def __init__(self, client: openai.OpenAI, store: CallStore, default_model: str, *,
-                 clock: Callable[[], float] = time.time,
+                 recorder: EventWriter, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None,
                  webhook_budget: float = WEBHOOK_BUDGET,
                  first_sentence_budget: float = FIRST_SENTENCE_BUDGET) -> None:
         self.client = client
         self.store = store
+        self.recorder = recorder  # events outside a step: a stream's partial text, its failure
         self.default_model = default_model
         self.clock = clock
         self.sleep = sleep
@@ -210,7 +218,7 @@ class ModelResponder:
     def _partial_publisher(self, call_sid: str, node_id: str) -> Callable[[str], None]:
         def publish(text: str) -> None:
             try:
-                self.store.record_events(call_sid, [NewEvent("call.response.partial", {
+                self.recorder.record(call_sid, [NewEvent("call.response.partial", {
                     "node": node_id, "text": text})], self.clock())
             except Exception:  # a partial event is nice to have; the reply must go on
                 log.exception("call %s: could not record a partial reply", call_sid)
@@ -295,7 +303,7 @@ class ModelResponder:
         """A stream that failed after whole sentences arrived: they are spoken, and the
         failure is recorded here (no error edge is taken: the caller got an answer)."""
         try:
-            self.store.record_events(call_sid, [NewEvent("call.error", {
+            self.recorder.record(call_sid, [NewEvent("call.error", {
                 "node": node_id, "kind": snapshot.error_kind,
                 "detail": f"reply cut short: {snapshot.error_detail}"[:500]})], self.clock())
         except Exception:

@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 
 from engine.ai.model import ModelResponder, make_client
+from engine.calls import EventRecorder
 from engine.simulator import HttpAnswer, SimulatedCall, Transport
 from engine.store import CallStore, open_store
 from tests.doubles.openai_server import OpenAIDouble, synthesise
@@ -80,9 +81,11 @@ def tight_app(make_app: Callable[..., Flask], app_config: dict[str, Any],
 
     def make(**budgets: float) -> Flask:
         store = open_store(app_config["STORE_URL"])
+        recorder = EventRecorder(store)
         responder = ModelResponder(make_client("test-key", double.base_url), store,
-                                   "gpt-4o-mini", **budgets)
-        created = make_app(ports={"store": store, "responder": responder})
+                                   "gpt-4o-mini", recorder=recorder, **budgets)
+        created = make_app(ports={"store": store, "responder": responder,
+                                  "recorder": recorder})
         wait_for_warmup(created)
         return created
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
 
+from engine.calls import EventRecorder
 from engine.simulator import HttpAnswer, Transport
+from engine.store import NewEvent, open_store
 from tests.ai.conftest import (
     Phone,
     call_on,
@@ -163,3 +166,23 @@ def test_half_a_sentence_is_never_spoken(app: Flask, phone: Phone,
 
     assert heard_since(app, double, c, mark) == "We offer cleanings and checkups."
     assert [e["kind"] for e in events(app, c.call_sid, "call.error")] == ["network"]
+
+
+def test_every_event_of_a_cut_reply_is_heard_by_the_recorders_observers(
+        make_app: Callable[..., Flask], app_config: dict[str, Any], clock: Clock,
+        double: OpenAIDouble) -> None:
+    # The metrics count what the recorder's observers hear: the responder's own events (a
+    # partial reply, a reply cut short) must reach them like the step's.
+    store = open_store(app_config["STORE_URL"])
+    observed: list[NewEvent] = []
+    app = make_app(ports={"store": store, "recorder": EventRecorder(store, [observed.extend])})
+    wait_for_warmup(app)
+    text = "Sure thing. We offer cleanings and checkups for everyone. Would you like to book"
+    keep = len(tokens("Sure thing. We offer cleanings and checkups for everyone. Would you"))
+    double.chat(Cut(text, keep=keep, ttft=TTFT, tokens_per_second=RATE))
+    c = call_on(app, clock).start()
+    c.say("what do you do")
+
+    stored = [(e.name, e.data) for e in store.events_after(0, c.call_sid)]
+    assert ("call.error", "network") in [(name, data.get("kind")) for name, data in stored]
+    assert sorted(map(repr, stored)) == sorted(repr((e.name, dict(e.data))) for e in observed)
