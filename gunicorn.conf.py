@@ -2,7 +2,9 @@
 
 A webhook can wait several seconds on the model (it gets at most ~10 s of Twilio's 15 s), so
 workers are threaded: a blocked request holds a thread, not a process. Size `threads` for the
-calls you expect to be waiting on the model at once per worker.
+calls you expect to be waiting on the model at once per worker: each holds a thread for about
+the model's time, so 100 turns released together on two workers of 32 threads queued 36 of them
+behind the others (bench/concurrency.py); an idle thread costs next to nothing.
 """
 
 import multiprocessing
@@ -11,7 +13,7 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 timeout = 30  # longer than any webhook may take; Twilio stops waiting at 15 s
 graceful_timeout = 20
 keepalive = 5  # Twilio and proxies reuse connections

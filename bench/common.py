@@ -177,7 +177,7 @@ def free_port() -> int:
 
 class Server:
     """`gunicorn -c gunicorn.conf.py bench.apps:app` on 127.0.0.1: the project's own serving
-    configuration (workers = cores, gthread, 32 threads each) unless `env` overrides it."""
+    configuration (workers = cores, gthread, 64 threads each) unless `env` overrides it."""
 
     def __init__(self, name: str, workdir: Path, *, app: str = "phoney",
                  project: Path | None = None, env: Mapping[str, str] | None = None) -> None:

@@ -108,11 +108,14 @@ class CallService:
                        request_key: str) -> str:
         """Twilio's status callback: a final status ends the call (and closes it in the
         store), whether or not the call was ever stepped."""
-        if self.store.get_state(call_sid) is not None:
-            self.advance(call_sid, StatusChanged(self.clock(), status, duration or 0), None,
-                         request_key)
+        now = self.clock()
+        with budget.webhook():
+            found = self.store.lookup(call_sid, request_key)
+            if found.response is None and found.state is not None:
+                self._step_known(found.state, StatusChanged(now, status, duration or 0), None,
+                                 request_key, now)
         if status in FINAL_STATUSES:
-            self.store.close_call(call_sid, status, duration, self.clock())
+            self.store.close_call(call_sid, status, duration, now)
         return EMPTY_ANSWER
 
     def internal_error(self, call_sid: str, detail: str) -> None:
@@ -211,12 +214,12 @@ class CallService:
                 self.store.commit_step(previous, new_state, events, request_key, twiml,
                                        self.clock())
         except StepConflict:
-            stored = self.store.stored_response(new_state.call_sid, request_key)
-            if stored is not None:
-                return stored
-            latest = self.store.get_state(new_state.call_sid)
+            found = self.store.lookup(new_state.call_sid, request_key)
+            if found.response is not None:
+                return found.response
             log.info("call %s: lost a race to another request; resuming", new_state.call_sid)
-            return render([Continue()], self.urls.for_step(latest.step if latest else 0))
+            latest = found.state.step if found.state is not None else 0
+            return render([Continue()], self.urls.for_step(latest))
         self.recorder.written(events)
         return twiml
 

@@ -293,11 +293,11 @@ def test_a_call_counted_elsewhere_while_this_one_was_made_is_refused(
     assert (refusal.data["kind"], refusal.data["calls"]) == ("rate_limit_caller", 2)
 
 
-def test_a_new_call_reads_and_writes_the_store_once(desk: Desk,
+def test_each_webhook_reads_and_writes_the_store_once(desk: Desk,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     for name in ("lookup", "get_state", "stored_response", "commit_step", "commit_new_call",
-                 "incr_window", "record_events"):
+                 "incr_window", "record_events", "close_call"):
         method = getattr(desk.store, name)
         monkeypatch.setattr(desk.store, name,
                             lambda *a, _name=name, _method=method, **k: (calls.append(_name),
@@ -307,3 +307,6 @@ def test_a_new_call_reads_and_writes_the_store_once(desk: Desk,
     calls.clear()
     desk.service.advance(call_sid(22), Silence(desk.clock()), 1, desk.key())
     assert calls == ["lookup", "commit_step"]
+    calls.clear()
+    desk.service.status_changed(call_sid(22), "completed", 30, desk.key())
+    assert calls == ["lookup", "commit_step", "close_call"]
