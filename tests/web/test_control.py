@@ -26,6 +26,7 @@ from engine.web.app import create_app
 from engine.web.control import MAX_INLINE_TWIML, TRANSFER_TEXT
 from engine.web.twilio_rest import RedirectingHttpClient, TwilioRest
 from tests.support_twilio_api import TwilioApiDouble
+from tests.web.test_metrics import ERRORS, grew, scrape
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -416,3 +417,12 @@ def test_the_double_answers_like_twilio(api: TwilioApiDouble) -> None:
         wrong.calls(sid).fetch()
     assert (denied.value.status, denied.value.code) == (401, 20003)
     assert "Authenticate" in denied.value.msg
+
+
+def test_a_control_error_is_counted_in_the_metrics(tmp_path: Path,
+                                                   api: TwilioApiDouble) -> None:
+    # Dashboard actions record their errors through the same recorder as the call service.
+    s = scene(tmp_path, api, TWILIO_AUTH_TOKEN="not-the-token-twilio-knows")
+    before = scrape(s.client)
+    assert s.transfer(FRONT_DESK).status_code == 502
+    assert grew(before, scrape(s.client), ERRORS, kind="control") == 1
