@@ -40,7 +40,7 @@ SCREENSHOT = ROOT / "docs" / "dashboard-call.png"
 FRONT_DESK = "+15550001111"
 CALLER = "+15551230000"
 LATENCY_BOUND = 2.0  # seconds; the target is 0.2 s, measured by the benchmarks
-TIMEOUT_MS = 30_000  # a bound on waiting for what must appear, not a measure: a busy machine is slow
+TIMEOUT_MS = 30_000  # a bound on waiting for what must appear (a busy machine is slow)
 
 
 def http(url: str, params: Any, headers: Any) -> HttpAnswer:
