@@ -46,6 +46,9 @@ from engine.store.base import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+COUNTER_PURGE_EVERY = 60.0
+"""Seconds between a process's purges of expired counters (each counter's own expiry is checked
+at every hit: the purge only keeps the table from growing)."""
 
 # MIGRATIONS[n] takes the schema from version n to n + 1 (PRAGMA user_version). Only append.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -97,6 +100,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at REAL NOT NULL
         ) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires_at)",
+    ),
+    (
+        # Fewer pages a write: events without AUTOINCREMENT (no sqlite_sequence row rewritten at
+        # every commit), counters without their expiry index (expired ones are purged now and
+        # then by a scan, see `_count_hit`). Without AUTOINCREMENT an event's id is the largest
+        # id plus one: ids still only grow, as no event is ever deleted (deleting the newest
+        # would let its id be given again). One copy of the events, once, on upgrade.
+        """CREATE TABLE events_new (
+            id       INTEGER PRIMARY KEY,
+            call_sid TEXT NOT NULL,
+            name     TEXT NOT NULL,
+            data     TEXT NOT NULL,
+            at       REAL NOT NULL
+        )""",
+        "INSERT INTO events_new (id, call_sid, name, data, at)"
+        " SELECT id, call_sid, name, data, at FROM events ORDER BY id",
+        "DROP TABLE events",
+        "ALTER TABLE events_new RENAME TO events",
+        "CREATE INDEX events_by_call ON events (call_sid, id)",
+        "DROP INDEX IF EXISTS counters_by_expiry",
     ),
 )
 
@@ -175,6 +198,7 @@ class SQLiteStore:
         self._writing = threading.Lock()  # this process's writers take turns here first
         self._writer_file: int | None = None  # then every process's, on LOCK_SUFFIX (flock)
         self._schema_ready = False
+        self._next_purge = 0.0  # when _count_hit next deletes expired counters
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._inherited: list[_Connection] = []
         self._shared: _Connection | None = None
@@ -506,15 +530,22 @@ class SQLiteStore:
         with self._transaction() as db:  # the write lock is held from the read to the write
             return self._count_hit(db, key, window_seconds)
 
-    @staticmethod
-    def _count_hit(db: sqlite3.Connection, key: str, window_seconds: float) -> int:
+    def _count_hit(self, db: sqlite3.Connection, key: str, window_seconds: float) -> int:
         """incr_window's work, inside a write transaction."""
         now = time.time()
-        db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
-        row = db.execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
+        if now >= self._next_purge:  # others' expired counters: a scan, once in a while
+            db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+            self._next_purge = now + COUNTER_PURGE_EVERY
+        expires = now + max(float(window_seconds), 0.001)
+        row = db.execute("SELECT count, expires_at FROM counters WHERE key = ?",
+                         (key,)).fetchone()
         if row is None:
             db.execute("INSERT INTO counters (key, count, expires_at) VALUES (?, 1, ?)",
-                       (key, now + max(float(window_seconds), 0.001)))
+                       (key, expires))
+            return 1
+        if row["expires_at"] <= now:  # its window closed: this hit opens the next one
+            db.execute("UPDATE counters SET count = 1, expires_at = ? WHERE key = ?",
+                       (expires, key))
             return 1
         db.execute("UPDATE counters SET count = count + 1 WHERE key = ?", (key,))
         return int(row["count"]) + 1

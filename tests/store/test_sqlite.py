@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime.state import Caller, CallState
-from engine.store import SQLiteStore, StepConflict, open_store, sqlite
+from engine.runtime.state import Caller, CallState, state_to_dict
+from engine.store import NewEvent, SQLiteStore, StepConflict, open_store, sqlite
 from engine.store.sqlite import MIGRATIONS
 
 T0 = 1_700_000_000.0
@@ -277,3 +278,113 @@ def _write_in_child(store: SQLiteStore, go: object, results: object) -> None:
         results.put(("ok", store._writer_file))  # type: ignore[attr-defined]
     except Exception as error:
         results.put((repr(error), None))  # type: ignore[attr-defined]
+
+
+# -- upgrading in place: a database made by an older Phoney ---------------------------------------
+
+SCHEMA_VERSION_2 = (  # the DDL of schema version 2, as Phoney wrote it before version 3
+    """CREATE TABLE calls (
+        call_sid TEXT PRIMARY KEY, state TEXT NOT NULL, step INTEGER NOT NULL,
+        flow_id TEXT NOT NULL, flow_version TEXT NOT NULL, caller TEXT NOT NULL,
+        called TEXT NOT NULL, status TEXT NOT NULL, node TEXT NOT NULL,
+        personality TEXT NOT NULL, started_at REAL NOT NULL, updated_at REAL NOT NULL,
+        ended_at REAL, duration INTEGER, closed INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX calls_by_update ON calls (updated_at DESC)",
+    """CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, call_sid TEXT NOT NULL,
+        name TEXT NOT NULL, data TEXT NOT NULL, at REAL NOT NULL)""",
+    "CREATE INDEX events_by_call ON events (call_sid, id)",
+    """CREATE TABLE responses (call_sid TEXT NOT NULL, request_key TEXT NOT NULL,
+        response TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (call_sid, request_key))
+        WITHOUT ROWID""",
+    "CREATE TABLE blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL, at REAL NOT NULL)",
+    """CREATE TABLE counters (key TEXT PRIMARY KEY, count INTEGER NOT NULL,
+        expires_at REAL NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX counters_by_expiry ON counters (expires_at)",
+)
+
+
+def _version_2_database(path: Path) -> None:
+    """A file as schema version 2 left it: one call at step 1, its answer, three events (the
+    last of which has id 7), a counter in its window and an expired one, WAL mode."""
+    state = new_call()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    for statement in SCHEMA_VERSION_2:
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO calls (call_sid, state, step, flow_id, flow_version, caller, called,"
+        " status, node, personality, started_at, updated_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?)", (state.call_sid, json.dumps(state_to_dict(state)), state.flow_id,
+                         state.flow_version, state.caller.number, state.called, state.status,
+                         state.node, state.personality, T0, T0))
+    db.execute("INSERT INTO responses VALUES ('CA0001', 'start', '<R>old</R>', ?)", (T0,))
+    for event_id in (1, 2, 7):
+        db.execute("INSERT INTO events (id, call_sid, name, data, at) VALUES (?, 'CA0001',"
+                   " 'call.node', '{\"n\":1}', ?)", (event_id, T0))
+    db.execute("INSERT INTO counters VALUES ('caller:+15550002222', 1, ?)", (time.time() + 600,))
+    db.execute("INSERT INTO counters VALUES ('caller:gone', 5, ?)", (time.time() - 1,))
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+
+
+def test_a_version_2_database_is_upgraded_on_open_and_keeps_working(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    _version_2_database(path)
+
+    store = SQLiteStore(str(path))
+    assert store.stored_response("CA0001", "start") == "<R>old</R>"
+    assert [event.id for event in store.events_after(0, "CA0001")] == [1, 2, 7]
+    assert store.last_event_id() == 7
+    first = store.get_state("CA0001")
+    assert first == new_call()
+    store.commit_step(first, new_call(step=2, node="ask"),
+                      [NewEvent("call.node", {"node": "ask"}), NewEvent("call.say", {})],
+                      "input-1", "<R>ask</R>", at=T0 + 1)
+    with pytest.raises(StepConflict):
+        store.commit_step(first, new_call(step=2, node="ask"), [], "input-1b", "<R/>", at=T0 + 2)
+    assert store.get_state("CA0001") == new_call(step=2, node="ask")
+    # Ids go on from the largest, in order, for one call and for all.
+    assert [event.id for event in store.events_after(7)] == [8, 9]
+    assert [event.name for event in store.events_after(2, "CA0001")] == \
+        ["call.node", "call.node", "call.say"]
+    assert store.stored_response("CA0001", "input-1") == "<R>ask</R>"
+    # The counter in its window goes on; the expired one starts over.
+    assert store.incr_window("caller:+15550002222", 600) == 2
+    assert store.incr_window("caller:gone", 600) == 1
+    store.close()
+
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        (events_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'"
+                                   ).fetchone()
+        assert "AUTOINCREMENT" not in events_sql.upper()
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master"
+                                                " WHERE type = 'index'")}
+        assert "events_by_call" in indexes and "counters_by_expiry" not in indexes
+    finally:
+        db.close()
+
+
+def test_expired_counters_are_purged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SQLiteStore(str(tmp_path / "calls.db"))
+    assert store.incr_window("short", 0.05) == 1
+    time.sleep(0.1)
+    monkeypatch.setattr(store, "_next_purge", 0.0)  # the next hit purges
+    assert store.incr_window("other", 60) == 1
+    with store._connection() as db:
+        keys = [row[0] for row in db.execute("SELECT key FROM counters")]
+    assert keys == ["other"]
+    store.close()
+
+
+def test_event_ids_keep_growing_across_reopens(tmp_path: Path) -> None:
+    path = str(tmp_path / "calls.db")
+    seen: list[int] = []
+    for round_ in range(3):
+        store = SQLiteStore(path)
+        store.record_events(f"CA{round_}", [NewEvent("call.error", {"n": round_})] * 2, at=T0)
+        seen.extend(event.id for event in store.events_after(seen[-1] if seen else 0))
+        store.close()
+    assert seen == sorted(set(seen)) and len(seen) == 6
