@@ -293,7 +293,11 @@ def scrape() -> Response:
 
 def install_metrics(app: Flask) -> None:
     """Time the webhooks, serve `/metrics`, and follow the publisher's counters."""
-    instruments()
+    webhook = instruments().webhook
+    # The histogram's child per route, looked up once (`labels` is a dict lookup under a lock).
+    # The routes are the app's own, so this stays small. A child made before a fork is still
+    # right after it: in multi-process mode each value checks the process id it writes for.
+    by_route: dict[str, Histogram] = {}
 
     @app.before_request
     def _start_clock() -> None:
@@ -302,10 +306,15 @@ def install_metrics(app: Flask) -> None:
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("phoney_started")
-        if started is not None and request.blueprint in WEBHOOK_BLUEPRINTS \
-                and request.url_rule is not None:
-            instruments().webhook.labels(request.url_rule.rule).observe(
-                time.perf_counter() - started)
+        if started is None:
+            return response
+        found = request._get_current_object()  # type: ignore[attr-defined]
+        rule = found.url_rule
+        if found.blueprint in WEBHOOK_BLUEPRINTS and rule is not None:
+            child = by_route.get(rule.rule)
+            if child is None:
+                child = by_route[rule.rule] = webhook.labels(rule.rule)
+            child.observe(time.perf_counter() - started)
         return response
 
     app.register_blueprint(metrics)
