@@ -20,6 +20,12 @@ The data is built and measured here (`payload`, in UTF-8 bytes) and encrypted he
 own `pusher.crypto.encrypt`, then sent with `already_encoded=True`: the SDK's size check uses
 `sys.getsizeof`, which lets through non-ASCII text Pusher refuses with 413 and refuses ASCII
 text of 10 kB that Pusher accepts (see engine/events/payload.py).
+
+A delivery is good only when the answer's body holds no `error`: soketi, the common self-hosted
+Pusher-compatible server, answers some refusals (a wrong secret: code 401; data too large: 413)
+with HTTP 200 and `{"error": "...", "code": 401}`. Such an answer counts as a failed delivery and
+is retried (`ErrorInBody`), or for codes 400 and 413 is refused for good (`Rejected`), exactly as
+the same status would be.
 """
 
 from __future__ import annotations
@@ -134,6 +140,23 @@ def make_client(app_id: str, key: str, secret: str, *, cluster: str = "", host: 
     return pusher.Pusher(app_id=app_id, key=key, secret=secret, **options)
 
 
+class ErrorInBody(Exception):
+    """A Pusher-compatible server answered 200 with an `error` in the body: not delivered."""
+
+
+def refused_in_body(answer: Any) -> None:
+    """Raise when a 200 answer's body holds an `error`, as soketi answers a bad signature
+    (`{"error": "...", "code": 401}`): `Rejected` for codes 400 and 413, as for those
+    statuses, and `ErrorInBody` (retried) for any other code."""
+    if not isinstance(answer, dict) or not answer.get("error"):
+        return
+    code = answer.get("code")
+    message = f"Pusher answered 200 with an error (code {code}): {str(answer['error'])[:200]}"
+    if code in (400, 413, "400", "413"):
+        raise Rejected(message)
+    raise ErrorInBody(message)
+
+
 class PusherSink:
     """Delivers events to Pusher; see the module docstring."""
 
@@ -173,7 +196,7 @@ class PusherSink:
                              f"Pusher's {MAX_BATCH_EVENTS}: give deliver() at most "
                              f"{self.max_batch}")
         try:
-            self.client.trigger_batch(items, already_encoded=True)
+            answer = self.client.trigger_batch(items, already_encoded=True)
         except pusher.errors.PusherBadRequest as error:  # 400: this request never will do
             raise Rejected(f"Pusher answered 400: {error}") from error
         except pusher.errors.PusherBadStatus as error:
@@ -182,6 +205,7 @@ class PusherSink:
             raise
         # Anything else is retried: 401/403 (keys being fixed, quota), 5xx, and the
         # requests errors of a Pusher that is down, refuses or times out.
+        refused_in_body(answer)
 
     def authorize(self, channel: str, socket_id: str) -> dict[str, str]:
         """The auth endpoint's answer for one of our private channels.

@@ -25,6 +25,9 @@ Faults: `fail(times, status)` answers the next `times` requests with `status` (5
 `down_for(seconds)` (or `down()`/`up()`) drops every connection without an answer, as a dead
 host behind a load balancer does (the `requests` library raises ConnectionError);
 `slow_for(seconds, delay)` answers after `delay` seconds.
+
+`PusherDouble(errors_in_body=True)` answers as soketi (a self-hosted Pusher-compatible server)
+does: a refusal for 401 or 413 comes with status 200 and a body `{"error": "...", "code": 401}`.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ MAX_EVENT_NAME = 200
 TIMESTAMP_GRACE = 600
 CHANNEL = re.compile(r"\A[-a-zA-Z0-9_=@,.;]{1,164}\Z")
 SOCKET_ID = re.compile(r"\A\d+\.\d+\Z")
+ERRORS_IN_BODY = (401, 413)  # what soketi answers with 200 and an error body
 ROUTE = re.compile(r"\A/apps/([^/]+)/(events|batch_events)\Z")
 
 
@@ -87,9 +91,11 @@ def string_to_sign(method: str, path: str, query: dict[str, str]) -> str:
 
 class PusherDouble:
     def __init__(self, app_id: str = "4242", key: str = "double-key",
-                 secret: str = "double-secret", *, now: Callable[[], float] = time.time) -> None:
+                 secret: str = "double-secret", *, now: Callable[[], float] = time.time,
+                 errors_in_body: bool = False) -> None:
         self.app_id, self.key, self.secret = app_id, key, secret
         self.now = now
+        self.errors_in_body = errors_in_body
         self.events: list[Received] = []
         self.requests: list[Logged] = []
         self._lock = threading.Lock()
@@ -178,6 +184,8 @@ class PusherDouble:
             endpoint = self._check(path, query, body)
             received = self._events(endpoint, body)
         except Refused as refused:
+            if self.errors_in_body and refused.status in ERRORS_IN_BODY:
+                return 200, json.dumps({"error": str(refused), "code": refused.status})
             return refused.status, str(refused)
         with self._lock:
             self.events += received

@@ -17,6 +17,7 @@ from flask import Flask
 from pusher.http import POST, Request
 
 from engine.events import ChannelNames, Publisher, PusherSink, make_client, master_key
+from engine.events.pusher_sink import ErrorInBody
 from engine.store import CallStore, NewEvent
 from tests.doubles.pusher_server import PusherDouble
 from tests.events.conftest import (
@@ -340,3 +341,60 @@ def test_auth_without_pusher_is_not_found(new_app: Callable[..., Flask]) -> None
                                                "channel_name": "private-calls"})
 
     assert answer.status_code == 404
+
+
+# -- soketi: errors answered with 200 --------------------------------------------------------------
+
+def test_a_200_answer_with_an_error_body_is_a_failed_delivery_retried(store: CallStore) -> None:
+    with PusherDouble(errors_in_body=True) as soketi:
+        sink = sink_for(soketi, secret="not-the-secret")
+        publisher = Publisher(store, [sink], owner="one", backoff=60)
+        publisher.prepare()
+        record(store, 2)
+
+        with pytest.raises(ErrorInBody, match=r"code 401.*Invalid signature"):
+            sink.deliver(store.events_after(0))
+        publisher.run_once()
+
+        assert soketi.statuses() == [200, 200]  # what soketi answers a wrong secret
+        assert soketi.events == []
+    stats = publisher.stats()["pusher"]
+    assert stats.delivered == 0 and stats.failed_attempts == 1 and stats.retries_pending == 2
+    assert stats.rejected == 0 and "code 401" in stats.last_error
+    assert publisher.cursor("pusher") == 0  # still to deliver
+
+
+def test_a_200_answer_with_a_413_error_body_is_refused_for_good(store: CallStore) -> None:
+    with PusherDouble(errors_in_body=True) as soketi:
+        sink = sink_for(soketi, mode="public")
+        sink.limit = 20_000  # lets through what the double's 10 kB limit refuses
+        publisher = Publisher(store, [sink], owner="one")
+        publisher.prepare()
+        record(store, 1, text="é" * 6000)
+        (fine,) = record(store, 1)
+
+        while publisher.run_once():
+            pass
+
+        assert set(soketi.statuses()) == {200}
+        assert [r.json()["id"] for r in soketi.on("calls")] == [fine.id]
+    stats = publisher.stats()["pusher"]
+    assert stats.rejected == 1 and stats.delivered == 1 and publisher.caught_up()
+
+
+def test_a_wrong_secret_on_soketi_shows_as_failed_not_delivered(
+        new_app: Callable[..., Flask]) -> None:
+    with PusherDouble(errors_in_body=True) as soketi:
+        app = new_app(**pusher_config(soketi, PUSHER_SECRET="not-the-secret",
+                                      PUBLISHER_OPTIONS={"poll_interval": 0.01, "backoff": 0.02,
+                                                         "max_backoff": 0.05}))
+        live = live_of(app)
+        assert live.publisher is not None
+        simulated_call(app).start()
+
+        assert wait_until(lambda: live.publisher is not None
+                          and live.publisher.stats()["pusher"].failed_attempts >= 2)
+        sinks = logged_in(app).get("/api/live").get_json()["publisher"]["sinks"]
+        assert soketi.events == [] and set(soketi.statuses()) == {200}
+    assert sinks["pusher"]["delivered"] == 0 and sinks["pusher"]["failed_attempts"] >= 2
+    assert sinks["pusher"]["retries_pending"] >= 1
