@@ -15,7 +15,7 @@ ENV_KEYS = (
     "DEFAULT_FLOW", "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW",
     "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
-    "API_RATE_LIMIT",
+    "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
@@ -59,6 +59,8 @@ class Settings:
     max_call_seconds: int = 3600
     login_rate_limit: str = "5/minute"  # failed logins per client address
     api_rate_limit: str = "30/minute"  # call control (transfer, end) per client address
+    alert_webhook_url: str = ""  # Slack-compatible webhook for call.error alerts; empty: none
+    alert_kinds: str = ""  # call.error kinds to alert on, comma separated; empty: the default
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
