@@ -108,9 +108,14 @@ def _expression(expression: str) -> TemplateExpression:
     return _environment.compile_expression(expression, undefined_to_none=False)
 
 
+def is_template(text: str) -> bool:
+    """Whether `text` may hold Jinja2 syntax; one that cannot (no `{`) renders as itself."""
+    return "{" in text
+
+
 def render(text: str, values: Mapping[str, Any]) -> str:
     """Render a text field. Unknown names raise, so a typo never speaks as silence."""
-    if "{" not in text:
+    if not is_template(text):
         return text
     return _template(text).render(values)
 
@@ -120,5 +125,5 @@ def evaluate(expression: str, values: Mapping[str, Any]) -> bool:
     return bool(_expression(expression)(**values))
 
 
-__all__ = ["CONTEXT_NAMES", "HELPERS", "TemplateSyntaxError", "evaluate", "make_helpers",
-           "parse_condition", "parse_template", "render"]
+__all__ = ["CONTEXT_NAMES", "HELPERS", "TemplateSyntaxError", "evaluate", "is_template",
+           "make_helpers", "parse_condition", "parse_template", "render"]
