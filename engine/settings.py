@@ -15,11 +15,11 @@ ENV_KEYS = (
     "DEFAULT_FLOW", "DASHBOARD_PASSWORD", "ENCRYPTION_KEY", "SECRET_KEY", "TRANSFER_ALLOW",
     "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
-    "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS",
+    "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
-_WHOLE_NUMBERS = ("max_call_turns", "max_call_seconds")
+_WHOLE_NUMBERS = ("max_call_turns", "max_call_seconds", "session_hours")
 _DEFAULT_WHEN_EMPTY = ("caller_call_limit", "login_rate_limit", "api_rate_limit",
                        *_WHOLE_NUMBERS)
 
@@ -57,8 +57,9 @@ class Settings:
     caller_call_limit: str = "20/hour"  # new calls from one caller number, all processes
     max_call_turns: int = 100  # server-wide ceilings for flows that set lower limits or none
     max_call_seconds: int = 3600
-    login_rate_limit: str = "5/minute"  # failed logins per client address
+    login_rate_limit: str = "5/minute"  # sign-in attempts per client address
     api_rate_limit: str = "30/minute"  # call control (transfer, end) per client address
+    session_hours: int = 12  # a dashboard sign-in lasts this long (1 to 744)
     alert_webhook_url: str = ""  # Slack-compatible webhook for call.error alerts; empty: none
     alert_kinds: str = ""  # call.error kinds to alert on, comma separated; empty: the default
 
