@@ -69,7 +69,9 @@ def require_twilio_signature() -> Response | None:
 
 
 def _params() -> dict[str, str]:
-    return {key: request.form.get(key, "") for key in request.form}
+    """The form, first value of each field (one copy: not one proxy lookup of `request` per
+    field)."""
+    return request.form.to_dict()
 
 
 def _request_key(params: dict[str, str]) -> str:
