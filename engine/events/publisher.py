@@ -19,7 +19,8 @@ seconds). Every change to it is a `compare_and_set_blob` over the value last rea
 A failing sink is retried with exponential backoff and jitter (`backoff` doubling up to
 `max_backoff` seconds), forever, and counted (`stats()`). A sink that refuses a batch for good
 (`Rejected`, e.g. HTTP 400) gets its events one at a time; an event refused alone is logged and
-counted as `rejected`, then skipped, since retrying it cannot succeed. Sinks share the thread: a
+counted as `rejected`, then skipped, since retrying it cannot succeed. A sink with a `flush()`
+gets it called in rounds with nothing to deliver (see `Sink`). Sinks share the thread: a
 sink's own timeout (Pusher's 5 s) bounds how long it can hold up the others.
 """
 
@@ -62,6 +63,10 @@ class Sink(Protocol):
 
     def deliver(self, events: Sequence[StoredEvent]) -> None:
         """Deliver `events` (in id order) or raise: `Rejected` for good, anything else to retry."""
+
+    # A sink may also have `flush() -> bool`: called by the lease holder in a round with no
+    # events to deliver (and not while backing off), for what the sink holds back itself (the
+    # alerts' summary); True when it sent something. Raising is a failure, retried with backoff.
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,7 @@ class _Lane:
         limit = 1 if lease.after < self.single_until else self.limit
         events = self.store.events_after(lease.after, limit=limit)
         if not events:
-            return False
+            return self.idle()
         try:
             self.sink.deliver(events)
         except Rejected as error:
@@ -218,6 +223,21 @@ class _Lane:
         self.stats.delivered += len(events)
         self.advance(lease, events[-1].id, self.publisher.clock())
         return True
+
+    def idle(self) -> bool:
+        """Nothing to deliver: the sink's `flush`, when it has one (True when it sent)."""
+        flush = getattr(self.sink, "flush", None)
+        if flush is None:
+            return False
+        try:
+            sent = bool(flush())
+        except Exception as error:
+            self.failed([], error)
+            return False
+        if sent:
+            self.attempt = 0
+            self.stats.next_retry_at = None
+        return sent
 
     def rejected(self, lease: Lease, events: Sequence[StoredEvent], error: Rejected) -> bool:
         if len(events) > 1:
@@ -243,9 +263,9 @@ class _Lane:
         self.stats.retries_pending = len(events)
         self.stats.next_retry_at = publisher.clock() + delay
         self.note_error(error)
-        log.warning("publisher: %s failed to take events %d-%d (attempt %d, retry in %.1f s): %s",
-                    self.sink.name, events[0].id, events[-1].id, self.attempt, delay,
-                    self.stats.last_error)
+        what = f"events {events[0].id}-{events[-1].id}" if events else "its flush"
+        log.warning("publisher: %s failed to take %s (attempt %d, retry in %.1f s): %s",
+                    self.sink.name, what, self.attempt, delay, self.stats.last_error)
 
     def note_error(self, error: Exception) -> None:
         self.stats.last_error = f"{type(error).__name__}: {error}"[:300]
