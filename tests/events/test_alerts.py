@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -279,7 +280,37 @@ def test_held_alerts_are_summarised_alone_once_the_window_allows(
     assert len(receiver.posts) == 2 and publisher.stats()["alerts"].failed_attempts == 0
 
 
+def test_a_summary_the_webhook_fails_is_retried(store: CallStore, receiver: Receiver) -> None:
+    clock = Clock()
+    sink = sink_for(receiver, store, limit=1, window=60, clock=clock)
+    publisher = publisher_for(store, sink, backoff=0.02, max_backoff=0.05)
+    for _ in range(3):
+        error(store, "network")
+        drain(publisher)
+    receiver.fail(1, status=503)
+    clock.now += 60
+
+    assert wait_until(lambda: (publisher.run_once(), len(receiver.posts))[1] == 2)
+    assert receiver.statuses == [200, 503, 200]
+    assert receiver.texts()[-1].startswith("Phoney: …and 2 more")
+    assert publisher.stats()["alerts"].failed_attempts == 1
+
+
 # -- retries and restarts --------------------------------------------------------------------------
+
+def test_a_post_refused_400_is_tried_alone_then_skipped_and_counted(
+        store: CallStore, receiver: Receiver) -> None:
+    publisher = publisher_for(store, sink_for(receiver, store), backoff=60)
+    receiver.fail(2, status=400)  # the batch of two, then the first alone
+    first, second = error(store, "network", detail="first"), error(store, "flow", detail="second")
+    assert first.id < second.id
+    drain(publisher)
+
+    assert receiver.statuses == [400, 400, 200]
+    assert len(receiver.posts) == 1 and "second" in receiver.texts()[0]
+    stats = publisher.stats()["alerts"]
+    assert stats.rejected == 1 and stats.failed_attempts == 0 and publisher.caught_up()
+
 
 def test_a_post_the_webhook_fails_is_retried_until_it_is_taken(
         store: CallStore, receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
@@ -303,7 +334,10 @@ def test_a_post_the_webhook_fails_is_retried_until_it_is_taken(
 
 
 def test_a_webhook_that_is_down_is_named_by_host_only(store: CallStore) -> None:
-    sink = AlertSink(f"http://127.0.0.1:9{TOKEN_PATH}", store, timeout=1)  # nothing listens
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = AlertSink(f"http://127.0.0.1:{port}{TOKEN_PATH}", store, timeout=1)
     publisher = publisher_for(store, sink, backoff=60)
     error(store, "network")
     drain(publisher)
