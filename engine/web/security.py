@@ -1,26 +1,31 @@
 """Hardening of the web app: response headers, rate limits, and logs that keep secrets.
 
 `install_log_redaction(settings)` (first thing in `create_app`) masks, in every log record of
-the process, E.164 numbers (`+15551234567` -> `+1555***4567`), the values of speech and text
-fields (`SpeechResult=...`, `text='...'`), and the configured secrets (TWILIO_AUTH_TOKEN,
+the process, E.164 numbers (`+15551234567` -> `+1555***4567`), numbers written with separators
+(`(555) 123-4567` -> `(***) ***-4567`, `555-123-4567`, `555.123.4567`, `+44 20 7946 0958`), the
+whole values of speech and text fields (`SpeechResult=my pin is 4321&...`, `"text": "..."`),
+and the configured secrets (TWILIO_AUTH_TOKEN,
 OPENAI_API_KEY, PUSHER_SECRET, DASHBOARD_PASSWORD, ENCRYPTION_KEY, SECRET_KEY, METRICS_TOKEN, a
 Redis password in STORE_URL). The filter sits on the root logger and, because a logger's filters
 never see the records its children propagate to it, also in the log record factory, so it runs
 once on every record whatever logger made it and whatever handler writes it. The password
 generated when DASHBOARD_PASSWORD is not set is not a configured secret: it is logged once, on
-purpose, so the operator can sign in.
+purpose, by the process that made it, so the operator can sign in (engine/web/auth.py).
 
 `install_security(app, settings)` (after the blueprints) adds:
 - headers on every response: a Content-Security-Policy that lets the dashboard load only its
   own scripts, styles and images (and connect to Pusher's hosts when Pusher is configured),
   nosniff, same-origin referrers, no framing, and HSTS when PUBLIC_BASE_URL is https;
-- Flask-Limiter limits: failed logins per client address (LOGIN_RATE_LIMIT, 5/minute) and
-  call control, transfer and end together, per client address (API_RATE_LIMIT, 30/minute),
-  counted in Redis when STORE_URL is Redis (so every process shares them), in memory
-  otherwise; over a limit the APIs answer 429 JSON and the login page says to wait, both with
+- sign-in attempts per client address (LOGIN_RATE_LIMIT, 5/minute), counted in the store
+  before the password is compared (engine/web/auth.py), so every process shares one count;
+- Flask-Limiter limits: call control, transfer and end together, per client address
+  (API_RATE_LIMIT, 30/minute), counted in Redis when STORE_URL is Redis (so every process
+  shares them), in memory otherwise;
+  over a limit the APIs answer 429 JSON and the login page says to wait, both with
   Retry-After. No limit applies to Twilio's webhooks (the per-caller limit is the call
   service's, in the store), so Flask-Limiter's per-request hooks are skipped on them: they cost
-  a webhook a tenth of its time for nothing (bench/profile_webhook.py).
+  a webhook a tenth of its time for nothing (bench/profile_webhook.py);
+- the sessions' lifetime, SESSION_HOURS (engine/web/auth.py).
 The client address is REMOTE_ADDR: behind proxies set TRUSTED_PROXIES (engine/web/proxy.py),
 or every client shares the proxy's count.
 """
@@ -35,7 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
@@ -43,25 +48,50 @@ from werkzeug.exceptions import TooManyRequests
 from engine.calls.limits import parse_rate
 from engine.settings import Settings
 from engine.store.redis_store import DEFAULT_PREFIX
-from engine.web.auth import TWILIO_BLUEPRINTS, _safe_next
+from engine.web.auth import (
+    DEFAULT_SESSION_HOURS,
+    TWILIO_BLUEPRINTS,
+    LoginLimit,
+    configure_login_limit,
+    configure_sessions,
+    login_wait_page,
+)
+from engine.web.auth import LOGIN_WAIT as LOGIN_WAIT  # (where the tests look for it)
 from engine.web.control import control
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "phoney.limiter"
 LOGIN_ENDPOINT = "auth.login"
-LOGIN_WAIT = "Too many sign-in attempts from your address. Please wait a minute, then try again."
 MIN_SECRET_CHARS = 4  # shorter values would mask ordinary words and digits everywhere
 
 # -- logs -----------------------------------------------------------------------------------------
 
 _E164 = re.compile(r"(?<![\w+%])(\+|%2[Bb])(\d{7,15})(?![\d])")
+_QUOTED = r"""\\"(?:(?!\\").)*\\"|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
 _FIELD = re.compile(
-    r"""(?P<key>["']?\b(?:SpeechResult|UnstableSpeechResult|StableSpeechResult|speech|text|
-                         transcript|pending|utterance|Digits|digits)\b["']?)
-        (?P<sep>\s*[:=]\s*)
-        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,&;)}\]]+)""",
+    r"""(?P<key>(?P<kq>\\?["'])?\b(?:SpeechResult|UnstableSpeechResult|StableSpeechResult|speech|
+                         text|transcript|pending|utterance|Digits|digits)\b(?(kq)(?P=kq)))
+        (?P<sep>(?(kq)\s*[:=,]\s*|\s*[:=]\s*))
+        (?P<value>""" + _QUOTED + r"""
+                 |\[\s*(?:""" + _QUOTED + r""")(?:\s*,\s*(?:""" + _QUOTED + r"""))*\s*\]
+                 |(?(kq)[^\s,}\]&]+
+                  |(?:(?![,;]?\s+[A-Za-z_][\w.\-]*=|\s+HTTP/\d)[^&\r\n])+))""",
     re.VERBOSE)
+"""A speech, text or digits field and its whole value: quoted (also as escaped JSON, or a list
+of quoted strings), or bare. A bare value after a quoted key (JSON, a repr) ends at `,`, `}`,
+`]` or a space; after a bare key (a form, `key=value` text) it runs to the next `&`, the end of
+the line, the next `name=` field, or an access log's ` HTTP/1.1`: speech has spaces and commas
+in it, and a form-encoded value ends only at `&`."""
+_SEPARATED = re.compile(
+    r"""(?<![\w.+\-/:%])(?:\+?1[-.\ ])?
+        (?:\(\d{3}\)\ ?\d{3}[-.\ ]|\d{3}(?P<sep>[-.])\d{3}(?P=sep))\d{4}
+        (?![\w\-]|[.:/]\d)
+      |(?<![\w+%])\+\d{1,3}(?:[\ .\-]\(?\d{1,5}\)?){2,6}(?![\w\-]|[.:/]\d)""",
+    re.VERBOSE)
+"""A phone number written with separators: national (`(555) 123-4567`, `555-123-4567`,
+`555.123.4567`, with `1-` or `+1 ` before) or international (`+44 20 7946 0958`)."""
+_DIGIT = re.compile(r"\d")
 _FIELD_WORDS = ("SpeechResult", "speech", "text", "transcript", "pending", "utterance",
                 "Digits", "digits")
 """A word every match of _FIELD holds (kept with it: a new key there needs its word here)."""
@@ -78,10 +108,29 @@ def mask_e164(match: re.Match[str]) -> str:
     return f"{plus}{digits[:4]}***{digits[-4:]}"
 
 
+def mask_separated(match: re.Match[str]) -> str:
+    """The mask for a number written with separators: every digit but the last four as `*`,
+    the separators kept (`(555) 123-4567` -> `(***) ***-4567`); a match of fewer than 8 digits
+    (not a phone number) is left as it is."""
+    text = match.group(0)
+    digits = sum(character.isdigit() for character in text)
+    if not 8 <= digits <= 15:
+        return text
+    hidden = digits - 4
+    return _DIGIT.sub(lambda _: "*", text, count=hidden)
+
+
 def _redact_field(match: re.Match[str]) -> str:
     value = match.group("value")
-    quote = value[0] if value[:1] in ("'", '"') else ""
-    return f"{match.group('key')}{match.group('sep')}{quote}{REDACTED}{quote}"
+    if value.startswith("["):  # a list of quoted strings: one quoted mask
+        inner = value[1:].lstrip()
+        quote = '\\"' if inner.startswith('\\"') else inner[:1]
+        masked = f"[{quote}{REDACTED}{quote}]"
+    else:
+        quote = '\\"' if value.startswith('\\"') else (
+            value[0] if value[:1] in ("'", '"') else "")
+        masked = f"{quote}{REDACTED}{quote}"
+    return f"{match.group('key')}{match.group('sep')}{masked}"
 
 
 class RedactingFilter(logging.Filter):
@@ -105,7 +154,8 @@ class RedactingFilter(logging.Filter):
 
     def clean(self, text: str) -> str:
         """`text` with the secrets as `[secret]`, the values of speech, text and digits fields
-        as `[redacted]` (their quotes kept), and E.164 numbers masked (`mask_e164`)."""
+        as `[redacted]` (their quotes kept), E.164 numbers masked (`mask_e164`) and numbers
+        written with separators too (`mask_separated`)."""
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(SECRET, text)
@@ -115,7 +165,7 @@ class RedactingFilter(logging.Filter):
             text = _FIELD.sub(_redact_field, text)
         if "+" in text or "%2" in text:
             text = _E164.sub(mask_e164, text)
-        return text
+        return _SEPARATED.sub(mask_separated, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Clean `record`'s message (with its arguments merged in), traceback and stack in
@@ -265,9 +315,10 @@ def _limit(text: str, setting: str) -> str | None:
 def _too_many(error: TooManyRequests) -> Response | tuple[Response | str, int]:
     retry = getattr(error, "retry_after", None)
     if request.endpoint == LOGIN_ENDPOINT or request.path == "/login":
-        # The login page's own rule for `next`.
-        return render_template("login.html", next=_safe_next(request.form.get("next")),
-                               error=LOGIN_WAIT), 429
+        page, status = login_wait_page()
+        if retry is not None:
+            page.headers.setdefault("Retry-After", str(retry))
+        return page, status
     body: dict[str, Any] = {"error": "too many requests",
                             "detail": f"rate limit exceeded ({error.description})"}
     if retry is not None:
@@ -279,23 +330,20 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     """Put Flask-Limiter on `app` (call after the blueprints) and return it, also kept in
     `app.extensions[EXTENSION]`.
 
-    Per client address: failed sign-ins (a POST answered 401) by LOGIN_RATE_LIMIT, and every
-    call control request, one count for all, by API_RATE_LIMIT ("off" turns either off); a
-    limit that does not parse raises ValueError here. Over a limit the answer is a 429 (JSON,
-    or the login page). Twilio's webhooks skip the limiter. Storage errors are swallowed: with
-    the limiter's Redis unreachable, requests pass unlimited.
+    Per client address: every call control request, one count for all, by API_RATE_LIMIT;
+    sign-in attempts by LOGIN_RATE_LIMIT, counted by the login view itself in the store, before
+    it compares the password (engine/web/auth.py), so the count is one for every process and
+    concurrent attempts cannot slip past it. "off" turns either off; a limit that does not
+    parse raises ValueError here. Over a limit the answer is a 429 (JSON, or the login page).
+    Twilio's webhooks skip the limiter. Flask-Limiter's storage errors are swallowed: with its
+    Redis unreachable, call control passes unlimited.
     """
     uri, options = limiter_storage(settings.store_url)
     limiter = Limiter(get_remote_address, app=app, storage_uri=uri, storage_options=options,
                       strategy="fixed-window", headers_enabled=True, swallow_errors=True,
                       key_prefix="phoney")
-    login = _limit(settings.login_rate_limit, "LOGIN_RATE_LIMIT")
-    if login and LOGIN_ENDPOINT in app.view_functions:
-        # Only failed sign-ins count: a user who types the password right is never held up.
-        view: Callable[..., Any] = app.view_functions[LOGIN_ENDPOINT]
-        app.view_functions[LOGIN_ENDPOINT] = limiter.limit(
-            login, methods=["POST"], deduct_when=lambda response: response.status_code == 401,
-        )(view)
+    login = parse_rate(settings.login_rate_limit, "LOGIN_RATE_LIMIT")
+    configure_login_limit(app, LoginLimit(*login) if login else None)
     api = _limit(settings.api_rate_limit, "API_RATE_LIMIT")
     if api:
         limiter.shared_limit(api, scope="control")(control)  # one count for all control
@@ -355,6 +403,8 @@ def skip_limiter_on_twilio_routes(app: Flask, limiter: Limiter) -> int:
 
 
 def install_security(app: Flask, settings: Settings) -> None:
-    """Headers and rate limits; call after the blueprints are registered."""
+    """Headers, rate limits and the sessions' lifetime (SESSION_HOURS; ValueError when it is
+    not 1 to 744 hours); call after the blueprints are registered and `configure_auth`."""
+    configure_sessions(app, getattr(settings, "session_hours", DEFAULT_SESSION_HOURS))
     _install_headers(app, settings)
     install_rate_limits(app, settings)
