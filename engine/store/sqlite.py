@@ -5,7 +5,8 @@ database runs in WAL mode so readers never block the writer, and every write is 
 `BEGIN IMMEDIATE` transaction: the write lock is taken before the stored step is read, so the
 check of `previous.step` and the write that follows are atomic across threads and processes.
 Waiting for that lock is bounded by `busy_timeout`; writers of this store take turns before
-they ask SQLite for it (see `_transaction`), so SQLite's own coarse wait is rarely used.
+they ask SQLite for it (see `_transaction`), so SQLite's own coarse wait is rarely used. The WAL
+is checkpointed by a thread of its own (`_Checkpointer`), not by the commit that fills it.
 
 Because writers are serialised, event ids become visible in increasing order: a reader that has
 seen event N never sees an event with a smaller id appear later, so `events_after` can resume.
@@ -23,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,17 @@ LOCK_SUFFIX = "-writer.lock"
 LOCK_POLL = (0.00005, 0.001)
 """Seconds between tries for another process's writer lock: the first wait, and the longest."""
 
+CHECKPOINT_EVERY = 32
+"""A process's commits after which its checkpointer thread checkpoints the WAL at once."""
+CHECKPOINT_DELAY = 1.0
+"""Seconds after a commit by which the checkpointer gets to it when fewer commits follow."""
+RESTART_PAGES = 1000
+"""A WAL this long is copied to its end in the writers' turn, for the next writer to start it over
+(the frames written during the copy: a ms or two of waiting for them, every ~90 new calls)."""
+AUTOCHECKPOINT_PAGES = 4000
+"""SQLite's own checkpoint at a commit, kept only for a WAL the checkpointer let grow this far
+(SQLite's default is 1000 pages: about 80 new calls, each then paying for it in turn)."""
+
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """One encoder for every write: json.dumps with options builds a new one at every call."""
@@ -186,6 +198,66 @@ def _is_over(state: CallState) -> bool:
     return state.ended or state.status in FINAL_STATUSES
 
 
+class _Checkpointer:
+    """The process's one daemon thread that checkpoints the stores' WAL files.
+
+    SQLite checkpoints at the commit that takes the WAL past `wal_autocheckpoint` pages, in the
+    committing thread: that webhook waited for the copy and its fsyncs, and, as the writer locks
+    are held until COMMIT returns, so did every other writer. Here a store asks after its first
+    commit since a checkpoint (done within CHECKPOINT_DELAY) and after CHECKPOINT_EVERY of them
+    (done at once); the thread runs a passive checkpoint on its own connection, which waits for
+    no reader or writer (WAL lets them go on). It holds stores only weakly.
+    """
+
+    def __init__(self) -> None:
+        self._after_fork()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:  # the thread did not cross the fork, and its lock may have
+        self._ready = threading.Condition()
+        self._due: dict[weakref.ref[SQLiteStore], tuple[float, int]] = {}
+        self._thread: threading.Thread | None = None
+
+    def ask(self, store: SQLiteStore, generation: int, soon: bool) -> None:
+        when = time.monotonic() + (0.0 if soon else CHECKPOINT_DELAY)
+        with self._ready:
+            ref = store._ref
+            due = self._due.get(ref)
+            if due is not None and due[0] <= when and due[1] == generation:
+                return
+            self._due[ref] = (when, generation)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint",
+                                                daemon=True)
+                self._thread.start()
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while True:
+                    now = time.monotonic()
+                    ready = [(ref, due[1]) for ref, due in self._due.items() if due[0] <= now]
+                    if ready:
+                        break
+                    self._ready.wait(min(due[0] for due in self._due.values()) - now
+                                     if self._due else None)
+                for ref, _ in ready:
+                    del self._due[ref]
+            for ref, generation in ready:
+                store = ref()
+                if store is not None:
+                    try:
+                        store._checkpoint(generation)
+                    except Exception:  # the next one, or SQLite's own, will do
+                        log.exception("%s: checkpoint failed", store.path)
+                del store
+
+
+_CHECKPOINTER = _Checkpointer()
+
+
 class SQLiteStore:
     """`CallStore` on one SQLite file; `":memory:"` gives a private database for tests."""
 
@@ -202,6 +274,10 @@ class SQLiteStore:
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._inherited: list[_Connection] = []
         self._shared: _Connection | None = None
+        self._ref = weakref.ref(self)
+        self._unchecked = 0  # commits since the checkpointer last started (under _writing)
+        self._checkpoint_db: _Connection | None = None  # the checkpointer thread's
+        self._generation = 0  # one more at each close: checkpoints asked for before are off
 
     # Connections
 
@@ -216,6 +292,7 @@ class SQLiteStore:
             if not self._memory:
                 _use_wal(db)
                 db.execute("PRAGMA synchronous = NORMAL")  # WAL: an app crash loses nothing
+                db.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
             with self._lock:
                 if not self._schema_ready:
                     self._migrate(db)
@@ -256,6 +333,10 @@ class SQLiteStore:
                     self._writing = threading.Lock()  # a copy taken mid-write stays held
                     # An inherited descriptor shares its lock with the parent: open our own.
                     self._writer_file = None
+                    if self._checkpoint_db is not None:
+                        self._inherited.append(self._checkpoint_db)
+                        self._checkpoint_db = None
+                    self._unchecked = 0
                     self._pid = os.getpid()
         db: _Connection | None = getattr(self._local, "db", None)
         if db is None:
@@ -299,6 +380,29 @@ class SQLiteStore:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+            self._unchecked += 1
+            unchecked, generation = self._unchecked, self._generation
+        if (unchecked == 1 or unchecked == CHECKPOINT_EVERY) and not self._memory:
+            _CHECKPOINTER.ask(self, generation, soon=unchecked == CHECKPOINT_EVERY)
+
+    def _checkpoint(self, generation: int) -> None:
+        """A passive checkpoint, on the checkpointer thread's connection (see `_Checkpointer`)."""
+        self._unchecked = 0  # commits from now on ask again (a count off by one does no harm)
+        with self._lock:
+            if generation != self._generation or os.getpid() != self._pid:
+                return  # closed (or forked) since it was asked for
+            db = self._checkpoint_db
+            if db is None:
+                db = self._checkpoint_db = self._open()
+                self._connections.add(db)  # for close
+        with db.in_use, suppress(sqlite3.ProgrammingError):  # ProgrammingError: closed meanwhile
+            _, pages, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if pages >= RESTART_PAGES:
+                # While writes keep coming the WAL is never all copied, so no writer starts it
+                # over and it only grows. The frames written during the copy, in the writers'
+                # turn: then it is, and the next writer starts it over.
+                with self._writing, self._writer_lock():
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
@@ -560,6 +664,8 @@ class SQLiteStore:
     def close(self) -> None:
         """Close every thread's connection; a later call opens new ones."""
         with self._lock:
+            self._generation += 1
+            self._checkpoint_db = None  # among _connections
             connections = list(self._connections)
             if self._shared is not None:
                 connections.append(self._shared)

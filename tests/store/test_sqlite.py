@@ -388,3 +388,73 @@ def test_event_ids_keep_growing_across_reopens(tmp_path: Path) -> None:
         seen.extend(event.id for event in store.events_after(seen[-1] if seen else 0))
         store.close()
     assert seen == sorted(set(seen)) and len(seen) == 6
+
+
+# -- checkpoints: a thread of their own, off the writers' path ------------------------------------
+
+def _wait_for(condition: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_writes_leave_checkpoints_to_the_checkpointer_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoints: list[str] = []
+    original = SQLiteStore._checkpoint
+
+    def counted(store: SQLiteStore, generation: int) -> None:
+        checkpoints.append(threading.current_thread().name)
+        original(store, generation)
+
+    monkeypatch.setattr(SQLiteStore, "_checkpoint", counted)
+    monkeypatch.setattr(sqlite, "CHECKPOINT_DELAY", 0.2)
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path))
+    with store._connection() as db:  # SQLite's own checkpoint is only a fallback
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
+            sqlite.AUTOCHECKPOINT_PAGES
+    store.put_blob("k", b"1")
+    assert _wait_for(lambda: checkpoints), "one commit is checkpointed after the delay"
+    assert checkpoints == ["sqlite-checkpoint"]
+    checkpoints.clear()
+    monkeypatch.setattr(sqlite, "CHECKPOINT_DELAY", 60.0)
+    for i in range(sqlite.CHECKPOINT_EVERY):
+        store.put_blob("k", str(i).encode())
+    assert _wait_for(lambda: checkpoints, timeout=5), "CHECKPOINT_EVERY commits are at once"
+    # All of the WAL was copied to the database: the next writer starts it over.
+    store.put_blob("k", b"last")
+    with store._connection() as db:
+        busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames <= 2 and copied == frames
+    store.close()
+
+
+def test_the_wal_stays_small_under_many_writes(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    store = SQLiteStore(str(path))
+    for i in range(1000):
+        sid = f"CA{i:04d}"
+        store.commit_step(None, new_call(call_sid=sid), [NewEvent("call.start", {"i": i})] * 4,
+                          "start", "<R>" + "x" * 500 + "</R>", at=T0)
+    pages = os.path.getsize(str(path) + "-wal") / 4096
+    assert pages < (sqlite.RESTART_PAGES + sqlite.AUTOCHECKPOINT_PAGES) / 2, pages
+    store.close()
+
+
+def test_a_closed_store_is_not_checkpointed_again(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite, "CHECKPOINT_DELAY", 0.1)
+    store = SQLiteStore(str(tmp_path / "calls.db"))
+    store.put_blob("k", b"v")  # asks for a checkpoint in 0.1 s
+    store.close()
+    time.sleep(0.3)
+    assert store._checkpoint_db is None and not list(store._connections)
+    store.put_blob("k", b"w")  # usable again, and checkpointed again
+    assert _wait_for(lambda: store._checkpoint_db is not None)
+    store.close()
+    assert store.get_blob("k") == b"w"
+    store.close()
