@@ -83,14 +83,18 @@ of quoted strings), or bare. A bare value after a quoted key (JSON, a repr) ends
 `]` or a space; after a bare key (a form, `key=value` text) it runs to the next `&`, the end of
 the line, the next `name=` field, or an access log's ` HTTP/1.1`: speech has spaces and commas
 in it, and a form-encoded value ends only at `&`."""
-_SEPARATED = re.compile(
+_NATIONAL = re.compile(
     r"""(?<![\w.+\-/:%])(?:\+?1[-.\ ])?
         (?:\(\d{3}\)\ ?\d{3}[-.\ ]|\d{3}(?P<sep>[-.])\d{3}(?P=sep))\d{4}
-        (?![\w\-]|[.:/]\d)
-      |(?<![\w+%])\+\d{1,3}(?:[\ .\-]\(?\d{1,5}\)?){2,6}(?![\w\-]|[.:/]\d)""",
+        (?![\w\-]|[.:/]\d)""",
     re.VERBOSE)
-"""A phone number written with separators: national (`(555) 123-4567`, `555-123-4567`,
-`555.123.4567`, with `1-` or `+1 ` before) or international (`+44 20 7946 0958`)."""
+"""A national number written with separators (`(555) 123-4567`, `555-123-4567`,
+`555.123.4567`), maybe with `1-` or `+1 ` before."""
+_NATIONAL_HINT = re.compile(r"\d{3}[-.\ )]\ ?\d{3}[-.\ ]\d{4}")
+"""Found in every match of _NATIONAL: the cheap test that comes first."""
+_INTERNATIONAL = re.compile(r"\+(?<![\w+%]\+)\d{1,3}(?:[ .\-]\(?\d{1,5}\)?){2,6}"
+                            r"(?![\w\-]|[.:/]\d)")
+"""An international number written with separators (`+44 20 7946 0958`)."""
 _DIGIT = re.compile(r"\d")
 _FIELD_WORDS = ("SpeechResult", "speech", "text", "transcript", "pending", "utterance",
                 "Digits", "digits")
@@ -165,7 +169,11 @@ class RedactingFilter(logging.Filter):
             text = _FIELD.sub(_redact_field, text)
         if "+" in text or "%2" in text:
             text = _E164.sub(mask_e164, text)
-        return _SEPARATED.sub(mask_separated, text)
+        if _NATIONAL_HINT.search(text):
+            text = _NATIONAL.sub(mask_separated, text)
+        if "+" in text:
+            text = _INTERNATIONAL.sub(mask_separated, text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Clean `record`'s message (with its arguments merged in), traceback and stack in
