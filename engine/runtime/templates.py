@@ -98,14 +98,27 @@ def parse_condition(expression: str) -> nodes.Template:
 TEMPLATE_CACHE = 4096
 
 
+def _plain_globals(template: Template) -> Template:
+    """`template` with its globals as a plain dict. Jinja2 keeps them as a ChainMap over the
+    environment's and copies that into a new dict at every render, key by key in Python (most
+    of a short text's render); a dict copies at C speed. Same names, same values: the
+    environment's globals never change once this module is imported."""
+    template.globals = dict(template.globals)
+    return template
+
+
 @lru_cache(maxsize=TEMPLATE_CACHE)
 def _template(text: str) -> Template:
-    return _environment.from_string(text)
+    return _plain_globals(_environment.from_string(text))
 
 
 @lru_cache(maxsize=TEMPLATE_CACHE)
 def _expression(expression: str) -> TemplateExpression:
-    return _environment.compile_expression(expression, undefined_to_none=False)
+    compiled = _environment.compile_expression(expression, undefined_to_none=False)
+    inner = getattr(compiled, "_template", None)  # Jinja2's own; left alone if it moves
+    if isinstance(inner, Template):
+        _plain_globals(inner)
+    return compiled
 
 
 def is_template(text: str) -> bool:
