@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from engine.store import SQLiteStore
+from engine.web import security
 from engine.web.auth import configure_auth
 from engine.web.security import REDACTED, RedactingFilter
 
@@ -107,3 +108,14 @@ def test_a_command_before_any_server_leaves_the_password_to_the_server(
     assert served != throwaway and caplog.text.count(served) == 1  # made, and shown, now
     assert configure_auth(Flask("command"), store, "", "", secure_cookies=False,
                           announce=False) == served
+
+
+@pytest.mark.parametrize("line", [
+    "call from (555) 123-4567 and +44 20 7946 0958, 555.123.4567 or 1-555-123-4567",
+    '127.0.0.1 - - [07/Dec/2026:16:00:00 +0000] "GET /x?To=555-123-4567 HTTP/1.1" 200 612',
+    "nothing here but 2026-12-07 and +0000",
+])
+def test_the_cheap_tests_before_the_number_patterns_skip_no_number(line: str) -> None:
+    every = security._NATIONAL.sub(security.mask_separated, line)
+    every = security._INTERNATIONAL.sub(security.mask_separated, every)
+    assert clean(line) == every

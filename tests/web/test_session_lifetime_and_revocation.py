@@ -158,3 +158,22 @@ def test_webhooks_still_open_no_session_and_read_no_sign_outs(app: Flask,
         assert ENDED_BLOB in read
     finally:
         del store.get_blob
+
+
+def test_with_the_store_unreachable_a_session_is_refused_but_its_cookie_kept(
+        app: Flask, client: FlaskClient) -> None:
+    sign_in(client)
+    store = app.extensions["phoney"].store
+
+    def unreachable(key: str) -> Any:
+        raise ConnectionError("store down")
+
+    store.get_blob = unreachable
+    try:
+        answer = client.get("/api/session")
+        assert answer.status_code == 401
+        assert not [value for value in answer.headers.getlist("Set-Cookie")
+                    if value.startswith(f"{COOKIE}=")]  # not deleted: it is not known ended
+    finally:
+        del store.get_blob
+    assert signed_in(client)  # the store is back, and so is the session
