@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -192,6 +193,28 @@ def _use_wal(db: sqlite3.Connection) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+EVENTS_A_STATEMENT = 100
+"""Events one INSERT writes at most (4 parameters each: under SQLite's oldest limit of 999)."""
+
+
+@functools.cache
+def _insert_events_sql(count: int) -> str:
+    return ("INSERT INTO events (call_sid, name, data, at) VALUES "
+            + ", ".join(("(?, ?, ?, ?)",) * count))
+
+
+def _insert_events(db: sqlite3.Connection, call_sid: str, events: Sequence[NewEvent],
+                   at: float) -> None:
+    """The events in id order, in one INSERT of many rows (for a step's few, cheaper than
+    executemany's row at a time)."""
+    for start in range(0, len(events), EVENTS_A_STATEMENT):
+        chunk = events[start:start + EVENTS_A_STATEMENT]
+        values: list[Any] = []
+        for event in chunk:
+            values += (call_sid, event.name, _dumps(dict(event.data)), at)
+        db.execute(_insert_events_sql(len(chunk)), values)
 
 
 def _is_over(state: CallState) -> bool:
@@ -463,8 +486,13 @@ class SQLiteStore:
         """commit_step's checks, in its transaction: the stored call's row, and the state to
         write (ended, if the status callback closed the call meanwhile)."""
         sid = state.call_sid
-        row = db.execute("SELECT step, closed, status FROM calls WHERE call_sid = ?",
-                         (sid,)).fetchone()
+        # One statement for both reads: the call's row (NULLs when not stored) and the answer.
+        found = db.execute(
+            "SELECT calls.step, calls.closed, calls.status, EXISTS (SELECT 1 FROM responses"
+            "  WHERE call_sid = :sid AND request_key = :key) AS answered"
+            " FROM (SELECT 1) LEFT JOIN calls ON calls.call_sid = :sid",
+            {"sid": sid, "key": request_key}).fetchone()
+        row = None if found["step"] is None else found
         if previous is None and row is not None:
             raise StepConflict(f"call {sid} already exists")
         if previous is not None:
@@ -476,8 +504,7 @@ class SQLiteStore:
             if row["closed"]:
                 # The status callback had the final word: a step racing it cannot reopen.
                 state = dataclasses.replace(state, status=row["status"], ended=True)
-        if db.execute("SELECT 1 FROM responses WHERE call_sid = ? AND request_key = ?",
-                      (sid, request_key)).fetchone() is not None:
+        if found["answered"]:
             raise StepConflict(f"call {sid}: request {request_key!r} was already answered")
         return row, state
 
@@ -509,9 +536,7 @@ class SQLiteStore:
                 " started_at = :started_at, updated_at = :updated_at,"
                 " ended_at = CASE WHEN :over THEN coalesce(ended_at, :at) END"
                 " WHERE call_sid = :call_sid", values)
-        db.executemany(
-            "INSERT INTO events (call_sid, name, data, at) VALUES (?, ?, ?, ?)",
-            ((sid, event.name, _dumps(dict(event.data)), at) for event in events))
+        _insert_events(db, sid, events, at)
         db.execute("INSERT INTO responses (call_sid, request_key, response, at)"
                    " VALUES (?, ?, ?, ?)", (sid, request_key, response, at))
 
@@ -548,9 +573,7 @@ class SQLiteStore:
         if not events:
             return
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO events (call_sid, name, data, at) VALUES (?, ?, ?, ?)",
-                ((call_sid, event.name, _dumps(dict(event.data)), at) for event in events))
+            _insert_events(db, call_sid, events, at)
 
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         """Final statuses end the call for good; any other status only updates the status."""
