@@ -177,3 +177,18 @@ def test_with_the_store_unreachable_a_session_is_refused_but_its_cookie_kept(
     finally:
         del store.get_blob
     assert signed_in(client)  # the store is back, and so is the session
+
+
+def test_sign_outs_are_kept_encrypted_with_an_encryption_key(
+        make_app: Callable[..., Flask]) -> None:
+    one = make_app(ENCRYPTION_KEY="a-long-random-passphrase-for-the-tests-1234")
+    two = make_app(ENCRYPTION_KEY="a-long-random-passphrase-for-the-tests-1234")
+    browser, other = one.test_client(), two.test_client()
+    sign_in(browser)
+    sign_in(other)
+    stolen, stolen_too = copy_of(browser, two), copy_of(other, one)
+    browser.post("/logout")
+    other.post("/logout")  # a second sign-out rewrites the record (compare and set)
+    assert not signed_in(stolen) and not signed_in(stolen_too)
+    raw = one.extensions["phoney"].store.inner.get_blob(ENDED_BLOB)
+    assert raw is not None and raw.startswith(b"enc:")
