@@ -234,10 +234,24 @@ class _Checkpointer:
 
     def __init__(self) -> None:
         self._after_fork()
+        self._held_for_fork = False
         if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+            os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork_parent,
+                                after_in_child=self._after_fork)
 
-    def _after_fork(self) -> None:  # the thread did not cross the fork, and its lock may have
+    def _before_fork(self) -> None:
+        # Not in the middle of a checkpoint, which holds a store's locks: a child would find
+        # them held for good. (Bounded: a fork by a thread holding a store's write turn.)
+        self._held_for_fork = self._working.acquire(timeout=CLOSE_WAIT)
+
+    def _after_fork_parent(self) -> None:
+        if self._held_for_fork:
+            self._held_for_fork = False
+            self._working.release()
+
+    def _after_fork(self) -> None:  # the thread did not cross the fork, and its locks may have
+        self._held_for_fork = False
+        self._working = threading.Lock()  # held while the thread checkpoints
         self._ready = threading.Condition()
         self._due: dict[weakref.ref[SQLiteStore], tuple[float, int]] = {}
         self._thread: threading.Thread | None = None
@@ -268,14 +282,15 @@ class _Checkpointer:
                                      if self._due else None)
                 for ref, _ in ready:
                     del self._due[ref]
-            for ref, generation in ready:
-                store = ref()
-                if store is not None:
-                    try:
-                        store._checkpoint(generation)
-                    except Exception:  # the next one, or SQLite's own, will do
-                        log.exception("%s: checkpoint failed", store.path)
-                del store
+            with self._working:
+                for ref, generation in ready:
+                    store = ref()
+                    if store is not None:
+                        try:
+                            store._checkpoint(generation)
+                        except Exception:  # the next one, or SQLite's own, will do
+                            log.exception("%s: checkpoint failed", store.path)
+                    del store
 
 
 _CHECKPOINTER = _Checkpointer()

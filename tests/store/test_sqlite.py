@@ -458,3 +458,29 @@ def test_a_closed_store_is_not_checkpointed_again(tmp_path: Path,
     store.close()
     assert store.get_blob("k") == b"w"
     store.close()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_forked_process_checkpoints_on_its_own(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite, "CHECKPOINT_DELAY", 0.05)
+    store = SQLiteStore(str(tmp_path / "calls.db"))
+    store.put_blob("k", b"parent")  # the parent's checkpointer thread runs (gunicorn --preload)
+    assert _wait_for(lambda: store._checkpoint_db is not None)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_checkpoint_in_child, args=(store, results))
+    child.start()
+    assert results.get(timeout=30) == "ok"
+    child.join(timeout=30)
+    assert store.get_blob("k") == b"child"
+    store.close()
+
+
+def _checkpoint_in_child(store: SQLiteStore, results: object) -> None:
+    try:
+        store.put_blob("k", b"child")
+        opened = _wait_for(lambda: store._checkpoint_db is not None)
+        results.put("ok" if opened else "no checkpoint")  # type: ignore[attr-defined]
+    except Exception as error:
+        results.put(repr(error))  # type: ignore[attr-defined]
