@@ -431,6 +431,8 @@ class SQLiteStore:
                 return  # closed (or forked) since it was asked for
             db = self._checkpoint_db
             if db is None:
+                if not os.path.exists(self.path):
+                    return  # removed meanwhile (a test's, a benchmark's): not to be made again
                 db = self._checkpoint_db = self._open()
                 self._connections.add(db)  # for close
         with db.in_use, suppress(sqlite3.ProgrammingError):  # ProgrammingError: closed meanwhile
