@@ -31,11 +31,14 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from engine.ai.errors import classify
-from engine.ai.model import ModelResponder
+from engine.ai.model import ModelResponder, shared_client
 from engine.ai.responder import reply_target
 from engine.ai.speakable import limit_reply
+from engine.calls import EventRecorder
 from engine.flows.model import Flow, Registry
 from engine.runtime.state import AskModel, CallState, Failed, Replied
+from engine.settings import Settings
+from engine.store import open_store
 
 BARE_TWIML = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Gather action="/api/voice/input?step=1" '
@@ -166,15 +169,18 @@ def phoney_app(whole_reply: bool = False) -> Flask:
     config: dict[str, Any] = {}
     if os.environ.get("BENCH_SPEECH_WARMUP") == "0":
         config["SPEECH_WARMUP"] = False
-    app = create_app(config or None)
-    if whole_reply:
-        service = app.extensions["phoney"].call_service
-        streaming = service.responder
-        if not isinstance(streaming, ModelResponder):
-            raise RuntimeError("BENCH_APP=whole-reply needs OPENAI_API_KEY (a model responder)")
-        service.responder = WholeReplyResponder(streaming.client, streaming.store,
-                                                streaming.default_model, clock=streaming.clock)
-    return app
+    if not whole_reply:
+        return create_app(config or None)
+    # The whole-reply baseline: the same app with its responder handed to the composition root.
+    settings = Settings.load(config)
+    if not settings.openai_api_key:
+        raise RuntimeError("BENCH_APP=whole-reply needs OPENAI_API_KEY (a model responder)")
+    store = open_store(settings.store_url, encryption_key=settings.encryption_key)
+    recorder = EventRecorder(store)
+    responder = WholeReplyResponder(shared_client(settings.openai_api_key,
+                                                  settings.openai_base_url),
+                                    store, settings.openai_model, recorder=recorder)
+    return create_app(config or None, store=store, recorder=recorder, responder=responder)
 
 
 def build(kind: str) -> Flask:
