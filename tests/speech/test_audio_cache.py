@@ -1,5 +1,5 @@
-"""`AudioCache.has`: the store's `has_blob` (the audio itself is never read to answer it), and
-keys known present remembered for a while, so a line spoken again costs no store read."""
+"""`AudioCache.has`: the store's `has_blob` (the audio itself is never read to answer it), asked
+every time, so audio that left the store is seen gone at once."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.speech import cache as cache_module
-from engine.speech.cache import KNOWN_FOR, AudioCache
+from engine.speech.cache import AudioCache
 from engine.store.sqlite import SQLiteStore
 
 
@@ -32,14 +31,6 @@ class Counting:
         return getattr(self.inner, name)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def store() -> Iterator[Counting]:
     inner = SQLiteStore(":memory:")
@@ -53,24 +44,6 @@ def test_has_asks_the_store_whether_the_blob_exists_without_reading_it(store: Co
     store.inner.put_blob("audio:k1", b"ID3" + b"\0" * 50_000)  # put by another process
     assert cache.has("k1")
     assert store.reads == ["has_blob", "has_blob"]
-
-
-def test_a_key_found_or_put_is_known_without_a_store_read_for_a_while(store: Counting) -> None:
-    clock = Clock()
-    cache = AudioCache(store, clock)
-    store.inner.put_blob("audio:found", b"mp3")
-    assert cache.has("found")
-    cache.put("made", b"mp3")
-    store.reads.clear()
-    clock.now += KNOWN_FOR - 1
-    assert cache.has("found") and cache.has("made")
-    assert store.reads == []  # known: no store read at all
-
-    clock.now += 2  # known for too long: the store is asked again, and says so
-    store.inner.put_blob("audio:made", b"mp3 again")
-    assert cache.has("found") and cache.has("made")
-    assert store.reads == ["has_blob", "has_blob"]
-    assert cache.get("made") == b"mp3 again"
 
 
 def test_an_absent_key_is_never_remembered(store: Counting) -> None:
@@ -97,21 +70,10 @@ class Blobs:
         return key in self.blobs
 
 
-def test_audio_that_vanished_from_the_store_is_seen_gone_once_no_longer_known() -> None:
-    clock, store = Clock(), Blobs()
-    cache = AudioCache(store, clock)  # type: ignore[arg-type]
+def test_audio_that_vanished_from_the_store_is_seen_gone_at_once() -> None:
+    store = Blobs()
+    cache = AudioCache(store)  # type: ignore[arg-type]
     cache.put("evicted", b"mp3")
-    del store.blobs["audio:evicted"]
-    assert cache.has("evicted")  # still known
-    clock.now += KNOWN_FOR + 1
+    assert cache.has("evicted")
+    del store.blobs["audio:evicted"]  # as a Redis server evicting the key would
     assert not cache.has("evicted")
-
-
-def test_the_keys_known_are_bounded(store: Counting, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_module, "KNOWN_KEYS", 3)
-    cache = AudioCache(store)
-    for key in ("a", "b", "c", "d"):
-        cache.put(key, b"mp3")
-    assert cache.has("a")  # forgotten (the oldest), so asked again: the store has it
-    assert store.reads == ["has_blob"]
-    assert len(cache._known) == 3
