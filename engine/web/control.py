@@ -155,7 +155,7 @@ def _live_call(svc: Services, call_sid: str) -> CallState | JsonAnswer:
     """The call's state, or the JSON error to answer instead."""
     if not call_sid:
         return _error(400, "CallSid is required")
-    if not CALL_SID.match(call_sid):
+    if not CALL_SID.fullmatch(call_sid):
         return _error(400, "CallSid must be 'CA' followed by 32 hexadecimal digits")
     state = svc.store.get_state(call_sid)
     if state is None:

@@ -93,7 +93,7 @@ def index() -> str:
 @login_required
 def call_page(call_sid: str) -> str:
     """GET /calls/<call_sid>: one call's page (transcript, graph, controls); 404 for a bad id."""
-    if not CALL_SID.match(call_sid):
+    if not CALL_SID.fullmatch(call_sid):
         abort(404)
     config = page_config(call_sid)
     return render_template("call.html", config=config, call_sid=call_sid,
@@ -114,7 +114,7 @@ def _is_live(svc: Services, state: CallState) -> bool:
 @login_required
 def transfer_targets(call_sid: str) -> Response | tuple[Response, int]:
     """The numbers `/api/transfer-call` accepts for this call, with the node declaring each."""
-    if not CALL_SID.match(call_sid):
+    if not CALL_SID.fullmatch(call_sid):
         return jsonify(error="CallSid must be 'CA' followed by 32 hexadecimal digits"), 400
     svc = services()
     state = svc.store.get_state(call_sid)

@@ -21,7 +21,7 @@ KEY = re.compile(r"^[0-9a-f]{40}$")
 @media.get("/audio/<key>.mp3")
 def audio(key: str) -> Response:
     """GET /audio/<key>.mp3: cached speech for <Play>, immutable with an ETag; 404 when absent."""
-    if not KEY.match(key):
+    if not KEY.fullmatch(key):
         abort(404)
     etag = f'"{key}"'
     if etag in request.headers.get("If-None-Match", ""):

@@ -426,3 +426,11 @@ def test_a_control_error_is_counted_in_the_metrics(tmp_path: Path,
     before = scrape(s.client)
     assert s.transfer(FRONT_DESK).status_code == 502
     assert grew(before, scrape(s.client), ERRORS, kind="control") == 1
+
+
+def test_a_call_page_for_a_call_sid_with_a_trailing_newline_is_not_found(
+        tmp_path: Path, api: TwilioApiDouble) -> None:
+    # `match` with `$` accepts "CA...\n"; the dashboard's routes must not.
+    s = scene(tmp_path, api)
+    assert s.client.get(f"/calls/{s.call.call_sid}").status_code == 200
+    assert s.client.get(f"/calls/{s.call.call_sid}%0A").status_code == 404
