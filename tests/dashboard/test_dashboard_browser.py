@@ -109,13 +109,22 @@ def shown_after(page: Any, selector: str, since: float) -> float:
     return float(stamp) / 1000 - since
 
 
+def wait_live(page: Any, transport: str = "") -> None:
+    """Wait until the page shows its live feed up and has handed over from its first read of the
+    API to the feed: an event from then on reaches the page as a live event, never only in the
+    list it read (which would leave the element unstamped)."""
+    shown = ":has-text('%s')" % transport if transport else ""
+    page.wait_for_selector(f"#live-status[data-state=live]{shown}")
+    page.wait_for_selector("html[data-live-from]", state="attached")
+
+
 def sign_in(page: Any, server: LiveServer) -> None:
     page.goto(server.url + "/")
     assert "/login" in page.url  # the dashboard needs a session
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(server.url + "/")
-    page.wait_for_selector("#live-status[data-state=live]")
+    wait_live(page)
 
 
 def test_a_call_live_on_the_dashboard_transferred_and_ended(
@@ -142,7 +151,7 @@ def test_a_call_live_on_the_dashboard_transferred_and_ended(
     assert "Thanks for calling Acme Dental" in page.text_content("#transcript")
     assert page.text_content("#call-node") == "assist"
     assert page.text_content("#call-flow") == "receptionist"
-    page.wait_for_selector("#live-status[data-state=live]")
+    wait_live(page)
 
     # The caller speaks: the turn and the reply stream in.
     page.evaluate("window.__phoneyLastEventAt = 0")
@@ -213,7 +222,7 @@ def test_a_caller_who_types_markup_is_shown_as_text(
     sign_in(page, server)
     call = SimulatedCall(http, server.url, AUTH_TOKEN).start()
     page.goto(f"{server.url}/calls/{call.call_sid}")
-    page.wait_for_selector("#live-status[data-state=live]")
+    wait_live(page)
     markup = "<img src=x id=injected> hello"
     call.say(markup)
     line = page.wait_for_selector("#transcript li.line.caller")
@@ -245,7 +254,7 @@ def test_an_ai_reply_streams_in_and_is_replaced_by_what_was_said(
             sign_in(page, server)
             call = SimulatedCall(http, server.url, AUTH_TOKEN).start()
             page.goto(f"{server.url}/calls/{call.call_sid}")
-            page.wait_for_selector("#live-status[data-state=live]")
+            wait_live(page)
             assert page.is_hidden("#call-offline")
             failures: list[BaseException] = []
 
@@ -292,7 +301,7 @@ def test_errors_show_with_the_error_edge_the_flow_took(
             sign_in(page, server)
             call = SimulatedCall(http, server.url, AUTH_TOKEN).start()
             page.goto(f"{server.url}/calls/{call.call_sid}")
-            page.wait_for_selector("#live-status[data-state=live]")
+            wait_live(page)
             call.say("Can I book a cleaning?")
             assert call.waiting.kind == "dial"  # the front desk, after the apology
             page.wait_for_selector("#call-node:has-text('front_desk')")
@@ -330,7 +339,7 @@ def test_with_pusher_the_page_listens_on_its_channels(
             page.goto(server.url + "/")
             page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
-            page.wait_for_selector("#live-status[data-state=live]:has-text('Pusher')")
+            wait_live(page, "Pusher")
             # Connected comes first; the subscription follows once /pusher/auth has signed it.
             assert wait_until(lambda: sockets.subscribed(prefix + "calls"))
 
@@ -342,7 +351,7 @@ def test_with_pusher_the_page_listens_on_its_channels(
 
             page.click(f"{row} td.caller a")
             page.wait_for_url(f"{server.url}/calls/{call.call_sid}")
-            page.wait_for_selector("#live-status[data-state=live]:has-text('Pusher')")
+            wait_live(page, "Pusher")
             page.wait_for_selector("#transcript li.line.agent[data-kind=say]")
             assert wait_until(lambda: sockets.subscribed(f"{prefix}call-{call.call_sid}"))
             call.say("Hi, are you open on Saturdays?")

@@ -157,6 +157,8 @@
 
   Feed.prototype.flush = function (after) {
     this.lastId = typeof after === "number" ? after : 0;
+    // From here on every event reaches the page live; tests wait for this mark before acting.
+    document.documentElement.dataset.liveFrom = String(this.lastId);
     var waiting = this.buffer;
     this.buffer = [];
     waiting.sort(function (a, b) { return a.id - b.id; });
