@@ -2,8 +2,9 @@
 
 A wrapper around any `CallStore` (SQLite, Redis), put there by `open_store` when
 `ENCRYPTION_KEY` is set. It encrypts, on the way in, and decrypts, on the way out:
-- in the call state: the caller's number and name, every line of the conversation, the utterance
-  and digits still waiting for a reply (`pending`, `pending_digits`);
+- in the call state: the whole caller (number, city, state, country, zip and name: everything
+  Twilio tells about them), every line of the conversation, the utterance and digits still
+  waiting for a reply (`pending`, `pending_digits`);
 - in events: the values of `speech`, `text`, `digits`, `caller`, `to` and `url` (transcripts,
   replies, pressed digits, numbers and recording links);
 - the summaries' `caller`, and the TwiML stored for repeated webhooks (it holds what was said);
@@ -41,7 +42,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from engine.runtime.state import CallState
+from engine.runtime.state import Caller, CallState
 from engine.store.base import CallStore, CallSummary, Lookup, NewEvent, Quota, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,9 @@ class EncryptedStore:
         return key.startswith(ENCRYPTED_BLOB_PREFIXES)
 
     def seal_state(self, state: CallState) -> CallState:
-        """A copy of `state` with the caller's number and name, every conversation line, and
-        `pending` and `pending_digits` sealed; every other field as it was."""
+        """A copy of `state` with every field of the caller (number, city, state, country, zip,
+        name), every conversation line, and `pending` and `pending_digits` sealed; every other
+        field as it was."""
         return self._map_state(state, self.seal)
 
     def open_state(self, state: CallState) -> CallState:
@@ -162,8 +164,11 @@ class EncryptedStore:
 
     @staticmethod
     def _map_state(state: CallState, change: Any) -> CallState:
-        caller = dataclasses.replace(state.caller, number=change(state.caller.number),
-                                     name=change(state.caller.name))
+        # Every field: a city, state and zip locate a caller about as well as a number does.
+        caller = state.caller
+        caller = Caller(number=change(caller.number), city=change(caller.city),
+                        state=change(caller.state), country=change(caller.country),
+                        zip=change(caller.zip), name=change(caller.name))
         history = tuple(dataclasses.replace(line, text=change(line.text))
                         for line in state.history)
         return dataclasses.replace(
