@@ -12,6 +12,7 @@ from engine.store.base import (
 from engine.store.encrypted import EncryptedStore, Keyring
 from engine.store.factory import open_store
 from engine.store.redis_store import RedisStore
+from engine.store.secret_files import SecretKeeper, secret_keeper
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "Quota",
     "RedisStore",
     "SQLiteStore",
+    "SecretKeeper",
     "StepConflict",
     "StoredEvent",
     "open_store",
+    "secret_keeper",
 ]

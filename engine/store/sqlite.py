@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import weakref
@@ -217,6 +218,34 @@ def _insert_events(db: sqlite3.Connection, call_sid: str, events: Sequence[NewEv
         db.execute(_insert_events_sql(len(chunk)), values)
 
 
+FILE_MODE = 0o600
+"""The database, its -wal and -shm (SQLite gives them the database's mode) and the lock file:
+they hold callers' words and, without ENCRYPTION_KEY, whatever else the store keeps."""
+DIRECTORY_MODE = 0o700
+"""The directory, when the store makes it."""
+FILE_SUFFIXES = ("", "-wal", "-shm", LOCK_SUFFIX)
+
+
+def _prepare_files(path: str) -> None:
+    """Make the database's directory (0700) and file (0600) before SQLite opens it, and take
+    group and others' access away from its files made before (by an older version, under a
+    loose umask). Files of another owner are left as they are: we could not change them."""
+    directory = Path(path).parent
+    if not directory.exists():
+        directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for suffix in FILE_SUFFIXES:
+        name = path + suffix
+        try:
+            found = os.stat(name)
+            if found.st_mode & 0o077 and found.st_uid == os.geteuid():
+                os.chmod(name, stat.S_IMODE(found.st_mode) & 0o700)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            log.warning("%s: could not make it private (%s)", name, error)
+
+
 def _is_over(state: CallState) -> bool:
     return state.ended or state.status in FINAL_STATUSES
 
@@ -308,6 +337,7 @@ class SQLiteStore:
         self._writing = threading.Lock()  # this process's writers take turns here first
         self._writer_file: int | None = None  # then every process's, on LOCK_SUFFIX (flock)
         self._schema_ready = False
+        self._files_ready = False  # the directory made and the files' modes checked
         self._next_purge = 0.0  # when _count_hit next deletes expired counters
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._inherited: list[_Connection] = []
@@ -320,8 +350,9 @@ class SQLiteStore:
     # Connections
 
     def _open(self) -> _Connection:
-        if not self._memory:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if not self._memory and not self._files_ready:
+            _prepare_files(self.path)
+            self._files_ready = True
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                              check_same_thread=False, factory=_Connection)
         try:
@@ -456,7 +487,7 @@ class SQLiteStore:
             yield
             return
         if self._writer_file is None:
-            self._writer_file = os.open(self.path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
+            self._writer_file = os.open(self.path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, FILE_MODE)
         descriptor = self._writer_file
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         delay = LOCK_POLL[0]

@@ -1,8 +1,10 @@
 """Dashboard login: one password, a signed session cookie, CSRF tokens for control actions.
 
-Without `DASHBOARD_PASSWORD` the server makes a password at start, keeps it in the store so every
-server process accepts the same one, and prints it once, when it is made (as Jupyter does with
-its token): the dashboard is never open to anyone who merely finds the port.
+Without `DASHBOARD_PASSWORD` the server makes a password at start, keeps it where every server
+process finds it (so all accept the same one), and prints it once, when it is made (as Jupyter
+does with its token): the dashboard is never open to anyone who merely finds the port. It and the
+session key (without SECRET_KEY) are kept beside a SQLite database in 0600 files, not in it, and
+in the store otherwise (engine/store/secret_files.py).
 
 Sessions (`Sessions`): a sign-in lasts SESSION_HOURS (default 12) from the moment it was made,
 however busy it is. Each one has an id, and signing out records that id in the store (shared by
@@ -54,7 +56,7 @@ from flask import (
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from engine.store import CallStore
+from engine.store import CallStore, SecretKeeper, secret_keeper
 from engine.web.services import services
 
 log = logging.getLogger(__name__)
@@ -246,16 +248,16 @@ def configure_sessions(app: Flask, hours: int | str) -> None:
     app.permanent_session_lifetime = timedelta(hours=interface.sessions.hours)
 
 
-def _shared_secret(store: CallStore, key: str, make: Callable[[], str]) -> tuple[str, bool]:
-    """A secret every server process agrees on: the store's, or a new one put there; and
-    whether this call is the one that put it there."""
-    found = store.get_blob(key)
+def _shared_secret(keeper: SecretKeeper, key: str, make: Callable[[], str]) -> tuple[str, bool]:
+    """A secret every server process agrees on: the one kept, or a new one kept now; and
+    whether this call is the one that kept it."""
+    found = keeper.get(key)
     if found is not None:
-        return found.decode(), False
+        return found, False
     # Only if still absent: processes starting together must not overwrite a secret another
     # one already uses (its session cookies would be refused by the rest).
-    created = store.compare_and_set_blob(key, None, make().encode())
-    return (store.get_blob(key) or b"").decode(), created
+    created = keeper.create(key, make())
+    return keeper.get(key) or "", created
 
 
 def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
@@ -269,22 +271,23 @@ def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
     gets a throwaway password and leaves the store without one, so the first server makes it
     and shows it.
     """
+    keeper = secret_keeper(store)  # beside a SQLite database, not in it (secret_files.py)
     app.secret_key = secret_key or _shared_secret(
-        store, SECRET_BLOB, lambda: secrets.token_urlsafe(32))[0]
+        keeper, SECRET_BLOB, lambda: secrets.token_urlsafe(32))[0]
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=secure_cookies, SESSION_COOKIE_NAME="phoney_session",
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=DEFAULT_SESSION_HOURS))
     if not password:
-        password = _generated_password(store, announce)
+        password = _generated_password(keeper, announce)
     app.session_interface = CookieSessions(Sessions(store), password)
     return password
 
 
-def _generated_password(store: CallStore, announce: bool) -> str:
+def _generated_password(keeper: SecretKeeper, announce: bool) -> str:
     if not announce:
-        kept = store.get_blob(PASSWORD_BLOB)
-        return kept.decode() if kept is not None else secrets.token_urlsafe(12)
-    generated, new = _shared_secret(store, PASSWORD_BLOB, lambda: secrets.token_urlsafe(12))
+        kept = keeper.get(PASSWORD_BLOB)
+        return kept if kept is not None else secrets.token_urlsafe(12)
+    generated, new = _shared_secret(keeper, PASSWORD_BLOB, lambda: secrets.token_urlsafe(12))
     # Standard error, so command output (exports, JSON) stays clean.
     if new:
         log.warning("Dashboard password (new, shown only now): %s  (set DASHBOARD_PASSWORD "
