@@ -21,6 +21,12 @@ before the server starts (see gunicorn.conf.py). prometheus_client then keeps ea
 values in files there and a scrape of any worker adds them up; without it the process's own
 registry is served. `/metrics` is open, as scrapers expect, unless `METRICS_TOKEN` is set:
 then it wants `Authorization: Bearer <token>`.
+
+Every label a counter or histogram is known to take (each error kind and `other`, each sink of
+the app's publisher, each speech outcome, each webhook route) starts at 0 when the app is made
+(`zero_known_labels`): a counter with no sample until its first increment makes
+`rate(phoney_call_errors_total[5m])` read "no data" instead of 0, and an alert on it never fires
+on the first error after a restart.
 """
 
 from __future__ import annotations
@@ -58,8 +64,11 @@ WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0,
 """5 ms (a stored answer) to Twilio's 15 s limit."""
 MODEL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
 SPEECH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
-ERROR_LABELS = frozenset({*ERROR_KINDS, "template", "flow", "condition", "internal", "control"})
+ERROR_LABELS = frozenset({*ERROR_KINDS, "template", "flow", "condition", "internal", "control",
+                          "rate_limit_caller"})
 """Kinds counted under their own name; any other is counted as `other` (labels stay bounded)."""
+SPEECH_OUTCOMES = ("ok", "failed")
+"""What `speech_timed` is told of a synthesis (engine/speech/tts.py)."""
 LIVE_SCAN = 1000
 """Most recently updated calls looked at for `phoney_live_calls`."""
 MAX_CALL_SECONDS = 4 * 3600
@@ -321,3 +330,21 @@ def install_metrics(app: Flask) -> None:
     publisher = _publisher(app)
     if publisher is not None:
         _mirror.watch(publisher)
+    zero_known_labels(app, publisher)
+
+
+def zero_known_labels(app: Flask, publisher: Publisher | None) -> None:
+    """Give every known label of the instruments a sample at 0 (see the module docstring):
+    each error kind and `other`, each of `publisher`'s sinks, each speech outcome, and each of
+    the app's webhook routes. Making a child adds nothing to it, so this is safe to repeat."""
+    found = instruments()
+    for kind in sorted({*ERROR_LABELS, "other"}):
+        found.errors.labels(kind)
+    for sink in publisher.sinks if publisher is not None else ():
+        for counter in (found.delivered, found.failed, found.rejected):
+            counter.labels(sink.name)
+    for outcome in SPEECH_OUTCOMES:
+        found.speech.labels(outcome)
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.partition(".")[0] in WEBHOOK_BLUEPRINTS:
+            found.webhook.labels(rule.rule)
