@@ -16,10 +16,12 @@ ENV_KEYS = (
     "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
     "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
+    "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
-_WHOLE_NUMBERS = ("max_call_turns", "max_call_seconds", "session_hours")
+_WHOLE_NUMBERS = ("max_call_turns", "max_call_seconds", "session_hours",
+                  "sse_streams_per_session", "sse_streams_per_process")
 _DEFAULT_WHEN_EMPTY = ("caller_call_limit", "login_rate_limit", "api_rate_limit",
                        *_WHOLE_NUMBERS)
 
@@ -62,6 +64,8 @@ class Settings:
     session_hours: int = 12  # a dashboard sign-in lasts this long (1 to 744)
     alert_webhook_url: str = ""  # Slack-compatible webhook for call.error alerts; empty: none
     alert_kinds: str = ""  # call.error kinds to alert on, comma separated; empty: the default
+    sse_streams_per_session: int = 4  # open /api/events streams of one dashboard session
+    sse_streams_per_process: int = 0  # of a process; 0: a quarter of GUNICORN_THREADS
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

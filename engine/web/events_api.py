@@ -9,7 +9,9 @@
   finds out, by failing to write, that a client has gone), and ends after `SSE_LIFETIME` seconds:
   EventSource reconnects on its own with Last-Event-ID, and a server thread is never held for
   good. Each stream holds a server thread while open: serve with threads (the Flask server does;
-  gunicorn needs `--threads` or gevent).
+  gunicorn needs `--threads` or gevent). Streams are capped per session and per process
+  (SSE_STREAMS_PER_SESSION, SSE_STREAMS_PER_PROCESS; engine/web/stream_limits.py): over a cap
+  the answer is 429 or 503 with Retry-After.
 - `GET /api/live`: how this server publishes (Pusher key, cluster, channel names and auth
   endpoint, or the SSE URL), the current last event id, and the publisher's counters.
 - `POST /pusher/auth` (form `socket_id`, `channel_name`, as pusher-js sends them): the channel
@@ -22,19 +24,19 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request, session
 
 from engine.events import Publisher, PusherSink
 from engine.events.payload import event_json
 from engine.store import CallStore, StoredEvent
 from engine.web.auth import login_required
 from engine.web.services import services
+from engine.web.stream_limits import Refusal, StreamSlots
 
 events_api = Blueprint("events_api", __name__)
 
@@ -54,13 +56,12 @@ class LiveEvents:
     sse_lifetime: float = 300.0
     sse_heartbeat: float = 15.0
     sse_poll: float = 0.1
-    open_streams: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    slots: StreamSlots = field(default_factory=StreamSlots)  # caps on open streams
 
-    def count_stream(self, change: int) -> None:
-        """Add `change` (+1 opened, -1 closed) to `open_streams`; safe from any thread."""
-        with self._lock:
-            self.open_streams += change
+    @property
+    def open_streams(self) -> int:
+        """Event streams open now in this process."""
+        return self.slots.open
 
 
 def live_events() -> LiveEvents:
@@ -80,23 +81,19 @@ def format_event(event: StoredEvent) -> str:
 def event_stream(store: CallStore, after: int, call_sid: str | None,
                  live: LiveEvents) -> Iterator[str]:
     """The stream's text; closing the generator (the client went away) ends it."""
-    live.count_stream(+1)
-    try:
-        yield f"retry: {RETRY_MS}\n: events after {after}\n\n"
-        started = last_write = time.monotonic()
-        while time.monotonic() - started < live.sse_lifetime:
-            events = store.events_after(after, call_sid, limit=BATCH)
-            if events:
-                after = events[-1].id
-                yield "".join(format_event(event) for event in events)
-                last_write = time.monotonic()
-                continue
-            if time.monotonic() - last_write >= live.sse_heartbeat:
-                yield ": heartbeat\n\n"
-                last_write = time.monotonic()
-            time.sleep(live.sse_poll)
-    finally:
-        live.count_stream(-1)
+    yield f"retry: {RETRY_MS}\n: events after {after}\n\n"
+    started = last_write = time.monotonic()
+    while time.monotonic() - started < live.sse_lifetime:
+        events = store.events_after(after, call_sid, limit=BATCH)
+        if events:
+            after = events[-1].id
+            yield "".join(format_event(event) for event in events)
+            last_write = time.monotonic()
+            continue
+        if time.monotonic() - last_write >= live.sse_heartbeat:
+            yield ": heartbeat\n\n"
+            last_write = time.monotonic()
+        time.sleep(live.sse_poll)
 
 
 def _start_after(store: CallStore, call_sid: str | None) -> int | None:
@@ -117,7 +114,11 @@ def _start_after(store: CallStore, call_sid: str | None) -> int | None:
 @events_api.get("/api/events")
 @login_required
 def stream_events() -> Response | tuple[Response, int]:
-    """GET /api/events: a text/event-stream of stored events (`?call=` for one call's)."""
+    """GET /api/events: a text/event-stream of stored events (`?call=` for one call's).
+
+    Each stream takes one of the process's slots (engine/web/stream_limits.py) until its
+    response is closed; over the session's cap the answer is 429, over the process's 503, both
+    with Retry-After."""
     store = services().store
     call_sid = request.args.get("call") or None
     if call_sid is not None and not (call_sid.isalnum() and len(call_sid) <= 64):
@@ -125,9 +126,19 @@ def stream_events() -> Response | tuple[Response, int]:
     after = _start_after(store, call_sid)
     if after is None:
         return jsonify(error="Last-Event-ID and after must be event ids (integers, 0 or more)"), 400
-    return Response(event_stream(store, after, call_sid, live_events()),
-                    mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    live = live_events()
+    slot = live.slots.take(str(session.get("sid") or ""))
+    if isinstance(slot, Refusal):
+        refused = jsonify(error=slot.error)
+        refused.headers["Retry-After"] = str(slot.retry_after)
+        return refused, slot.status
+    response = Response(event_stream(store, after, call_sid, live),
+                        mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # On close, not in the generator: a stream closed before its first chunk never runs the
+    # generator's `finally`, but every WSGI server closes the response.
+    response.call_on_close(slot)
+    return response
 
 
 @events_api.get("/api/live")

@@ -12,6 +12,9 @@ App config (not environment) knobs, mostly for tests:
 - `PUBLISHER_OPTIONS`: keyword arguments for `Publisher` (poll_interval, lease_seconds, ...);
 - `SSE_LIFETIME` (300 s), `SSE_HEARTBEAT` (15 s), `SSE_POLL` (0.1 s): see events_api.py.
 
+The caps on open streams are settings (SSE_STREAMS_PER_SESSION, SSE_STREAMS_PER_PROCESS; see
+engine/web/stream_limits.py).
+
 With ALERT_WEBHOOK_URL set, the alert sink (engine/events/alerts.py) is one more sink: the
 `call.error` events of ALERT_KINDS are posted there. The webhook URL (and its path, which holds a
 Slack webhook's token) is added to the log redaction's secrets, and alert details go through it.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import weakref
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +49,7 @@ from engine.store import CallStore
 from engine.web.calls_api import calls_api
 from engine.web.events_api import EXTENSION, LiveEvents, events_api
 from engine.web.security import log_filter
+from engine.web.stream_limits import StreamSlots, default_process_streams
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +117,10 @@ def install_live_events(app: Flask, settings: Settings, store: CallStore) -> Liv
     live = LiveEvents(publisher, sink, settings.pusher_key, settings.pusher_cluster,
                       sse_lifetime=float(app.config.get("SSE_LIFETIME", 300.0)),
                       sse_heartbeat=float(app.config.get("SSE_HEARTBEAT", 15.0)),
-                      sse_poll=float(app.config.get("SSE_POLL", 0.1)))
+                      sse_poll=float(app.config.get("SSE_POLL", 0.1)),
+                      slots=StreamSlots(settings.sse_streams_per_session,
+                                        settings.sse_streams_per_process
+                                        or default_process_streams(os.environ)))
     app.extensions[EXTENSION] = live
     app.register_blueprint(events_api)
     app.register_blueprint(calls_api)

@@ -165,6 +165,12 @@
     for (var index = 0; index < waiting.length; index++) { this.receive(waiting[index]); }
   };
 
+  // A refused stream (signed out, server gone, or over the server's cap of streams: 429/503)
+  // is retried after 3 s, then twice as long each time up to a minute, with some jitter, so
+  // many tabs refused together do not come back together; an open stream starts it over.
+  var RETRY_FIRST_MS = 3000;
+  var RETRY_MAX_MS = 60000;
+
   // Server-sent events: /api/events[?call=SID]&after=ID. EventSource resumes by itself with the
   // Last-Event-ID header after a dropped connection or the end of a stream's lifetime.
   function SseFeed(options) {
@@ -172,6 +178,7 @@
     this.source = null;
     this.ready = Promise.resolve();
     this.retryTimer = null;
+    this.retryDelay = RETRY_FIRST_MS;
   }
   SseFeed.prototype = Object.create(Feed.prototype);
 
@@ -194,10 +201,14 @@
     };
     EVENT_NAMES.forEach(function (name) { source.addEventListener(name, handle); });
     source.addEventListener("message", handle);
-    source.addEventListener("open", function () { setStatus("live", "live · server-sent events"); });
+    source.addEventListener("open", function () {
+      self.retryDelay = RETRY_FIRST_MS;
+      setStatus("live", "live · server-sent events");
+    });
     source.addEventListener("error", function () {
       if (source.readyState === EventSource.CLOSED) {
-        // Refused (signed out, server gone): EventSource gives up, so try again ourselves.
+        // Refused (signed out, server gone, over its cap of streams): EventSource gives up,
+        // so try again ourselves.
         setStatus("down", "disconnected · retrying");
         self.reopenLater();
       } else {
@@ -209,10 +220,12 @@
   SseFeed.prototype.reopenLater = function () {
     var self = this;
     if (this.retryTimer) { return; }
+    var delay = this.retryDelay * (0.75 + Math.random() * 0.5);
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
     this.retryTimer = window.setTimeout(function () {
       self.retryTimer = null;
       api("/api/session").then(function () { self.open(); }, function () { self.reopenLater(); });
-    }, 3000);
+    }, delay);
   };
 
   SseFeed.prototype.close = function () {
