@@ -27,7 +27,8 @@ from engine.web.live import install_live_events
 from engine.web.media import media
 from engine.web.metrics import events_written, install_metrics, speech_timed
 from engine.web.proxy import install_proxy_fix
-from engine.web.security import install_log_redaction, install_security
+from engine.web.request_keys import RequestKeys
+from engine.web.security import BODY_LIMITS, install_log_redaction, install_security
 from engine.web.services import Services
 from engine.web.twilio_rest import TwilioRest
 from engine.web.voice import voice
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     install_log_redaction(settings)  # numbers, speech and secrets masked in every log line
     app = Flask(__name__)
     app.config["PROJECT_ROOT"] = str(settings.project_root)
+    app.config.update(BODY_LIMITS)  # request sizes (engine/web/security.py)
     app.config.update({key: value for key, value in (config or {}).items()
                        if key not in ("PROJECT_ROOT",)})
     twilio = TwilioRest.from_settings(settings)  # before a missing token is replaced below
@@ -71,7 +73,8 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
                               settings.secret_key,
                               secure_cookies=settings.public_base_url.startswith("https://"),
                               announce=serving)
-    app.extensions["phoney"] = Services(runtime, password, create_app, twilio)
+    app.extensions["phoney"] = Services(runtime, password, create_app, twilio,
+                                        RequestKeys(settings.encryption_key))
     if runtime.warmup is not None and runtime.library.ok \
             and app.config.get("SPEECH_WARMUP", True) and serving:
         runtime.warmup.start()

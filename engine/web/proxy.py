@@ -5,14 +5,15 @@ the proxy, and it never reads X-Forwarded-For (its `forwarded_allow_ips` covers 
 What counts per client address (the login and call-control rate limits) would then count every
 client together: one stranger's failed logins would lock everybody out.
 
-`TRUSTED_PROXIES=N`, the number of proxies in front of the app that each append the address they
-received from to X-Forwarded-For, has `create_app` wrap the app in werkzeug's `ProxyFix` with
-`x_for=N`: the client is the N-th address from the right, the one the outermost trusted proxy
-saw, which a client cannot forge as long as the app is reachable only through those proxies.
-0 (the default) trusts no header, the right choice when clients connect directly.
+`TRUSTED_PROXIES=N`, the number of proxies in front of the app that each append what they
+received to X-Forwarded-For, -Proto and -Host, has `create_app` wrap the app in werkzeug's
+`ProxyFix` with `x_for=x_proto=x_host=N`: the client, scheme and host are the N-th values from
+the right, the ones the outermost trusted proxy saw, which a client cannot forge as long as the
+app is reachable only through those proxies. 0 (the default) trusts no header, the right choice
+when clients connect directly: then a client's X-Forwarded-Host is never read.
 
-Only the address: the webhook signature check reads the forwarded scheme and host itself
-(engine/web/signature.py), and PUBLIC_BASE_URL, when set, overrides both.
+The webhook signature check and Twilio's callback URLs use that scheme and host when
+PUBLIC_BASE_URL is not set (engine/web/signature.py); set, it overrides both.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ def trusted_proxies(value: str | int | None) -> int:
 
 
 def install_proxy_fix(app: Flask, value: str | int | None) -> int:
-    """Take the client's address from X-Forwarded-For past `value` trusted proxies (if any)."""
+    """Take the client's address, scheme and host from the X-Forwarded headers past `value`
+    trusted proxies (if any); none of them otherwise."""
     count = trusted_proxies(value)
     if count:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     app.config["TRUSTED_PROXIES"] = count
     return count

@@ -25,7 +25,11 @@ purpose, by the process that made it, so the operator can sign in (engine/web/au
   Retry-After. No limit applies to Twilio's webhooks (the per-caller limit is the call
   service's, in the store), so Flask-Limiter's per-request hooks are skipped on them: they cost
   a webhook a tenth of its time for nothing (bench/profile_webhook.py);
-- the sessions' lifetime, SESSION_HOURS (engine/web/auth.py).
+- the sessions' lifetime, SESSION_HOURS (engine/web/auth.py);
+- request size limits: bodies over 1 MiB (MAX_CONTENT_LENGTH) are refused with 413 before
+  they are read (a 30 MiB password was read and compared), as are multipart fields over 64 kB
+  and forms of more than 200 fields; Twilio's webhooks have tighter limits of their own,
+  checked before their signature (engine/web/webhook_form.py).
 The client address is REMOTE_ADDR: behind proxies set TRUSTED_PROXIES (engine/web/proxy.py),
 or every client shares the proxy's count.
 """
@@ -408,6 +412,21 @@ def skip_limiter_on_twilio_routes(app: Flask, limiter: Limiter) -> int:
                 hooks[index] = wrap(hook)
                 changed += 1
     return changed
+
+
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body any route takes (the dashboard's forms and JSON are a few kB)."""
+
+MAX_FIELD_BYTES = 64 * 1024
+"""The largest multipart form field (werkzeug's MAX_FORM_MEMORY_SIZE, for multipart only)."""
+
+MAX_FORM_FIELDS = 200
+"""The most fields a form may have (werkzeug's MAX_FORM_PARTS)."""
+
+
+BODY_LIMITS = {"MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+               "MAX_FORM_MEMORY_SIZE": MAX_FIELD_BYTES, "MAX_FORM_PARTS": MAX_FORM_FIELDS}
+"""Flask's request size settings as `create_app` sets them (before a test's `config`)."""
 
 
 def install_security(app: Flask, settings: Settings) -> None:

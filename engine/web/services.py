@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
@@ -13,6 +13,7 @@ from engine.calls import CallService, EventRecorder, FlowLibrary
 from engine.settings import Settings
 from engine.speech.warmup import Warmup
 from engine.store import CallStore
+from engine.web.request_keys import RequestKeys
 from engine.web.twilio_rest import TwilioRest
 
 AppFactory = Callable[..., Flask]
@@ -27,6 +28,7 @@ class Services:
     dashboard_password: str
     make_app: AppFactory
     twilio: TwilioRest | None = None  # REST client for call control; see create_app
+    request_keys: RequestKeys = field(default_factory=RequestKeys)  # keyed: see create_app
 
     @property
     def settings(self) -> Settings:

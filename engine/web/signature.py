@@ -1,8 +1,10 @@
 """`X-Twilio-Signature` checks: the URL Twilio signed, and the check itself.
 
 Twilio signs the URL it requested. Behind a TLS proxy the app sees `http://internal:8000/...`,
-so the URL is rebuilt from `PUBLIC_BASE_URL` when configured, else from the forwarded scheme and
-host the proxy passes on.
+so the URL is rebuilt from `PUBLIC_BASE_URL` when configured, else from the request's scheme and
+host, which are the forwarded ones only when they came through the `TRUSTED_PROXIES` proxies
+(werkzeug's ProxyFix, engine/web/proxy.py): a client's own X-Forwarded-Host is never read, or a
+request signed for another deployment on the same Twilio account would validate here.
 
 The check accepts and refuses exactly what the twilio SDK's `RequestValidator.validate` does
 (a signature over the URL with its port, or without it), but costs one HMAC instead of two for a
@@ -38,21 +40,15 @@ URL_FORMS_CACHE = 512
 """Signed URLs whose two forms are kept (a few routes and step numbers in practice)."""
 
 
-def _first(value: str | None) -> str | None:
-    return value.split(",")[0].strip() if value else None
-
-
 def signed_url(request: Request, public_base_url: str | None) -> str:
     """The URL Twilio signed for `request`: PUBLIC_BASE_URL plus path and query when given,
-    else the forwarded scheme and host (first of each list) or the request's own.
+    else the request's own scheme and host (forwarded ones only through trusted proxies).
     """
     query = request.query_string.decode("latin-1")
     path = request.path + (f"?{query}" if query else "")
     if public_base_url:
         return public_base_url.rstrip("/") + path
-    scheme = _first(request.headers.get("X-Forwarded-Proto")) or request.scheme
-    host = _first(request.headers.get("X-Forwarded-Host")) or request.host
-    return f"{scheme}://{host}{path}"
+    return f"{request.scheme}://{request.host}{path}"
 
 
 @lru_cache(maxsize=URL_FORMS_CACHE)
@@ -88,11 +84,15 @@ def _matches(key: bytes, digest: str, message: str, signature: bytes) -> bool:
     return hmac.compare_digest(base64.b64encode(mac), signature)
 
 
-def is_signed(request: Request, auth_token: str, public_base_url: str | None) -> bool:
+def is_signed(request: Request, auth_token: str, public_base_url: str | None,
+              form: MultiDict[str, str] | None = None) -> bool:
     """True when `request` carries an `X-Twilio-Signature` that `auth_token` makes for its
-    signed URL and form (with the algorithm the signature settings header names), over the URL
-    with its port or without it. Always False without a signature or a token.
+    signed URL and `form` (default: werkzeug's parse of the request's; every field, as Twilio
+    signs them), with the algorithm the signature settings header names, over the URL with its
+    port or without it. Always False without a signature or a token.
     """
+    if form is None:
+        form = request.form
     signature = request.headers.get("X-Twilio-Signature")
     if not signature or not auth_token:
         return False
@@ -101,10 +101,9 @@ def is_signed(request: Request, auth_token: str, public_base_url: str | None) ->
     digest = DIGESTS.get(algorithm.upper())
     url = signed_url(request, public_base_url)
     if digest is None:  # the SDK's answer (and its warning) for an algorithm not checked here
-        return bool(RequestValidator(auth_token).validate(url, request.form, signature,
-                                                          algorithm))
+        return bool(RequestValidator(auth_token).validate(url, form, signature, algorithm))
     first, other = url_forms(url)
-    text = signed_text(request.form)
+    text = signed_text(form)
     key = _key(auth_token)
     # The SDK compares characters; bytes compare the same way (UTF-8 is one-to-one).
     expected = signature.encode("utf-8", "surrogatepass")

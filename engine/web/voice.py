@@ -7,7 +7,6 @@ Twilio's "application error".
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
@@ -16,6 +15,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine import logs
 from engine.calls import urls
@@ -24,6 +24,7 @@ from engine.runtime.state import DialEnded, Event, Heard, RecordingDone, Silence
 from engine.twiml import safe_answer
 from engine.web.services import services
 from engine.web.signature import is_signed
+from engine.web.webhook_form import known_fields, read_fields
 
 log = logging.getLogger(__name__)
 
@@ -40,47 +41,46 @@ def _twiml(text: str) -> Response:
 
 
 @voice.before_request
-def tag_logs() -> None:
-    """Every line logged while this webhook is handled carries its CallSid (when well formed)
-    and route; threads started for the call copy the context, so theirs do too."""
-    sid = request.form.get("CallSid", "")
+def accept_webhook() -> Response | None:
+    """Before every voice request, in this order: the form read within its limits (413 past
+    them, engine/web/webhook_form.py); 403 with no body unless `X-Twilio-Signature` is valid
+    for TWILIO_AUTH_TOKEN over the URL Twilio called and every field (always 403 when no token
+    is set); then the fields a webhook reads kept for the route, and every line logged while it
+    is handled tagged with its CallSid (when well formed) and route. Threads started for the
+    call copy the log context, so theirs carry it too. Nothing reads the form before this."""
+    try:
+        fields = read_fields(request)
+    except RequestEntityTooLarge:
+        log.warning("refused %s: the body is larger than a webhook's", request.path)
+        raise
+    settings = services().settings
+    if not is_signed(request, settings.twilio_auth_token, settings.public_base_url, fields):
+        log.warning("refused %s: missing or invalid X-Twilio-Signature", request.path)
+        return Response(status=403)
+    params = g.twilio_params = known_fields(fields)
+    sid = params.get("CallSid", "")
     rule = request.url_rule.rule if request.url_rule is not None else request.path[:100]
     g.phoney_log_context = logs.push(sid if CALL_SID.fullmatch(sid) else "", rule)
+    return None
 
 
 @voice.teardown_request
 def untag_logs(error: BaseException | None) -> None:
-    """Teardown of every voice request: drop the log context `tag_logs` pushed, if any."""
+    """Teardown of every voice request: drop the log context `accept_webhook` pushed, if any."""
     bound = g.pop("phoney_log_context", None)
     if bound is not None:
         logs.pop(bound)
 
 
-@voice.before_request
-def require_twilio_signature() -> Response | None:
-    """Before every voice request: 403 with no body unless `X-Twilio-Signature` is valid for
-    TWILIO_AUTH_TOKEN over the URL Twilio called (always 403 when no token is set).
-    """
-    settings = services().settings
-    if not is_signed(request, settings.twilio_auth_token, settings.public_base_url):
-        log.warning("refused %s: missing or invalid X-Twilio-Signature", request.path)
-        return Response(status=403)
-    return None
-
-
 def _params() -> dict[str, str]:
-    """The form, first value of each field (one copy: not one proxy lookup of `request` per
-    field)."""
-    return request.form.to_dict()
+    """The webhook's known fields, first value of each, as `accept_webhook` read them."""
+    params: dict[str, str] = g.twilio_params
+    return params
 
 
 def _request_key(params: dict[str, str]) -> str:
-    token = request.headers.get("I-Twilio-Idempotency-Token")
-    if token:
-        return f"token:{token[:200]}"
-    canonical = request.full_path + "\n" + "\n".join(
-        f"{key}={value}" for key, value in sorted(params.items()))
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()
+    return services().request_keys.key(request.full_path, params,
+                                       request.headers.get("I-Twilio-Idempotency-Token"))
 
 
 def _count(raw: str) -> int | None:

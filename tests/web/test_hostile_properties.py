@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
 from flask import Flask
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
 from engine.simulator import SimulatedCall
+from engine.web.webhook_form import MAX_WEBHOOK_BYTES, MAX_WEBHOOK_FIELDS
 from tests.support import AUTH_TOKEN, client_transport
 from tests.web.test_bad_input import LOCAL, ROUTES, post, sign
 
@@ -71,7 +72,53 @@ def test_any_parameters_at_any_twilio_route(client: FlaskClient, known_call: Sim
     path = route + ("?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}"
                                    for k, v in query.items()) if query else "")
     headers = {"I-Twilio-Idempotency-Token": token} if token is not None else None
-    assert_twiml(post(client, path, params, headers=headers))
+    answer = post(client, path, params, headers=headers)
+    if len(urlencode(params)) > MAX_WEBHOOK_BYTES:  # no webhook is that large: refused unread
+        assert answer.status_code == 413, answer.status_code
+        assert "Traceback" not in answer.get_data(as_text=True)
+        return
+    assert_twiml(answer)
+
+
+@PROPERTY
+@given(route=st.sampled_from(ROUTES), fields=st.integers(MAX_WEBHOOK_FIELDS - 5,
+                                                         MAX_WEBHOOK_FIELDS * 20),
+       value=st.sampled_from(["", "1", "y" * 50]), signed=st.booleans())
+def test_over_many_fields_are_refused_before_the_signature(
+        client: FlaskClient, known_call: SimulatedCall, route: str, fields: int, value: str,
+        signed: bool) -> None:
+    params = {"CallSid": known_call.call_sid, **{f"X{i}": value for i in range(fields)}}
+    body = urlencode(params)
+    headers = {"X-Twilio-Signature": sign(LOCAL + route, params) if signed else "forged"}
+    answer = client.post(route, data=body, content_type="application/x-www-form-urlencoded",
+                         headers=headers, base_url=LOCAL)
+    if len(params) > MAX_WEBHOOK_FIELDS or len(body) > MAX_WEBHOOK_BYTES:
+        assert answer.status_code == 413, (len(params), len(body), answer.status_code)
+    elif signed:
+        assert_twiml(answer)
+    else:
+        assert answer.status_code == 403
+
+
+@PROPERTY
+@given(route=st.sampled_from(ROUTES), proto=st.sampled_from(["https", "http", "https, http"]),
+       host=st.sampled_from(["other.example", "localhost", "other.example, localhost",
+                             "localhost:80", "evil.example:443"]),
+       header=st.sampled_from(["X-Forwarded-Host", "Forwarded", "X-Original-Host"]))
+def test_forwarded_headers_never_move_the_signed_url(
+        client: FlaskClient, known_call: SimulatedCall, route: str, proto: str, host: str,
+        header: str) -> None:
+    """Without TRUSTED_PROXIES, a request signed for the host a forwarded header names is
+    refused; only one signed over the URL requested is accepted, whatever the headers say."""
+    params = {**known_call.params, "CallSid": known_call.call_sid}
+    first = host.split(",")[0].strip()
+    headers = {"X-Forwarded-Proto": proto, header: host if header != "Forwarded"
+               else f"host={first};proto={proto.split(',')[0]}"}
+    if f"{proto.split(',')[0]}://{first}" not in (LOCAL, "http://localhost:80"):
+        forged = post(client, route, params, headers=headers,
+                      signed_url=f"{proto.split(',')[0].strip()}://{first}{route}")
+        assert forged.status_code == 403
+    assert_twiml(post(client, route, params, headers=headers))
 
 
 @PROPERTY
