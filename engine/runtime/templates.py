@@ -2,6 +2,9 @@
 
 Flows are data, not code: they run in Jinja2's sandbox, see only the names listed in
 `CONTEXT_NAMES` and `HELPERS`, and fail closed (an error in a condition means "does not hold").
+The sandbox is `engine.runtime.template_limits.LimitedEnvironment`: a render produces at most
+`MAX_OUTPUT` characters and takes at most `MAX_STEPS` loop iterations and calls, and refuses
+what would pass them (`'x' * 10**9`, `range(10**9)`) with a `TemplateLimitError`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.environment import TemplateExpression
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.runtime.template_limits import (
+    MAX_OUTPUT,
+    MAX_STEPS,
+    LimitedEnvironment,
+    TemplateLimitError,
+    begin,
+    end,
+    render_limited,
+)
 
 CONTEXT_NAMES = frozenset({"speech", "digits", "confidence", "caller", "vars", "turn", "now",
                            "node", "call"})
@@ -72,8 +84,8 @@ def make_helpers(speech: str, now: datetime) -> dict[str, Callable[..., Any]]:
     return {"said_any": said_any, "said_all": said_all, "open_between": open_between}
 
 
-_environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                             keep_trailing_newline=False)
+_environment = LimitedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                  keep_trailing_newline=False)
 
 HELPERS = frozenset(make_helpers("", datetime(2000, 1, 1))) | frozenset(_environment.globals) \
     | {"loop"}
@@ -127,16 +139,27 @@ def is_template(text: str) -> bool:
 
 
 def render(text: str, values: Mapping[str, Any]) -> str:
-    """Render a text field. Unknown names raise, so a typo never speaks as silence."""
+    """Render a text field. Unknown names raise, so a typo never speaks as silence; so does
+    going over the limits (TemplateLimitError, see the module docstring)."""
     if not is_template(text):
         return text
-    return _template(text).render(values)
+    token = begin()
+    try:
+        return render_limited(_template(text).generate(values))
+    finally:
+        end(token)
 
 
 def evaluate(expression: str, values: Mapping[str, Any]) -> bool:
-    """Evaluate a condition; raises on errors so the caller can record them."""
-    return bool(_expression(expression)(**values))
+    """Evaluate a condition; raises on errors (the limits' included) so the caller can record
+    them."""
+    token = begin()
+    try:
+        return bool(_expression(expression)(**values))
+    finally:
+        end(token)
 
 
-__all__ = ["CONTEXT_NAMES", "HELPERS", "TemplateSyntaxError", "evaluate", "is_template",
-           "make_helpers", "parse_condition", "parse_template", "render"]
+__all__ = ["CONTEXT_NAMES", "HELPERS", "MAX_OUTPUT", "MAX_STEPS", "TemplateLimitError",
+           "TemplateSyntaxError", "evaluate", "is_template", "make_helpers", "parse_condition",
+           "parse_template", "render"]
