@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Final
 from urllib.parse import urlparse
@@ -61,9 +62,13 @@ def url_forms(url: str) -> tuple[str, str]:
     return (with_port, without_port) if parsed.port else (without_port, with_port)
 
 
-def signed_text(form: MultiDict[str, str]) -> str:
+def signed_text(form: MultiDict[str, str] | Sequence[tuple[str, str]]) -> str:
     """What follows the URL in the signed string: each field name (sorted) followed by each of
-    its distinct values (sorted), as the SDK's `compute_signature` concatenates them."""
+    its distinct values (sorted), as the SDK's `compute_signature` concatenates them. `form` is
+    werkzeug's parse of a form, or its (name, value) pairs as sent."""
+    if not isinstance(form, MultiDict):
+        # Sorting the distinct pairs orders them by name, then value: the SDK's order.
+        return "".join(part for pair in sorted(set(form)) for part in pair)
     parts: list[str] = []
     for name, values in sorted(form.lists()):  # names are distinct: lists never compared
         if len(values) == 1:
@@ -85,7 +90,7 @@ def _matches(key: bytes, digest: str, message: str, signature: bytes) -> bool:
 
 
 def is_signed(request: Request, auth_token: str, public_base_url: str | None,
-              form: MultiDict[str, str] | None = None) -> bool:
+              form: MultiDict[str, str] | Sequence[tuple[str, str]] | None = None) -> bool:
     """True when `request` carries an `X-Twilio-Signature` that `auth_token` makes for its
     signed URL and `form` (default: werkzeug's parse of the request's; every field, as Twilio
     signs them), with the algorithm the signature settings header names, over the URL with its
@@ -101,7 +106,8 @@ def is_signed(request: Request, auth_token: str, public_base_url: str | None,
     digest = DIGESTS.get(algorithm.upper())
     url = signed_url(request, public_base_url)
     if digest is None:  # the SDK's answer (and its warning) for an algorithm not checked here
-        return bool(RequestValidator(auth_token).validate(url, form, signature, algorithm))
+        given = form if isinstance(form, MultiDict) else MultiDict(form)
+        return bool(RequestValidator(auth_token).validate(url, given, signature, algorithm))
     first, other = url_forms(url)
     text = signed_text(form)
     key = _key(auth_token)

@@ -22,8 +22,10 @@ from typing import Final
 from urllib.parse import parse_qsl
 
 from flask import Request
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
+
+Fields = list[tuple[str, str]]
+"""A form's fields in the order sent, a name as often as it was sent."""
 
 MAX_WEBHOOK_BYTES: Final = 64 * 1024
 """A webhook body's limit: Twilio's are 1-4 kB (a long SpeechResult included)."""
@@ -57,7 +59,7 @@ class TooManyFields(RequestEntityTooLarge):
     description = f"A webhook has at most {MAX_WEBHOOK_FIELDS} fields."
 
 
-def read_fields(request: Request) -> MultiDict[str, str]:
+def read_fields(request: Request) -> Fields:
     """Every field of the webhook's form, in order (for the signature check), read from a body
     of at most MAX_WEBHOOK_BYTES with at most MAX_WEBHOOK_FIELDS fields; raises
     RequestEntityTooLarge (413) past either. Percent-escapes are decoded as UTF-8 with
@@ -67,18 +69,17 @@ def read_fields(request: Request) -> MultiDict[str, str]:
     if len(body) > MAX_WEBHOOK_BYTES:  # a body with no Content-Length, cut at the limit + 1
         raise RequestEntityTooLarge()
     try:
-        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
-                          encoding="utf-8", errors="replace",
-                          max_num_fields=MAX_WEBHOOK_FIELDS)
+        return parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
+                         encoding="utf-8", errors="replace",
+                         max_num_fields=MAX_WEBHOOK_FIELDS)
     except ValueError:  # "Max number of fields exceeded"
         raise TooManyFields() from None
-    return MultiDict(pairs)
 
 
-def known_fields(fields: MultiDict[str, str]) -> dict[str, str]:
+def known_fields(fields: Fields) -> dict[str, str]:
     """The first value of each field in KNOWN_FIELDS (what the routes read)."""
     known: dict[str, str] = {}
-    for name, value in fields.items():  # MultiDict.items(): the first value of each name
-        if name in KNOWN_FIELDS:
+    for name, value in fields:
+        if name in KNOWN_FIELDS and name not in known:
             known[name] = value
     return known

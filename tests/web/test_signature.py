@@ -137,3 +137,23 @@ def test_every_answer_is_the_sdks(caplog: pytest.LogCaptureFixture) -> None:
             compared += 1
     assert compared > 500
     assert "HMAC_MD5" in caplog.text  # an unknown algorithm is refused with the SDK's warning
+
+
+@pytest.mark.parametrize("pairs", [
+    [("CallSid", "CA1"), ("From", "+1555"), ("To", "+1666")],
+    [("b", "2"), ("a", "1"), ("b", "1"), ("b", "2"), ("a", "")],  # repeats, out of order
+    [("Digits", "1"), ("Digits", "1")],
+    [],
+])
+def test_the_signed_text_of_pairs_is_the_sdks(pairs: list[tuple[str, str]]) -> None:
+    """The pairs a webhook's body was read into sign as werkzeug's MultiDict of them does, and
+    as the SDK computes it."""
+    form = MultiDict(pairs)
+    assert signature.signed_text(pairs) == signature.signed_text(form)
+    url = "https://phoney.example/api/incoming-call"
+    expected = sign(url, form)
+    with app.test_request_context("/api/incoming-call", method="POST", data=form,
+                                  base_url="https://phoney.example",
+                                  headers={"X-Twilio-Signature": expected}):
+        assert is_signed(request, TOKEN, None, pairs)
+        assert not is_signed(request, TOKEN, None, [*pairs, ("extra", "x")])
