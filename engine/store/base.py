@@ -82,6 +82,35 @@ class Quota:
     limit: int
 
 
+LIVE_AT_MOST = 24 * 3600.0
+"""Seconds a call can stay live: Twilio ends every call within 24 hours (its longest time
+limit). A call not ended and not updated for longer lost its end (no status callback came), so
+`prune` may remove it; one updated more recently is never pruned, ended or not."""
+
+PRUNED_BLOB_PREFIXES = ("audio:", "stream:")
+"""The blobs `prune` removes by age: cached speech (made again when next needed) and streamed
+replies. Flow snapshots, cursors, leases and secrets are kept."""
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `prune` removed (or, in a dry run, would remove)."""
+
+    calls: int = 0  # calls with their state and summary
+    events: int = 0
+    responses: int = 0  # the answers kept for repeated webhooks
+    blobs: int = 0  # cached speech and streamed replies
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(self.calls + other.calls, self.events + other.events,
+                      self.responses + other.responses, self.blobs + other.blobs)
+
+    def describe(self) -> str:
+        """One line for people: `12 calls, 340 events, 80 stored answers, 5 audio/streams`."""
+        return (f"{self.calls} calls, {self.events} events, {self.responses} stored answers, "
+                f"{self.blobs} cached audio and streamed replies")
+
+
 class StepConflict(Exception):
     """Another request advanced the call first (a concurrent duplicate webhook)."""
 
@@ -171,6 +200,18 @@ class CallStore(Protocol):
         A fixed window: it opens at the first hit (count 1) and closes `window_seconds` later
         (server time), when the count starts over. Atomic across threads and processes, so a
         limit built on it (calls per caller) holds for every server process at once.
+        """
+
+    def prune(self, before: float, dry_run: bool = False) -> Pruned:
+        """Remove what is older than `before` (epoch seconds); what was removed.
+
+        Removed: every call last updated before `before` that has ended (or has not been
+        updated for LIVE_AT_MOST, whatever its state says), with its state, events and stored
+        answers; events and answers older than that of calls not stored; and blobs of
+        PRUNED_BLOB_PREFIXES put before it. A call updated in the last LIVE_AT_MOST seconds
+        (store time) is never removed unless it has ended. Done in small batches, so webhooks
+        meanwhile wait for none of it; the newest event is kept, so event ids never go back.
+        `dry_run` counts what would go and removes nothing.
         """
 
     def ping(self) -> bool:

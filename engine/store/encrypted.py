@@ -43,7 +43,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.runtime.state import Caller, CallState
-from engine.store.base import CallStore, CallSummary, Lookup, NewEvent, Quota, StoredEvent
+from engine.store.base import (
+    CallStore,
+    CallSummary,
+    Lookup,
+    NewEvent,
+    Pruned,
+    Quota,
+    StoredEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +278,9 @@ class EncryptedStore:
     def _counter(self, key: str) -> str:
         """A counter's key as the backend keeps it: an HMAC (caller numbers are in the keys)."""
         return "hmac:" + self.keyring.digest(key)
+
+    def prune(self, before: float, dry_run: bool = False) -> Pruned:
+        return self.inner.prune(before, dry_run)
 
     def ping(self) -> bool:
         return self.inner.ping()

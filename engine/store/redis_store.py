@@ -28,9 +28,10 @@ for support to look at a call's raw state); while a call is live they get `activ
 2 days, renewed by every step), so a call whose end never arrived does not stay forever. After
 they expire a late webhook conflicts (StepConflict, "not stored") instead of reviving the call.
 The summary and the events are the call's history (dashboard, transcripts, SSE resume): they are
-kept without TTL, as the SQLite backend keeps them; prune them, if needed, outside the request
-path. Blobs get a TTL by key prefix (`blob_ttls`): `stream:` (streamed replies) one hour;
-flow snapshots, cached audio, cursors and secrets are kept.
+kept without TTL, as the SQLite backend keeps them, until `prune` removes the finished calls older
+than RETENTION_DAYS (engine/retention.py, off the request path). Blobs get a TTL by key prefix
+(`blob_ttls`): `stream:` (streamed replies) one hour; flow snapshots, cached audio, cursors and
+secrets are kept.
 
 Status and `ended` live in their own fields of the state hash rather than in the JSON, so that
 `close_call` changes them without decoding and encoding the JSON in Lua (whose cjson would round
@@ -55,6 +56,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode
@@ -65,9 +67,11 @@ from redis.retry import Retry
 
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
+    LIVE_AT_MOST,
     CallSummary,
     Lookup,
     NewEvent,
+    Pruned,
     Quota,
     StepConflict,
     StoredEvent,
@@ -241,6 +245,52 @@ _INCR_WINDOW = _COUNT_HIT + """
 return count_hit(KEYS[1], ARGV[1])
 """
 
+# prune, one call. KEYS: state, responses, summary, calls, events, call events.
+# ARGV: sid, before, stale (not ended, yet prunable: updated before this), dry run ('1'/'0').
+# Returns {1 (pruned) | 0 (no summary) | -1 (kept: recent or live), events, stored answers}.
+_PRUNE_CALL = """
+local state, responses, summary, dry = KEYS[1], KEYS[2], KEYS[3], ARGV[4] == '1'
+local updated = redis.call('HGET', summary, 'updated_at')
+if not updated then
+  if not dry then redis.call('ZREM', KEYS[4], ARGV[1]) end
+  return {0, 0, 0}
+end
+updated = tonumber(updated)
+local over = redis.call('HEXISTS', summary, 'ended_at') == 1
+if updated >= tonumber(ARGV[2]) or (not over and updated >= tonumber(ARGV[3])) then
+  return {-1, 0, 0}
+end
+local events, answers = redis.call('ZCARD', KEYS[6]), redis.call('HLEN', responses)
+if not dry then
+  local members = redis.call('ZRANGE', KEYS[6], 0, -1)
+  for i = 1, #members, 1000 do
+    redis.call('ZREM', KEYS[5], unpack(members, i, math.min(i + 999, #members)))
+  end
+  redis.call('DEL', state, responses, summary, KEYS[6])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
+return {1, events, answers}
+"""
+
+# prune, events of a call not stored. KEYS: events, call events, summary.
+# ARGV: dry run ('1'/'0'), then the events' members. Returns how many went (would go).
+_PRUNE_ORPHANS = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if ARGV[1] ~= '1' then
+  for i = 2, #ARGV, 1000 do
+    local last = math.min(i + 999, #ARGV)
+    redis.call('ZREM', KEYS[1], unpack(ARGV, i, last))
+    redis.call('ZREM', KEYS[2], unpack(ARGV, i, last))
+  end
+end
+return #ARGV - 1
+"""
+PRUNE_BATCH = 100
+"""Calls one round trip of `prune` looks at (events: five times as many)."""
+CLOCK_SLACK = 3600.0
+"""Seconds by which an event's time may lag behind one with a smaller id (servers' clocks
+differ): `prune` looks for events of calls not stored until one this much after its cutoff."""
+
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 """One encoder for every write: json.dumps with options builds a new one at every call."""
@@ -365,6 +415,8 @@ class RedisStore:
         self._close_call = self.client.register_script(_CLOSE_CALL)
         self._compare_and_set = self.client.register_script(_COMPARE_AND_SET)
         self._incr_window = self.client.register_script(_INCR_WINDOW)
+        self._prune_call = self.client.register_script(_PRUNE_CALL)
+        self._prune_orphans = self.client.register_script(_PRUNE_ORPHANS)
 
     @staticmethod
     def _ttl(given: float | Literal[_From.URL] | None, own: Mapping[str, str], name: str,
@@ -515,6 +567,57 @@ class RedisStore:
         count = self._incr_window(keys=[self._key("window", key)],
                                   args=[_window_ms(window_seconds)])
         return int(count)
+
+    def prune(self, before: float, dry_run: bool = False) -> Pruned:
+        """See `CallStore.prune`. Each call goes in one script (checked again there); events of
+        calls not stored are looked for from the oldest id until one at or after `before`.
+        Cached speech has no time stamp here and is kept: bound it with Redis's memory limit
+        (`maxmemory` and `volatile-*` eviction would not reach it; see the README)."""
+        stale = time.time() - LIVE_AT_MOST
+        calls = events = responses = 0
+        kept = 0  # candidates still in the sorted set, in front of the ones to look at
+        while True:
+            sids = cast("list[bytes]", self.client.zrangebyscore(
+                self._key("calls"), "-inf", f"({_number(before)}", start=kept,
+                num=PRUNE_BATCH))
+            if not sids:
+                break
+            for raw in sids:
+                sid = _text(raw)
+                outcome, call_events, answers = self._prune_call(
+                    keys=[*self._call_keys(sid), self._key("calls"), *self._event_keys(sid)[:2]],
+                    args=[sid, _number(before), _number(stale), "1" if dry_run else "0"])
+                if outcome == 1:
+                    calls, events, responses = calls + 1, events + call_events, \
+                        responses + answers
+                if outcome == -1 or dry_run:
+                    kept += 1
+        return Pruned(calls=calls, events=events + self._prune_orphan_events(before, dry_run),
+                      responses=responses)
+
+    def _prune_orphan_events(self, before: float, dry_run: bool) -> int:
+        removed = kept = 0
+        while True:
+            members = cast("list[bytes]", self.client.zrange(
+                self._key("events"), kept, kept + PRUNE_BATCH * 5 - 1))
+            by_call: dict[str, list[bytes]] = {}
+            done = not members
+            for member in members:
+                event = json.loads(member)
+                if float(event["at"]) >= before + CLOCK_SLACK:
+                    done = True  # ids follow time (give or take servers' clocks): all newer
+                    break
+                by_call.setdefault(str(event["call_sid"]), []).append(member)
+            looked_at = sum(len(group) for group in by_call.values())
+            went = 0
+            for sid, group in by_call.items():
+                went += int(self._prune_orphans(
+                    keys=[*self._event_keys(sid)[:2], self._key("call", sid)],
+                    args=["1" if dry_run else "0", *group]))
+            removed += went
+            kept += looked_at - (0 if dry_run else went)
+            if done:
+                return removed
 
     def ping(self) -> bool:
         try:

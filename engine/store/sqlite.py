@@ -37,9 +37,12 @@ except ImportError:  # not on Windows: processes there meet at SQLite's lock onl
 
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
+    LIVE_AT_MOST,
+    PRUNED_BLOB_PREFIXES,
     CallSummary,
     Lookup,
     NewEvent,
+    Pruned,
     Quota,
     StepConflict,
     StoredEvent,
@@ -108,8 +111,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Fewer pages a write: events without AUTOINCREMENT (no sqlite_sequence row rewritten at
         # every commit), counters without their expiry index (expired ones are purged now and
         # then by a scan, see `_count_hit`). Without AUTOINCREMENT an event's id is the largest
-        # id plus one: ids still only grow, as no event is ever deleted (deleting the newest
-        # would let its id be given again). One copy of the events, once, on upgrade.
+        # id plus one: ids still only grow, as the newest event is never deleted (deleting it
+        # would let its id be given again; `prune` keeps it). One copy of the events, once, on
+        # upgrade.
         """CREATE TABLE events_new (
             id       INTEGER PRIMARY KEY,
             call_sid TEXT NOT NULL,
@@ -206,16 +210,35 @@ def _insert_events_sql(count: int) -> str:
             + ", ".join(("(?, ?, ?, ?)",) * count))
 
 
-def _insert_events(db: sqlite3.Connection, call_sid: str, events: Sequence[NewEvent],
-                   at: float) -> None:
-    """The events in id order, in one INSERT of many rows (for a step's few, cheaper than
-    executemany's row at a time)."""
+def _event_rows(call_sid: str, events: Sequence[NewEvent], at: float) -> list[list[Any]]:
+    """The parameters of the INSERTs that write `events` in id order, EVENTS_A_STATEMENT rows
+    an INSERT (for a step's few, one statement is cheaper than executemany's row at a time).
+    Made before the write lock is taken: serialising is not done while other writers wait."""
+    chunks: list[list[Any]] = []
     for start in range(0, len(events), EVENTS_A_STATEMENT):
-        chunk = events[start:start + EVENTS_A_STATEMENT]
         values: list[Any] = []
-        for event in chunk:
+        for event in events[start:start + EVENTS_A_STATEMENT]:
             values += (call_sid, event.name, _dumps(dict(event.data)), at)
-        db.execute(_insert_events_sql(len(chunk)), values)
+        chunks.append(values)
+    return chunks
+
+
+def _insert_events(db: sqlite3.Connection, rows: list[list[Any]]) -> None:
+    """Write the events `_event_rows` prepared."""
+    for values in rows:
+        db.execute(_insert_events_sql(len(values) // 4), values)
+
+
+def _call_values(state: CallState, at: float) -> dict[str, Any]:
+    """The parameters of the calls row's INSERT or UPDATE for `state` at `at`."""
+    return {
+        "call_sid": state.call_sid, "state": _dumps(state_to_dict(state)), "step": state.step,
+        "flow_id": state.flow_id, "flow_version": state.flow_version,
+        "caller": state.caller.number, "called": state.called, "status": state.status,
+        "node": state.node, "personality": state.personality,
+        "started_at": state.started_at, "updated_at": at, "over": _is_over(state),
+        "at": at,
+    }
 
 
 FILE_MODE = 0o600
@@ -244,6 +267,27 @@ def _prepare_files(path: str) -> None:
             continue
         except OSError as error:
             log.warning("%s: could not make it private (%s)", name, error)
+
+
+PRUNE_BATCH = 100
+"""Calls (or orphaned rows, times ten) one write transaction of `prune` removes."""
+_PRUNABLE_CALL = ("updated_at < :before AND (ended_at IS NOT NULL OR closed"
+                  " OR updated_at < :stale)")
+_PRUNED_BLOB = " OR ".join(f"substr(key, 1, {len(prefix)}) = '{prefix}'"
+                           for prefix in PRUNED_BLOB_PREFIXES)
+# (select the keys of a batch, on a read connection; delete them again checked; what they are)
+_PRUNE_ORPHANS: tuple[tuple[str, str, str], ...] = (
+    ("SELECT id FROM events WHERE at < :before AND call_sid NOT IN (SELECT call_sid FROM calls)"
+     f" AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT {PRUNE_BATCH * 10}",
+     "DELETE FROM events WHERE id = ? AND at < ? AND call_sid NOT IN"
+     " (SELECT call_sid FROM calls) AND id < (SELECT max(id) FROM events)", "events"),
+    ("SELECT call_sid, request_key FROM responses WHERE at < :before AND call_sid NOT IN"
+     f" (SELECT call_sid FROM calls) LIMIT {PRUNE_BATCH * 10}",
+     "DELETE FROM responses WHERE call_sid = ? AND request_key = ? AND at < ? AND call_sid"
+     " NOT IN (SELECT call_sid FROM calls)", "responses"),
+    (f"SELECT key FROM blobs WHERE at < :before AND ({_PRUNED_BLOB}) LIMIT {PRUNE_BATCH * 10}",
+     "DELETE FROM blobs WHERE key = ? AND at < ?", "blobs"),
+)
 
 
 def _is_over(state: CallState) -> bool:
@@ -515,17 +559,21 @@ class SQLiteStore:
                     events: Sequence[NewEvent], request_key: str, response: str,
                     at: float) -> None:
         check_same_call(previous, state)
+        values, rows = _call_values(state, at), _event_rows(state.call_sid, events, at)
         with self._transaction() as db:
-            row, state = self._check_step(db, previous, state, request_key)
-            self._write_step(db, row, state, events, request_key, response, at)
+            row, checked = self._check_step(db, previous, state, request_key)
+            if checked is not state:  # closed meanwhile: the rare state made in the lock
+                values = _call_values(checked, at)
+            self._write_step(db, row, values, rows, request_key, response, at)
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
                         response: str, at: float, quota: Quota) -> int:
+        values, rows = _call_values(state, at), _event_rows(state.call_sid, events, at)
         with self._transaction() as db:
-            row, state = self._check_step(db, None, state, request_key)
+            row, _ = self._check_step(db, None, state, request_key)
             count = self._count_hit(db, quota.key, quota.window_seconds)
             if count <= quota.limit:
-                self._write_step(db, row, state, events, request_key, response, at)
+                self._write_step(db, row, values, rows, request_key, response, at)
             return count
 
     @staticmethod
@@ -557,18 +605,9 @@ class SQLiteStore:
         return row, state
 
     @staticmethod
-    def _write_step(db: sqlite3.Connection, row: sqlite3.Row | None, state: CallState,
-                    events: Sequence[NewEvent], request_key: str, response: str,
+    def _write_step(db: sqlite3.Connection, row: sqlite3.Row | None, values: dict[str, Any],
+                    event_rows: list[list[Any]], request_key: str, response: str,
                     at: float) -> None:
-        sid = state.call_sid
-        values = {
-            "call_sid": sid, "state": _dumps(state_to_dict(state)), "step": state.step,
-            "flow_id": state.flow_id, "flow_version": state.flow_version,
-            "caller": state.caller.number, "called": state.called, "status": state.status,
-            "node": state.node, "personality": state.personality,
-            "started_at": state.started_at, "updated_at": at, "over": _is_over(state),
-            "at": at,
-        }
         if row is None:
             db.execute(
                 "INSERT INTO calls (call_sid, state, step, flow_id, flow_version, caller,"
@@ -584,9 +623,9 @@ class SQLiteStore:
                 " started_at = :started_at, updated_at = :updated_at,"
                 " ended_at = CASE WHEN :over THEN coalesce(ended_at, :at) END"
                 " WHERE call_sid = :call_sid", values)
-        _insert_events(db, sid, events, at)
+        _insert_events(db, event_rows)
         db.execute("INSERT INTO responses (call_sid, request_key, response, at)"
-                   " VALUES (?, ?, ?, ?)", (sid, request_key, response, at))
+                   " VALUES (?, ?, ?, ?)", (values["call_sid"], request_key, response, at))
 
     def get_state(self, call_sid: str) -> CallState | None:
         with self._connection() as db:
@@ -620,8 +659,9 @@ class SQLiteStore:
     def record_events(self, call_sid: str, events: Sequence[NewEvent], at: float) -> None:
         if not events:
             return
+        rows = _event_rows(call_sid, events, at)
         with self._transaction() as db:
-            _insert_events(db, call_sid, events, at)
+            _insert_events(db, rows)
 
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         """Final statuses end the call for good; any other status only updates the status."""
@@ -724,6 +764,65 @@ class SQLiteStore:
             return 1
         db.execute("UPDATE counters SET count = count + 1 WHERE key = ?", (key,))
         return int(row["count"]) + 1
+
+    # Retention (`prune`): found on a read connection, deleted in small write transactions
+    # that check again what they delete, so the writers' lock is held a few ms at a time.
+
+    def prune(self, before: float, dry_run: bool = False) -> Pruned:
+        params = {"before": before, "stale": time.time() - LIVE_AT_MOST}
+        if dry_run:
+            return self._count_prunable(params)
+        pruned = Pruned()
+        while True:
+            with self._connection() as db:
+                sids = [row[0] for row in db.execute(
+                    f"SELECT call_sid FROM calls WHERE {_PRUNABLE_CALL} LIMIT {PRUNE_BATCH}",
+                    params)]
+            if not sids:
+                break
+            pruned += self._prune_calls(sids, params)
+        for select, delete, count in _PRUNE_ORPHANS:
+            while True:
+                with self._connection() as db:
+                    keys = [tuple(row) for row in db.execute(select, params)]
+                if not keys:
+                    break
+                with self._transaction() as db:
+                    removed = sum(db.execute(delete, (*key, before)).rowcount for key in keys)
+                pruned += Pruned(**{count: removed})
+        return pruned
+
+    def _prune_calls(self, sids: Sequence[str], params: dict[str, float]) -> Pruned:
+        named = {f"s{index}": sid for index, sid in enumerate(sids)}
+        with self._transaction() as db:
+            # Again under the lock: a step since the read may have made one live again.
+            sids = [row[0] for row in db.execute(
+                f"SELECT call_sid FROM calls WHERE call_sid IN"
+                f" ({', '.join(':' + name for name in named)}) AND {_PRUNABLE_CALL}",
+                {**named, **params})]
+            if not sids:
+                return Pruned()
+            marks = ", ".join("?" * len(sids))
+            events = db.execute(f"DELETE FROM events WHERE call_sid IN ({marks}) AND"
+                                f" id < (SELECT max(id) FROM events)", sids).rowcount
+            responses = db.execute(f"DELETE FROM responses WHERE call_sid IN ({marks})",
+                                   sids).rowcount
+            calls = db.execute(f"DELETE FROM calls WHERE call_sid IN ({marks})", sids).rowcount
+        return Pruned(calls=calls, events=events, responses=responses)
+
+    def _count_prunable(self, params: dict[str, float]) -> Pruned:
+        prunable = f"SELECT call_sid FROM calls WHERE {_PRUNABLE_CALL}"
+        orphan = "at < :before AND call_sid NOT IN (SELECT call_sid FROM calls)"
+        with self._connection() as db:  # one statement: counts of one moment
+            row = db.execute(
+                f"SELECT (SELECT count(*) FROM calls WHERE {_PRUNABLE_CALL}),"
+                f" (SELECT count(*) FROM events WHERE id < (SELECT max(id) FROM events)"
+                f"  AND (call_sid IN ({prunable}) OR ({orphan}))),"
+                f" (SELECT count(*) FROM responses WHERE call_sid IN ({prunable})"
+                f"  OR ({orphan})),"
+                f" (SELECT count(*) FROM blobs WHERE at < :before AND ({_PRUNED_BLOB}))",
+                params).fetchone()
+        return Pruned(calls=row[0], events=row[1], responses=row[2], blobs=row[3])
 
     def ping(self) -> bool:
         try:
