@@ -1,9 +1,11 @@
-"""The `flask flows ...` commands (validate, export, test) and `flask call`."""
+"""The `flask flows ...` commands (validate, export, test), `flask calls prune` and
+`flask call`."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -17,11 +19,13 @@ from engine.flows.loader import LoadResult, load, load_project
 from engine.flows.model import Flow
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
+from engine.retention import prune_older_than, retention_days
 from engine.terminal import CallOptions, call_in_terminal
 from engine.web.services import services
 
 flows_cli = AppGroup("flows", help="Validate, export and test call flows.")
 speech_cli = AppGroup("speech", help="Text-to-speech: warm the audio cache.")
+calls_cli = AppGroup("calls", help="Recorded calls: remove the old ones.")
 
 
 def project_root() -> Path:
@@ -131,6 +135,25 @@ def test_command(flow_ids: tuple[str, ...], min_coverage: float | None) -> None:
     failure."""
     sys.exit(run_flow_tests(project_root(), flow_ids, min_coverage, click.echo,
                             lambda line: click.echo(line, err=True), services().make_app))
+
+
+@calls_cli.command("prune")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="N", help="Remove what is older than N days (default: RETENTION_DAYS).")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def prune_command(days: float | None, dry_run: bool) -> None:
+    """Remove finished calls (state, events, stored answers) last updated more than
+    RETENTION_DAYS ago, the events of calls never stored, and old cached speech; print what
+    was removed. Live calls are never removed. Servers do this on their own every hour."""
+    found = services()
+    if days is None:
+        days = retention_days(found.settings.retention_days)
+    if days is None:
+        click.echo("RETENTION_DAYS is off: nothing removed (give --days N to prune anyway)")
+        return
+    pruned = prune_older_than(found.store, days, time.time(), dry_run=dry_run)
+    click.echo(f"{'would remove' if dry_run else 'removed'} {pruned.describe()} "
+               f"(older than {days:g} days)")
 
 
 @click.command("call")

@@ -16,7 +16,7 @@ ENV_KEYS = (
     "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
     "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
-    "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS",
+    "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
@@ -66,6 +66,7 @@ class Settings:
     alert_kinds: str = ""  # call.error kinds to alert on, comma separated; empty: the default
     sse_streams_per_session: int = 4  # open /api/events streams of one dashboard session
     sse_streams_per_process: int = 0  # of a process; 0: a quarter of GUNICORN_THREADS
+    retention_days: str = ""  # days finished calls are kept; empty: 30; 0 or off: forever
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 from typing import Any
 
 from flask import Flask
@@ -15,7 +16,8 @@ from engine import logs
 from engine.ai.responder import Responder
 from engine.bootstrap import bootstrap
 from engine.calls import CallbackUrls, Clock, EventRecorder, VoicingFactory
-from engine.cli import call_command, flows_cli, speech_cli
+from engine.cli import call_command, calls_cli, flows_cli, speech_cli
+from engine.retention import RETENTION, retention_days, start_retention
 from engine.settings import Settings
 from engine.store import CallStore
 from engine.web.auth import auth, configure_auth
@@ -86,6 +88,13 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
     install_security(app, settings)  # headers; login and call control rate limits
     install_proxy_fix(app, settings.trusted_proxies)  # client addresses behind proxies
-    for command in (flows_cli, speech_cli, call_command):
+    retention_days(settings.retention_days)  # a bad RETENTION_DAYS fails every start
+    if serving and app.config.get("RETENTION", not app.testing):
+        # Old calls pruned by a background thread, one process at a time (engine/retention.py);
+        # tests ask for it with RETENTION=True (and RETENTION_OPTIONS for its timings).
+        app.extensions[RETENTION] = start_retention(
+            runtime.store, settings.retention_days, clock or time.time,
+            app.config.get("RETENTION_OPTIONS"))
+    for command in (flows_cli, speech_cli, calls_cli, call_command):
         app.cli.add_command(command)
     return app
