@@ -26,6 +26,7 @@ import openai
 from engine.ai import budget
 from engine.ai.chat_stream import ChatStream, ToolCall
 from engine.ai.errors import classify
+from engine.ai.parameters import MAX_REFUSALS, PROCESS_PARAMETERS, ModelParameters
 from engine.ai.prompt import exit_tools, messages
 from engine.ai.responder import reply_target
 from engine.ai.speakable import (
@@ -116,7 +117,8 @@ class ModelResponder:
                  sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None,
                  webhook_budget: float = WEBHOOK_BUDGET,
-                 first_sentence_budget: float = FIRST_SENTENCE_BUDGET) -> None:
+                 first_sentence_budget: float = FIRST_SENTENCE_BUDGET,
+                 parameters: ModelParameters = PROCESS_PARAMETERS) -> None:
         self.client = client
         self.store = store
         self.recorder = recorder  # events outside a step: a stream's partial text, its failure
@@ -127,6 +129,10 @@ class ModelResponder:
         self.webhook_budget = webhook_budget
         self.first_sentence_budget = first_sentence_budget
         self.streams = StreamRegistry(store)
+        # Which parameters each model takes (engine.ai.parameters), per endpoint: a refusal
+        # learned by one call spares every later one the round trip.
+        self.parameters = parameters
+        self.endpoint = str(client.base_url)
 
     # -- the Responder port --------------------------------------------------------------------
 
@@ -213,7 +219,7 @@ class ModelResponder:
         tools = exit_tools(node)
         if tools:
             request["tools"] = tools
-        return request
+        return self.parameters.fit(self.endpoint, request)
 
     def _partial_publisher(self, call_sid: str, node_id: str) -> Callable[[str], None]:
         def publish(text: str) -> None:
@@ -232,23 +238,41 @@ class ModelResponder:
             log.exception("model stream %s: could not record the reply", stream.key)
 
     def _read(self, stream: ReplyStream, request: dict[str, Any], node: AiNode) -> None:
+        for _ in range(MAX_REFUSALS):
+            retry = self._read_once(stream, request, node)
+            if retry is None:
+                return
+            request = retry
+        self._read_once(stream, request, node, retry_refusals=False)
+
+    def _read_once(self, stream: ReplyStream, request: dict[str, Any], node: AiNode,
+                   retry_refusals: bool = True) -> dict[str, Any] | None:
+        """Read one answer into `stream`. When the server refused a parameter it can do
+        without (a 400 before any text: engine.ai.parameters), the request to send instead."""
         reply = ChatStream(self.client, request)
         try:
             try:
                 for text in reply.texts():
                     if stream.abandoned:
-                        return
+                        return None
                     stream.add_text(text)
             except Exception as error:
+                retry = self.parameters.after_refusal(self.endpoint, request, error) \
+                    if retry_refusals and not stream.snapshot.text else None
+                if retry is not None:
+                    log.info("model %s refused %s; sent again without it",
+                             request.get("model"), ", ".join(sorted(set(request) - set(retry))))
+                    return retry
                 found = classify(error)
                 log.warning("model call failed (%s): %s", found.kind, found.detail)
                 stream.fail(found.kind, found.detail, found.retry_after)
-                return
+                return None
             exit_ = self._chosen_exit(node, reply.tool_calls)
             if not speakable(stream.snapshot.text) and exit_ is None:
                 stream.fail("ai_failure", "the model gave an empty or unusable reply")
             else:
                 stream.finish(exit_)
+            return None
         finally:
             reply.close()  # after finishing: the caller is not kept waiting for the drain
 

@@ -37,6 +37,12 @@ What the SDK makes of each fault (checked in test_openai_server.py against the r
 - `Raw` → whatever its bytes say: the wire quirks of other OpenAI-compatible servers (an error
   event inside a 200 stream, `event: ping`, events split across HTTP chunks, Gemini's tool
   calls without `index` ...), written exactly as given.
+
+Reasoning models: `OpenAIDouble(reasoning_models=r"^(o\\d|gpt-5)")` answers a chat request for a
+model whose name matches as OpenAI answers one for o1, o3, o4-mini or gpt-5: HTTP 400 for
+`max_tokens` (`unsupported_parameter`: "Use 'max_completion_tokens' instead.") and for any
+`temperature` but 1 (`unsupported_value`), with OpenAI's exact error bodies. A refused request is
+recorded (its `behaviour` is the refusal) and takes no queued behaviour.
 """
 
 from __future__ import annotations
@@ -270,8 +276,9 @@ class OpenAIDouble:
     Use it as a context manager (or call `start()` and `close()`). Thread-safe: behaviours may
     be queued while requests are in flight."""
 
-    def __init__(self, api_key: str = "test-key") -> None:
+    def __init__(self, api_key: str = "test-key", reasoning_models: str | None = None) -> None:
         self.api_key = api_key
+        self.reasoning_models = re.compile(reasoning_models) if reasoning_models else None
         self.requests: list[Recorded] = []
         self.errors: list[BaseException] = []  # the double's own failures; should stay empty
         self._chat: deque[ChatBehaviour] = deque()
@@ -396,6 +403,26 @@ class OpenAIDouble:
             return self._speech.popleft() if self._speech else self._default_speech
         return None
 
+    def _refusal(self, route: str, method: str, body: Any) -> Status | None:
+        """OpenAI's 400 for what a reasoning model does not take, or None."""
+        if self.reasoning_models is None or route != "/chat/completions" or method != "POST" \
+                or not isinstance(body, dict) \
+                or not self.reasoning_models.search(str(body.get("model", ""))):
+            return None
+        if "max_tokens" in body:
+            return Status(400, "Unsupported parameter: 'max_tokens' is not supported with this "
+                               "model. Use 'max_completion_tokens' instead.",
+                          type="invalid_request_error", param="max_tokens",
+                          error_code="unsupported_parameter")
+        temperature = body.get("temperature", 1)
+        if temperature != 1:
+            return Status(400, f"Unsupported value: 'temperature' does not support "
+                               f"{json.dumps(temperature)} with this model. Only the default (1) "
+                               f"value is supported.",
+                          type="invalid_request_error", param="temperature",
+                          error_code="unsupported_value")
+        return None
+
     def _receive(self, method: str, path: str, headers: Mapping[str, str], raw: bytes,
                  received_at: float) -> tuple[Recorded, int]:
         body: Any = None
@@ -406,7 +433,8 @@ class OpenAIDouble:
                 body = None
         authorised = headers.get("authorization") == f"Bearer {self.api_key}"
         with self._lock:
-            behaviour = self._take(_route(path), method, authorised)
+            behaviour = self._refusal(_route(path), method, body) if authorised else None
+            behaviour = behaviour or self._take(_route(path), method, authorised)
             record = Recorded(method, path, headers, body, raw, received_at, behaviour)
             self.requests.append(record)
             self._counter += 1

@@ -25,6 +25,7 @@ import http.client
 import io
 import itertools
 import json
+import re
 import threading
 import time
 import wave
@@ -536,3 +537,30 @@ def test_close_cuts_a_hanging_request_short() -> None:
     assert not thread.is_alive() and time.monotonic() - started < 5
     assert len(errors) == 1
     assert double.errors == []
+
+
+# -- reasoning models -----------------------------------------------------------------------------
+
+
+def test_reasoning_models_refuse_max_tokens_and_temperature_as_openai_does(
+        double: OpenAIDouble, client: openai.OpenAI) -> None:
+    double.reasoning_models = re.compile(r"^(o\d|gpt-5)")
+    double.chat(Text("kept for the request that is taken"))
+    with pytest.raises(openai.BadRequestError) as tokens_refused:
+        stream(client, model="o3-mini", max_tokens=50)
+    assert tokens_refused.value.body == {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                   "Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}
+    with pytest.raises(openai.BadRequestError) as temperature_refused:
+        stream(client, model="gpt-5", max_completion_tokens=50, temperature=0.7)
+    assert temperature_refused.value.body == {
+        "message": "Unsupported value: 'temperature' does not support 0.7 with this model. "
+                   "Only the default (1) value is supported.",
+        "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}
+    # What the model takes is answered with the queued behaviour, untouched by the refusals.
+    assert content(stream(client, model="o3-mini", max_completion_tokens=50,
+                          temperature=1)) == "kept for the request that is taken"
+    assert content(stream(client, model="gpt-4o-mini", max_tokens=50, temperature=0.2))
+    assert [isinstance(r.behaviour, Status) for r in double.chat_requests] == [
+        True, True, False, False]
