@@ -138,11 +138,85 @@ def is_template(text: str) -> bool:
     return "{" in text
 
 
+# Most texts in flows are literal words around a dotted name or two (`Thanks for calling
+# {{ vars.business }}.`), and Jinja2's machinery around such a render (a new context, the
+# sandbox's attribute checks, the output limits) costs far more than the lookups themselves, on
+# every greeting of every call. Such a text is rendered here by the lookups alone, when every
+# one lands on a plain value in plain dicts; anything else, and every failure, goes to Jinja2,
+# which then gives the same answer or raises its own error.
+_Lookup = tuple[str, ...]
+_PLAIN_VALUES = (str, int, float, bool, type(None))
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # `vars.items` is the method to Jinja2, not a key
+
+
+def _dotted(node: nodes.Node) -> _Lookup | None:
+    names: list[str] = []
+    while isinstance(node, nodes.Getattr):
+        names.append(node.attr)
+        node = node.node
+    if not isinstance(node, nodes.Name) or node.ctx != "load":
+        return None
+    names.append(node.name)
+    return tuple(reversed(names))
+
+
+@lru_cache(maxsize=TEMPLATE_CACHE)
+def _lookups(text: str) -> tuple[str | _Lookup, ...] | None:
+    """`text` as its literal pieces and dotted-name lookups, in order, when that is all it
+    holds (no filters, calls, operators, statements); None otherwise."""
+    try:
+        tree = _environment.parse(text)
+    except TemplateSyntaxError:
+        return None
+    parts: list[str | _Lookup] = []
+    for output in tree.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for child in output.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append(child.data)
+                continue
+            found = _dotted(child)
+            if found is None:
+                return None
+            parts.append(found)
+    return tuple(parts)
+
+
+def _render_lookups(parts: tuple[str | _Lookup, ...], values: Mapping[str, Any]) -> str | None:
+    """The text of `parts` with `values`, as Jinja2 would render it; None when a lookup is
+    not a plain one (a missing name or key, an object, an attribute of dict itself)."""
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        name = part[0]
+        if name not in values:
+            return None
+        value = values[name]
+        for attribute in part[1:]:
+            if type(value) is not dict or attribute in _DICT_ATTRIBUTES \
+                    or attribute not in value:
+                return None
+            value = value[attribute]
+        if type(value) not in _PLAIN_VALUES:
+            return None
+        out.append(value if isinstance(value, str) else str(value))
+    text = "".join(out)
+    return text if len(text) <= MAX_OUTPUT else None
+
+
 def render(text: str, values: Mapping[str, Any]) -> str:
     """Render a text field. Unknown names raise, so a typo never speaks as silence; so does
     going over the limits (TemplateLimitError, see the module docstring)."""
     if not is_template(text):
         return text
+    parts = _lookups(text)
+    if parts is not None:
+        plain = _render_lookups(parts, values)
+        if plain is not None:
+            return plain
     token = begin()
     try:
         return render_limited(_template(text).generate(values))
