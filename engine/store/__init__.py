@@ -3,6 +3,8 @@
 from engine.store.base import (
     CallStore,
     CallSummary,
+    LinesBusy,
+    LiveCeiling,
     Lookup,
     NewEvent,
     Pruned,
@@ -21,6 +23,8 @@ __all__ = [
     "CallSummary",
     "EncryptedStore",
     "Keyring",
+    "LinesBusy",
+    "LiveCeiling",
     "Lookup",
     "NewEvent",
     "Pruned",

@@ -82,6 +82,30 @@ class Quota:
     limit: int
 
 
+@dataclass(frozen=True)
+class LiveCeiling:
+    """At most `limit` calls live at once, all processes together, for `commit_new_call` to
+    check with a new call's first step.
+
+    A call stored by `commit_new_call` with a ceiling counts as live from then until it ends: a
+    step whose state is over (ended, or a final status), or `close_call` with a final status.
+    One whose end never came (no status callback) stops counting `stale_seconds` after it was
+    counted (by the `at` of its commit), so lost ends cannot fill the lines for good.
+    """
+
+    limit: int
+    stale_seconds: float
+
+
+class LinesBusy(Exception):
+    """`commit_new_call` stored nothing: `live` calls were live, `limit` or more."""
+
+    def __init__(self, live: int, limit: int) -> None:
+        super().__init__(f"{live} calls live (at most {limit})")
+        self.live = live
+        self.limit = limit
+
+
 LIVE_AT_MOST = 24 * 3600.0
 """Seconds a call can stay live: Twilio ends every call within 24 hours (its longest time
 limit). A call not ended and not updated for longer lost its end (no status callback came), so
@@ -137,15 +161,19 @@ class CallStore(Protocol):
         """
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
-                        response: str, at: float, quota: Quota) -> int:
+                        response: str, at: float, quota: Quota | None,
+                        live: LiveCeiling | None = None) -> int:
         """`commit_step(None, state, ...)` and `incr_window(quota.key, quota.window_seconds)`
-        in one atomic write; returns the count, this hit included.
+        in one atomic write; returns the count, this hit included (0 when `quota` is None).
 
         The conflict checks of `commit_step` come first: a StepConflict (the call exists, or the
         request was already answered) stores nothing and counts nothing, so a duplicate of a
-        call's first webhook does not count as another call. Otherwise the hit is counted, and
-        the step is stored only if the count is at most `quota.limit`; over it, only the hit is
-        stored and the caller is to be refused (`record_events` for the refusal).
+        call's first webhook does not count as another call. Then, with `live`, the calls live
+        (see `LiveCeiling`): at its limit or over, LinesBusy, and nothing is stored or counted.
+        Otherwise the hit is counted, and the step is stored only if the count is at most
+        `quota.limit`; over it, only the hit is stored and the caller is to be refused
+        (`record_events` for the refusal). A stored step counts the call as live (with `live`,
+        unless its state is already over).
         """
 
     def get_state(self, call_sid: str) -> CallState | None:

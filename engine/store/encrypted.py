@@ -46,6 +46,7 @@ from engine.runtime.state import Caller, CallState
 from engine.store.base import (
     CallStore,
     CallSummary,
+    LiveCeiling,
     Lookup,
     NewEvent,
     Pruned,
@@ -207,10 +208,13 @@ class EncryptedStore:
                                request_key, self.seal(response), at)
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
-                        response: str, at: float, quota: Quota) -> int:
+                        response: str, at: float, quota: Quota | None,
+                        live: LiveCeiling | None = None) -> int:
+        sealed = None if quota is None else dataclasses.replace(quota,
+                                                                key=self._counter(quota.key))
         return self.inner.commit_new_call(
             self.seal_state(state), self._seal_events(events), request_key,
-            self.seal(response), at, dataclasses.replace(quota, key=self._counter(quota.key)))
+            self.seal(response), at, sealed, live)
 
     def get_state(self, call_sid: str) -> CallState | None:
         state = self.inner.get_state(call_sid)

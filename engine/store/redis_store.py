@@ -20,6 +20,7 @@ Keys, all under a configurable prefix P (default `phoney:`; URL `?prefix=`):
 | `P event-id` | string | the last event id given (INCR in the script that adds the event) | kept |
 | `P blob:<key>` | string | `put_blob` values | by key prefix |
 | `P window:<key>` | string | `incr_window` count | when its window closes |
+| `P live` | sorted set | live calls (`LiveCeiling`), score when counted | ended: removed |
 
 Expiry ("hot" above): the state and the answered requests are what the webhooks of a live call
 need. When a call ends (a step whose state is ended or has a final status, or `close_call` with a
@@ -69,6 +70,8 @@ from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, sta
 from engine.store.base import (
     LIVE_AT_MOST,
     CallSummary,
+    LinesBusy,
+    LiveCeiling,
     Lookup,
     NewEvent,
     Pruned,
@@ -110,7 +113,8 @@ local function add_events(first, all_events, call_events, counter)
 end
 """
 
-# The steps' shared part. KEYS: state, responses, summary, calls, events, call events, event id
+# The steps' shared part. KEYS: state, responses, summary, calls, events, call events, event id,
+#       live calls
 # ARGV: sid, previous step ('' for a new call), request key, response, state JSON, step, status,
 #       ended ('1'/'0'), over ('1'/'0'), at, ended TTL ms, active TTL ms ('' for none),
 #       flow_id, flow_version, caller, called, node, personality, started_at, then the
@@ -154,6 +158,7 @@ local function write_step(first_event)
     redis.call('HSET', summary, 'ended_at', at)
   end
   redis.call('ZADD', KEYS[4], at, ARGV[1])
+  if over then redis.call('ZREM', KEYS[8], ARGV[1]) end  -- its line is free
   add_events(first_event, KEYS[5], KEYS[6], KEYS[7])
   local ttl = ARGV[12]
   if over then ttl = ARGV[11] end
@@ -183,13 +188,27 @@ write_step(20)
 return 'ok'
 """
 
-# _STEP's KEYS, then KEYS[8]: the counter. _STEP's ARGV, then ARGV[20]: the window in ms,
-# ARGV[21]: the limit; events from ARGV[22]. Returns a conflict's text, or the count.
+# _STEP's KEYS, then KEYS[9]: the counter. _STEP's ARGV, then ARGV[20]: the window in ms ('' for
+# no quota), ARGV[21]: the limit, ARGV[22]: the most calls live ('' for no ceiling), ARGV[23]:
+# when a live call counted is stale (at or before); events from ARGV[24]. Returns a conflict's
+# text, {calls live} when the lines are busy, or the count (0 without a quota).
 _COMMIT_NEW_CALL = _STEP + _COUNT_HIT + """
 local conflict = check_step()
 if conflict then return conflict end
-local count = count_hit(KEYS[8], ARGV[20])
-if count <= tonumber(ARGV[21]) then write_step(22) end
+if ARGV[22] ~= '' then
+  local live = redis.call('ZCOUNT', KEYS[8], '(' .. ARGV[23], '+inf')
+  if live >= tonumber(ARGV[22]) then return {live} end
+end
+local count = 0
+if ARGV[20] ~= '' then
+  count = count_hit(KEYS[9], ARGV[20])
+  if count > tonumber(ARGV[21]) then return count end
+end
+write_step(24)
+if ARGV[22] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[23])
+  if ARGV[9] ~= '1' then redis.call('ZADD', KEYS[8], ARGV[10], ARGV[1]) end
+end
 return count
 """
 
@@ -199,7 +218,7 @@ add_events(1, KEYS[1], KEYS[2], KEYS[3])
 return 'ok'
 """
 
-# KEYS: state, responses, summary, calls
+# KEYS: state, responses, summary, calls, live calls
 # ARGV: sid, status, final ('1'/'0'), duration ('' for none), at, ended TTL ms ('' for none)
 _CLOSE_CALL = """
 local state, responses, summary = KEYS[1], KEYS[2], KEYS[3]
@@ -219,6 +238,7 @@ if final then
   for _, key in ipairs({state, responses}) do
     if ARGV[6] == '' then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ARGV[6]) end
   end
+  redis.call('ZREM', KEYS[5], ARGV[1])
 end
 redis.call('ZADD', KEYS[4], at, ARGV[1])
 return 1
@@ -457,7 +477,8 @@ class RedisStore:
         body = state_to_dict(state)
         status, ended = body.pop("status"), body.pop("ended")
         over = state.ended or state.status in FINAL_STATUSES
-        keys = [*self._call_keys(sid), self._key("calls"), *self._event_keys(sid)]
+        keys = [*self._call_keys(sid), self._key("calls"), *self._event_keys(sid),
+                self._key("live")]
         args = [sid, "" if previous is None else str(previous.step), request_key, response,
                 _dumps(body), str(state.step), status, "1" if ended else "0",
                 "1" if over else "0", _number(at), _ms_arg(self.ended_ttl),
@@ -476,12 +497,19 @@ class RedisStore:
             raise StepConflict(_text(outcome))
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
-                        response: str, at: float, quota: Quota) -> int:
+                        response: str, at: float, quota: Quota | None,
+                        live: LiveCeiling | None = None) -> int:
         keys, args = self._step_args(None, state, request_key, response, at)
+        counter = self._key("window", quota.key if quota is not None else "-")
         outcome = self._commit_new_call(
-            keys=[*keys, self._key("window", quota.key)],
-            args=[*args, _window_ms(quota.window_seconds), str(int(quota.limit)),
+            keys=[*keys, counter],
+            args=[*args, "" if quota is None else _window_ms(quota.window_seconds),
+                  "" if quota is None else str(int(quota.limit)),
+                  "" if live is None else str(int(live.limit)),
+                  "" if live is None else _number(at - live.stale_seconds),
                   *self._event_bodies(state.call_sid, events, at)])
+        if isinstance(outcome, list):
+            raise LinesBusy(int(outcome[0]), live.limit if live is not None else 0)
         if not isinstance(outcome, int):
             raise StepConflict(_text(outcome))
         return outcome
@@ -516,7 +544,7 @@ class RedisStore:
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         """Final statuses end the call for good; any other status only updates the status."""
         self._close_call(
-            keys=[*self._call_keys(call_sid), self._key("calls")],
+            keys=[*self._call_keys(call_sid), self._key("calls"), self._key("live")],
             args=[call_sid, status, "1" if status in FINAL_STATUSES else "0",
                   "" if duration is None else str(int(duration)), _number(at),
                   _ms_arg(self.ended_ttl)])

@@ -40,6 +40,8 @@ from engine.store.base import (
     LIVE_AT_MOST,
     PRUNED_BLOB_PREFIXES,
     CallSummary,
+    LinesBusy,
+    LiveCeiling,
     Lookup,
     NewEvent,
     Pruned,
@@ -127,6 +129,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE events_new RENAME TO events",
         "CREATE INDEX events_by_call ON events (call_sid, id)",
         "DROP INDEX IF EXISTS counters_by_expiry",
+    ),
+    (
+        # The calls MAX_LIVE_CALLS counts (`LiveCeiling`): a row from a new call's commit until
+        # the call ends, so the count reads a few rows instead of the calls' (large) ones.
+        """CREATE TABLE IF NOT EXISTS live_calls (
+            call_sid TEXT PRIMARY KEY,
+            at       REAL NOT NULL
+        ) WITHOUT ROWID""",
     ),
 )
 
@@ -292,6 +302,15 @@ _PRUNE_ORPHANS: tuple[tuple[str, str, str], ...] = (
 
 def _is_over(state: CallState) -> bool:
     return state.ended or state.status in FINAL_STATUSES
+
+
+def _check_lines(db: sqlite3.Connection, live: LiveCeiling, at: float) -> None:
+    """LinesBusy when `live.limit` calls or more are live, in a write transaction (so no other
+    new call is counted meanwhile); calls counted over `live.stale_seconds` ago are dropped."""
+    db.execute("DELETE FROM live_calls WHERE at <= ?", (at - live.stale_seconds,))
+    count = int(db.execute("SELECT count(*) FROM live_calls").fetchone()[0])
+    if count >= live.limit:
+        raise LinesBusy(count, live.limit)
 
 
 class _Checkpointer:
@@ -565,15 +584,23 @@ class SQLiteStore:
             if checked is not state:  # closed meanwhile: the rare state made in the lock
                 values = _call_values(checked, at)
             self._write_step(db, row, values, rows, request_key, response, at)
+            if values["over"]:  # its line is free (a no-op for calls never counted live)
+                db.execute("DELETE FROM live_calls WHERE call_sid = ?", (state.call_sid,))
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
-                        response: str, at: float, quota: Quota) -> int:
+                        response: str, at: float, quota: Quota | None,
+                        live: LiveCeiling | None = None) -> int:
         values, rows = _call_values(state, at), _event_rows(state.call_sid, events, at)
         with self._transaction() as db:
             row, _ = self._check_step(db, None, state, request_key)
-            count = self._count_hit(db, quota.key, quota.window_seconds)
-            if count <= quota.limit:
+            if live is not None:
+                _check_lines(db, live, at)
+            count = 0 if quota is None else self._count_hit(db, quota.key, quota.window_seconds)
+            if quota is None or count <= quota.limit:
                 self._write_step(db, row, values, rows, request_key, response, at)
+                if live is not None and not values["over"]:
+                    db.execute("INSERT OR REPLACE INTO live_calls (call_sid, at) VALUES (?, ?)",
+                               (state.call_sid, at))
             return count
 
     @staticmethod
@@ -684,6 +711,8 @@ class SQLiteStore:
                 " WHERE call_sid = :call_sid",
                 {"state": _dumps(state), "status": status, "duration": duration, "at": at,
                  "final": final, "call_sid": call_sid})
+            if final:
+                db.execute("DELETE FROM live_calls WHERE call_sid = ?", (call_sid,))
 
     def list_calls(self, limit: int = 50) -> list[CallSummary]:
         with self._connection() as db:
