@@ -781,18 +781,14 @@ class SQLiteStore:
             db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
             self._next_purge = now + COUNTER_PURGE_EVERY
         expires = now + max(float(window_seconds), 0.001)
-        row = db.execute("SELECT count, expires_at FROM counters WHERE key = ?",
-                         (key,)).fetchone()
-        if row is None:
-            db.execute("INSERT INTO counters (key, count, expires_at) VALUES (?, 1, ?)",
-                       (key, expires))
-            return 1
-        if row["expires_at"] <= now:  # its window closed: this hit opens the next one
-            db.execute("UPDATE counters SET count = 1, expires_at = ? WHERE key = ?",
-                       (expires, key))
-            return 1
-        db.execute("UPDATE counters SET count = count + 1 WHERE key = ?", (key,))
-        return int(row["count"]) + 1
+        # One statement: a new key starts at 1, a closed window opens the next one at 1.
+        row = db.execute(
+            "INSERT INTO counters (key, count, expires_at) VALUES (:key, 1, :expires)"
+            " ON CONFLICT (key) DO UPDATE SET"
+            "  count = CASE WHEN expires_at <= :now THEN 1 ELSE count + 1 END,"
+            "  expires_at = CASE WHEN expires_at <= :now THEN :expires ELSE expires_at END"
+            " RETURNING count", {"key": key, "expires": expires, "now": now}).fetchone()
+        return int(row["count"])
 
     # Retention (`prune`): found on a read connection, deleted in small write transactions
     # that check again what they delete, so the writers' lock is held a few ms at a time.
