@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -16,14 +16,15 @@ ENV_KEYS = (
     "PROJECT_ROOT", "METRICS_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "TRUSTED_PROXIES",
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
     "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
-    "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS",
+    "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS", "MAX_LIVE_CALLS",
+    "MODEL_CALLS_PER_HOUR",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
 _WHOLE_NUMBERS = ("max_call_turns", "max_call_seconds", "session_hours",
                   "sse_streams_per_session", "sse_streams_per_process")
 _DEFAULT_WHEN_EMPTY = ("caller_call_limit", "login_rate_limit", "api_rate_limit",
-                       *_WHOLE_NUMBERS)
+                       "max_live_calls", "model_calls_per_hour", *_WHOLE_NUMBERS)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Settings:
     caller_call_limit: str = "20/hour"  # new calls from one caller number, all processes
     max_call_turns: int = 100  # server-wide ceilings for flows that set lower limits or none
     max_call_seconds: int = 3600
+    max_live_calls: str = "100"  # calls in progress at once, all processes; off: no ceiling
+    model_calls_per_hour: str = "2000"  # model requests in an hour, all processes; off: none
     login_rate_limit: str = "5/minute"  # sign-in attempts per client address
     api_rate_limit: str = "30/minute"  # call control (transfer, end) per client address
     session_hours: int = 12  # a dashboard sign-in lasts this long (1 to 744)
@@ -71,7 +74,18 @@ class Settings:
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,
              environ: Mapping[str, str] | None = None) -> Settings:
-        """Environment first, then `overrides` (upper-case keys, as in the environment)."""
+        """Environment first, then `overrides` (upper-case keys, as in the environment).
+        SettingsError, naming every setting that does not read, instead of settings."""
+        settings, problems = cls.read(overrides, environ)
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    @classmethod
+    def read(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> tuple[Settings, list[str]]:
+        """As `load`, but a setting that does not read keeps its default and is described in
+        the list returned beside the settings (one line each), for `flask doctor`."""
         source: dict[str, Any] = {key: value for key, value in (environ or os.environ).items()
                                   if key in ENV_KEYS and value != ""}
         source.update({key: value for key, value in (overrides or {}).items()
@@ -80,6 +94,7 @@ class Settings:
         values: dict[str, Any] = {"project_root": root,
                                   "store_url": source.get("STORE_URL")
                                   or f"sqlite:///{root / 'instance' / 'phoney.sqlite3'}"}
+        problems: list[str] = []
         for spec in fields(cls):
             key = spec.name.upper()
             if spec.name in values or key not in source:
@@ -93,6 +108,17 @@ class Settings:
                 try:
                     value = int(str(value).strip())
                 except ValueError:
-                    raise ValueError(f"{key}={value!r}: a whole number is needed") from None
+                    problems.append(f"{key}={value!r}: write a whole number, such as "
+                                    f"{spec.default}")
+                    continue
             values[spec.name] = value
-        return cls(**values)
+        return cls(**values), problems
+
+
+class SettingsError(ValueError):
+    """Settings a process cannot start with: `problems` has one line for each, naming the
+    variable and what to write instead."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))

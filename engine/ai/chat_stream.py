@@ -63,6 +63,8 @@ class ChatStream:
         """Tool calls so far, by the index the server gave them (their order)."""
         self.complete = False
         """The stream ended as it should: `[DONE]`, or the body ended after a finish_reason."""
+        self.streamed = False
+        """The answer came as an event stream (a server may ignore `stream` and answer whole)."""
         self._response: httpx2.Response | None = None
         self._chunks: Iterator[bytes] = iter(())
 
@@ -75,6 +77,7 @@ class ChatStream:
             COMPLETIONS, body=dict(self.request), cast_to=httpx2.Response, stream=True)
         try:
             if response.headers.get("content-type", "").startswith("text/event-stream"):
+                self.streamed = True
                 yield from self._events(response)
             else:
                 yield from self._whole(response)

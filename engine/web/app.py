@@ -17,8 +17,8 @@ from engine.ai.responder import Responder
 from engine.bootstrap import bootstrap
 from engine.calls import CallbackUrls, Clock, EventRecorder, VoicingFactory
 from engine.cli import call_command, calls_cli, flows_cli, speech_cli
+from engine.doctor import doctor_command
 from engine.retention import RETENTION, retention_days, start_retention
-from engine.settings import Settings
 from engine.store import CallStore
 from engine.web.auth import auth, configure_auth
 from engine.web.control import control
@@ -32,6 +32,7 @@ from engine.web.proxy import install_proxy_fix
 from engine.web.request_keys import RequestKeys
 from engine.web.security import BODY_LIMITS, install_log_redaction, install_security
 from engine.web.services import Services
+from engine.web.settings_check import checked_settings
 from engine.web.twilio_rest import TwilioRest
 from engine.web.voice import voice
 from engine.web.watcher import install_watcher, serving_requests
@@ -50,7 +51,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     Tests pass a controllable one to call "at" a given moment. The other keywords are the call
     service's ports (engine/bootstrap.py): given, they replace what the settings would build.
     """
-    settings = Settings.load(config)
+    settings = checked_settings(config)  # SettingsError: every problem, one line each
     serving = serving_requests()  # a server or a test, not a short `flask` command
     logs.configure(settings.log_level, settings.log_format)  # once a process; later: updated
     install_log_redaction(settings)  # numbers, speech and secrets masked in every log line
@@ -95,6 +96,6 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
         app.extensions[RETENTION] = start_retention(
             runtime.store, settings.retention_days, clock or time.time,
             app.config.get("RETENTION_OPTIONS"))
-    for command in (flows_cli, speech_cli, calls_cli, call_command):
+    for command in (flows_cli, speech_cli, calls_cli, call_command, doctor_command):
         app.cli.add_command(command)
     return app
