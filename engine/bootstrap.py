@@ -91,7 +91,8 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
         library, store, responder, voicing=voicing, recorder=recorder,
         urls=urls or CallbackUrls(settings.public_base_url), clock=now,
         limits=call_limits(settings.caller_call_limit, settings.max_call_turns,
-                           settings.max_call_seconds),
+                           settings.max_call_seconds, settings.max_live_calls,
+                           settings.model_calls_per_hour),
         default_flow=settings.default_flow)
     return Runtime(settings, store, library, recorder, service, warmup)
 

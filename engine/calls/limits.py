@@ -5,6 +5,18 @@
   count. A caller over it hears a short refusal and is hung up, and a `call.error` event of kind
   `rate_limit_caller` is recorded. Callers that send no number (anonymous, withheld) share one
   count. A store that cannot count lets the call through: the limit must not take the line down.
+- Live calls: at most MAX_LIVE_CALLS (default 100) calls in progress at once, all processes
+  together, checked by the store in the write of a new call's first step (`LiveCeiling`), since
+  a caller's `From` is easily spoofed and the per-caller count is then no ceiling at all. A call
+  over it hears that every line is busy and is hung up, and a `call.error` event of kind
+  `rate_limit_live_calls` is recorded. A call stops counting when it ends, or MAX_CALL_SECONDS
+  after it started (its end never came: no status callback).
+- Model requests: at most MODEL_CALLS_PER_HOUR (default 2000) in a fixed hour, all processes
+  together (`incr_window` of MODEL_COUNTER before each request; the offline responder costs
+  nothing and is not counted). A request over it is not made: the node gets an `ai_failure` (a
+  model failure, so the flow's `on_error` strategy and edges apply, as when the model is down)
+  and a `call.error` of kind `model_budget` is recorded. A store that cannot count lets the
+  request through.
 - Per-call ceilings: MAX_CALL_TURNS (default 100) and MAX_CALL_SECONDS (default 3600) apply to
   every call whose flow sets no `limits` of that kind or a higher one; the call is told goodbye
   and hung up. A flow's own, lower limit still takes its `limits.then` edge first.
@@ -22,24 +34,32 @@ from engine.calls.recorder import EventRecorder
 from engine.flows.model import Flow
 from engine.runtime.state import (
     Action,
+    AskModel,
+    AwaitStream,
     CallStarted,
     CallState,
     Emit,
     Event,
+    Failed,
     Hangup,
     Heard,
     Say,
     Silence,
     StatusChanged,
 )
-from engine.store import CallStore, NewEvent, Quota
+from engine.store import LIVE_AT_MOST, CallStore, LinesBusy, LiveCeiling, NewEvent, Quota
 from engine.twiml import safe_answer
 
 log = logging.getLogger(__name__)
 
 CALLER_REFUSED = ("Sorry, we can't take more calls from your number right now. "
                   "Please try again later. Goodbye.")
+LINES_BUSY = ("Sorry, all of our lines are busy right now. Please try again in a few minutes. "
+              "Goodbye.")
 LIMIT_GOODBYE = "We've reached the limit for this call. Thank you for calling. Goodbye."
+MODEL_COUNTER = "model-requests"
+"""The store's counter of model requests (MODEL_CALLS_PER_HOUR), shared by every process."""
+MODEL_WINDOW = 3600.0
 ANONYMOUS = "anonymous"
 CALLER_COUNTER = "caller:"
 """The store's counter of one caller's new calls is this and the caller's number."""
@@ -54,6 +74,8 @@ class CallLimits:
     caller_window: float = 3600.0
     max_turns: int | None = None
     max_seconds: int | None = None
+    live_calls: int | None = None  # calls in progress at once, all processes; None: no limit
+    model_calls: int | None = None  # model requests per MODEL_WINDOW, all processes
 
 
 def parse_rate(text: str, setting: str) -> tuple[int, float] | None:
@@ -69,13 +91,41 @@ def parse_rate(text: str, setting: str) -> tuple[int, float] | None:
     return int(item.amount), float(item.get_expiry())
 
 
-def call_limits(caller_call_limit: str, max_turns: int, max_seconds: int) -> CallLimits:
+def parse_ceiling(text: str, setting: str) -> int | None:
+    """`"100"` -> 100; None for "off" (or 0). ValueError naming the setting otherwise."""
+    text = text.strip()
+    if text.lower() in OFF:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{setting}={text!r}: write a whole number, such as 100, "
+                         f"or 'off'") from None
+    return value or None
+
+
+def call_limits(caller_call_limit: str, max_turns: int, max_seconds: int,
+                max_live_calls: str = "off", model_calls_per_hour: str = "off") -> CallLimits:
     """The limits the settings ask for; 0 (or less) turns a ceiling off."""
     rate = parse_rate(caller_call_limit, "CALLER_CALL_LIMIT")
     return CallLimits(caller_calls=rate[0] if rate else None,
                       caller_window=rate[1] if rate else 3600.0,
                       max_turns=max_turns if max_turns > 0 else None,
-                      max_seconds=max_seconds if max_seconds > 0 else None)
+                      max_seconds=max_seconds if max_seconds > 0 else None,
+                      live_calls=parse_ceiling(max_live_calls, "MAX_LIVE_CALLS"),
+                      model_calls=parse_ceiling(model_calls_per_hour, "MODEL_CALLS_PER_HOUR"))
+
+
+def live_ceiling(limits: CallLimits) -> LiveCeiling | None:
+    """The ceiling a new call is committed under, or None when live calls are not limited.
+
+    A call lasts MAX_CALL_SECONDS at the most (the server hangs up then), so one counted longer
+    ago lost its end; without that ceiling, Twilio's own longest call."""
+    if limits.live_calls is None:
+        return None
+    return LiveCeiling(limits.live_calls, float(limits.max_seconds or LIVE_AT_MOST))
 
 
 def mask_number(number: str) -> str:
@@ -122,6 +172,55 @@ def refusal(recorder: EventRecorder, quota: Quota, call_sid: str, count: int,
     except Exception:
         log.exception("call %s: could not record the refusal", call_sid)
     return safe_answer(CALLER_REFUSED)
+
+
+def lines_busy(recorder: EventRecorder, busy: LinesBusy, call_sid: str, now: float) -> str:
+    """Record that `call_sid` found every line busy; the refusal TwiML."""
+    log.warning("call %s: refused: %d calls are live (MAX_LIVE_CALLS %d)", call_sid,
+                busy.live, busy.limit)
+    try:
+        recorder.record(call_sid, [NewEvent("call.error", {
+            "kind": "rate_limit_live_calls", "live": busy.live, "limit": busy.limit,
+            "detail": f"{busy.live} calls in progress, at most {busy.limit} at once"})], now)
+    except Exception:
+        log.exception("call %s: could not record the refusal", call_sid)
+    return safe_answer(LINES_BUSY)
+
+
+class ModelBudget:
+    """MODEL_CALLS_PER_HOUR, for the model requests of one webhook: `refuse` counts each one
+    and, over the ceiling, answers it instead of the model. Made for each webhook, so that once
+    a request was refused the webhook's next ones (the flow's retry or fallback personality)
+    are refused without counting again or recording the refusal twice."""
+
+    def __init__(self, store: CallStore, limits: CallLimits, offline: bool) -> None:
+        self.store = store
+        self.limit = None if offline else limits.model_calls  # the offline responder is free
+        self.refused = ""  # the detail of this webhook's refusal, once there was one
+
+    def refuse(self, state: CallState, action: AskModel | AwaitStream,
+               now: float) -> tuple[Failed, list[Action]] | None:
+        """None when the request may be made (counted); else the model failure to step the
+        call with, and the events of the refusal (the first time in this webhook)."""
+        if self.limit is None or not isinstance(action, AskModel):
+            return None  # more of a streamed reply is no new request
+        if self.refused:
+            return Failed(now, "ai_failure", self.refused), []
+        try:
+            count = self.store.incr_window(MODEL_COUNTER, MODEL_WINDOW)
+        except Exception:
+            log.exception("call %s: could not count the model requests; asking the model",
+                          state.call_sid)
+            return None
+        if count <= self.limit:
+            return None
+        self.refused = (f"model budget spent: more than {self.limit} model requests within "
+                        f"{round(MODEL_WINDOW)} s (MODEL_CALLS_PER_HOUR)")
+        log.warning("call %s: model request on '%s' refused: %d within %d s (limit %d)",
+                    state.call_sid, action.node, count, round(MODEL_WINDOW), self.limit)
+        return Failed(now, "ai_failure", self.refused), [Emit("call.error", {
+            "kind": "model_budget", "node": action.node, "requests": count,
+            "limit": self.limit, "window": round(MODEL_WINDOW), "detail": self.refused})]
 
 
 def over_ceiling(flow: Flow, state: CallState, event: Event,

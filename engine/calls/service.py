@@ -21,7 +21,16 @@ from collections.abc import Mapping, Sequence
 from engine.ai import budget
 from engine.ai.responder import Responder
 from engine.calls.library import FlowLibrary, Pinned
-from engine.calls.limits import CallLimits, caller_quota, over_ceiling, refusal, refuse_caller
+from engine.calls.limits import (
+    CallLimits,
+    ModelBudget,
+    caller_quota,
+    lines_busy,
+    live_ceiling,
+    over_ceiling,
+    refusal,
+    refuse_caller,
+)
 from engine.calls.ports import Clock, VoicingFactory
 from engine.calls.recorder import EventRecorder
 from engine.calls.urls import CallbackUrls
@@ -44,7 +53,7 @@ from engine.runtime.state import (
     StatusChanged,
 )
 from engine.runtime.step import start_state, step
-from engine.store import CallStore, NewEvent, Quota, StepConflict
+from engine.store import CallStore, LinesBusy, LiveCeiling, NewEvent, Quota, StepConflict
 from engine.twiml import Spoken, render, safe_answer
 
 log = logging.getLogger(__name__)
@@ -154,7 +163,8 @@ class CallService:
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
-        return self._run(pinned, None, state, CallStarted(now), request_key, now, quota)
+        return self._run(pinned, None, state, CallStarted(now), request_key, now, quota,
+                         live_ceiling(self.limits))
 
     def _advance(self, call_sid: str, event: Event | None, at_step: int | None,
                  request_key: str) -> str:
@@ -186,8 +196,10 @@ class CallService:
     # -- the step, with model rounds and speech, rendered and committed ------------------------
 
     def _run(self, pinned: Pinned, previous: CallState | None, state: CallState, event: Event,
-             request_key: str, started: float, quota: Quota | None = None) -> str:
-        """Step, voice, render and commit; `quota` counts a new call's caller in the commit."""
+             request_key: str, started: float, quota: Quota | None = None,
+             live: LiveCeiling | None = None) -> str:
+        """Step, voice, render and commit; `quota` counts a new call's caller in the commit,
+        and `live` checks it against the calls live."""
         ceiling = over_ceiling(pinned.flow, state, event, self.limits)
         timings: dict[str, object] = {}
         if ceiling is not None:
@@ -205,14 +217,16 @@ class CallService:
                 "answer": round(budget.elapsed(), 3)}))
         twiml = render(spoken, self.urls.for_step(new_state.step))
         try:
-            if quota is not None and previous is None:
+            if (quota is not None or live is not None) and previous is None:
                 count = self.store.commit_new_call(new_state, events, request_key, twiml,
-                                                   self.clock(), quota)
-                if count > quota.limit:  # another call from this caller counted first
+                                                   self.clock(), quota, live)
+                if quota is not None and count > quota.limit:  # another call counted first
                     return refusal(self.recorder, quota, new_state.call_sid, count, started)
             else:
                 self.store.commit_step(previous, new_state, events, request_key, twiml,
                                        self.clock())
+        except LinesBusy as busy:
+            return lines_busy(self.recorder, busy, new_state.call_sid, started)
         except StepConflict:
             found = self.store.lookup(new_state.call_sid, request_key)
             if found.response is not None:
@@ -248,6 +262,7 @@ class CallService:
         done: list[Action] = []
         todo = list(actions)
         rounds = 0
+        model_budget = ModelBudget(self.store, self.limits, self.responder.offline)
         timings: dict[str, object] = {}
         while todo:
             action = todo.pop(0)
@@ -261,7 +276,13 @@ class CallService:
                 log.error("call %s: too many model rounds in one webhook", state.call_sid)
                 done.append(Continue())
                 break
-            reply = self._reply(pinned, state, action, started)
+            refused = model_budget.refuse(state, action, self.clock())
+            reply: Replied | Failed
+            if refused is not None:  # the request is not made: a model failure instead
+                reply, news = refused
+                done += news
+            else:
+                reply = self._reply(pinned, state, action, started)
             if isinstance(reply, Replied) and reply.timings:
                 timings = {**reply.timings, "offline": reply.offline}
             state, more = step(pinned.flow, state, reply)

@@ -1,6 +1,7 @@
 """Where calls live: the `CallStore` port, its backends, and `open_store(STORE_URL)`."""
 
 from engine.store.base import (
+    LIVE_AT_MOST,
     CallStore,
     CallSummary,
     LinesBusy,
@@ -19,6 +20,7 @@ from engine.store.secret_files import SecretKeeper, secret_keeper
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
+    "LIVE_AT_MOST",
     "CallStore",
     "CallSummary",
     "EncryptedStore",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.calls.limits import parse_rate
+from engine.calls.limits import parse_ceiling, parse_rate
 from engine.events.alerts import check_url
 from engine.events.pusher_sink import ChannelNames
 from engine.retention import retention_days
@@ -238,6 +238,10 @@ CHECKS: Mapping[str, Check | None] = {
     "SSE_STREAMS_PER_PROCESS": _not_negative("SSE_STREAMS_PER_PROCESS",
                                               "for a quarter of GUNICORN_THREADS"),
     "RETENTION_DAYS": lambda s: _raises(lambda: retention_days(s.retention_days)),
+    "MAX_LIVE_CALLS": lambda s: _raises(
+        lambda: parse_ceiling(s.max_live_calls, "MAX_LIVE_CALLS")),
+    "MODEL_CALLS_PER_HOUR": lambda s: _raises(
+        lambda: parse_ceiling(s.model_calls_per_hour, "MODEL_CALLS_PER_HOUR")),
 }
 """The check of each setting (None: free text, or checked only by `flask doctor`). A test keeps
 it in step with `ENV_KEYS`: a new setting needs its entry here."""

@@ -97,7 +97,8 @@ def make_desk(tmp_path: Path) -> Iterator[Callable[..., Desk]]:
         responder = FakeResponder(clock)
         failing: set[str] = set()
         values: dict[str, Any] = {"project_root": root, "store_url": f"sqlite:///{root}/s.db",
-                                  "default_flow": "desk", "caller_call_limit": "off"}
+                                  "default_flow": "desk", "caller_call_limit": "off",
+                                  "max_live_calls": "off", "model_calls_per_hour": "off"}
         values.update(settings)
         observed: list[NewEvent] = []
         hooks: list[Callable[[], None]] = []
