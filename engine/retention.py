@@ -85,8 +85,10 @@ class Retention:
     across processes, `first_check` the wait after `start` before this process first checks."""
 
     def __init__(self, store: CallStore, days: float, clock: Callable[[], float] = time.time,
-                 every: float = EVERY, first_check: float = FIRST_CHECK) -> None:
+                 every: float = EVERY, first_check: float = FIRST_CHECK,
+                 after: Callable[[Pruned], None] | None = None) -> None:
         self.store = store
+        self.after = after  # called with what a run removed (the server re-warms its speech)
         self.days = days
         self.clock = clock
         self.every = every
@@ -107,6 +109,11 @@ class Retention:
         self.runs += 1
         log.info("retention: removed %s older than %g days (%.1f s)", self.last.describe(),
                  self.days, time.monotonic() - started)
+        if self.after is not None:
+            try:
+                self.after(self.last)
+            except Exception:  # the prune is done; what follows it must not undo the job
+                log.warning("retention: the follow-up of a prune failed", exc_info=True)
         return True
 
     def start(self) -> None:
@@ -163,13 +170,15 @@ _SCHEDULER = _Scheduler()
 
 
 def start_retention(store: CallStore, setting: str, clock: Callable[[], float] = time.time,
-                    options: dict[str, float] | None = None) -> Retention | None:
+                    options: dict[str, float] | None = None,
+                    after: Callable[[Pruned], None] | None = None) -> Retention | None:
     """A server process's job for RETENTION_DAYS=`setting`, started; None when it is off.
-    `options`: `every` and `first_check` seconds (the app's RETENTION_OPTIONS, for tests).
-    ValueError for a setting `retention_days` refuses."""
+    `options`: `every` and `first_check` seconds (the app's RETENTION_OPTIONS, for tests);
+    `after` is called with what each run removed. ValueError for a setting `retention_days`
+    refuses."""
     days = retention_days(setting)
     if days is None:
         return None
-    job = Retention(store, days, clock, **(options or {}))
+    job = Retention(store, days, clock, after=after, **(options or {}))
     job.start()
     return job
