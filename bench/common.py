@@ -194,6 +194,9 @@ class Server:
             "PROJECT_ROOT": str(project or workdir), "STORE_URL": f"sqlite:///{self.store_path}",
             "PUBLIC_BASE_URL": self.url, "TWILIO_AUTH_TOKEN": TOKEN,
             "DASHBOARD_PASSWORD": PASSWORD, "SECRET_KEY": "bench-secret",
+            # The benchmarks' calls never get Twilio's final status callback, so every one of
+            # them would stay live for the ceiling: thousands of them, not the 100 it allows.
+            "MAX_LIVE_CALLS": "off",
             "PYTHONUNBUFFERED": "1", **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
