@@ -90,7 +90,7 @@ def _openai_base_url(settings: Settings) -> str | None:
 
 
 def _openai_model(settings: Settings) -> str | None:
-    if not settings.openai_model.strip():
+    if settings.openai_api_key and not settings.openai_model.strip():  # offline: unused
         return "OPENAI_MODEL='': write a chat model's name, such as gpt-4o-mini"
     return None
 
