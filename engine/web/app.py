@@ -67,6 +67,11 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
         settings = dataclasses.replace(settings, twilio_auth_token=secrets.token_hex(16))
         if serving:
             log.warning("TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused (403)")
+    if serving and not settings.metrics_token:
+        # Open is the default, so that Prometheus scrapes with no setup: say so where it shows.
+        log.warning("METRICS_TOKEN is not set: GET /metrics is open to anyone who can reach "
+                    "this server (call counts, error kinds, latencies); set METRICS_TOKEN to "
+                    "require 'Authorization: Bearer <token>'")
 
     runtime = bootstrap(settings, store=store, responder=responder, voicing=voicing,
                         clock=clock, recorder=recorder, urls=urls,

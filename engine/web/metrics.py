@@ -65,7 +65,7 @@ WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0,
 MODEL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
 SPEECH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
 ERROR_LABELS = frozenset({*ERROR_KINDS, "template", "flow", "condition", "internal", "control",
-                          "rate_limit_caller"})
+                          "rate_limit_caller", "rate_limit_live_calls", "model_budget"})
 """Kinds counted under their own name; any other is counted as `other` (labels stay bounded)."""
 SPEECH_OUTCOMES = ("ok", "failed")
 """What `speech_timed` is told of a synthesis (engine/speech/tts.py)."""
