@@ -7,8 +7,10 @@ kinds (comma separated; `all` for every kind); empty means `DEFAULT_KINDS`, the 
 operator has to act on: `network`, `rate_limit` (the model's 429s), `ai_failure`, `tts_failure`,
 `flow` (a flow that dead-ends or is missing: the caller hears an apology) and `internal`. Left
 out by default: `template` and `condition` (authoring slips the call survives), `control` (a
-dashboard action that failed, already shown to whoever tried it) and `rate_limit_caller` (a
-caller over their quota: abuse, not an outage).
+dashboard action that failed, already shown to whoever tried it) and the refusals of denial of
+wallet, `rate_limit_caller` (a caller over their quota), `rate_limit_live_calls` and
+`model_budget` (abuse, not an outage; a request refused for the budget is an `ai_failure` too,
+which is alerted).
 
 The sink is one more sink of the publisher (engine/events/publisher.py), so alerts are sent off
 the request path, by one server process at a time, at least once, from a cursor kept in the
