@@ -113,7 +113,7 @@ def wait_live(page: Any, transport: str = "") -> None:
     """Wait until the page shows its live feed up and has handed over from its first read of the
     API to the feed: an event from then on reaches the page as a live event, never only in the
     list it read (which would leave the element unstamped)."""
-    shown = ":has-text('%s')" % transport if transport else ""
+    shown = f":has-text('{transport}')" if transport else ""
     page.wait_for_selector(f"#live-status[data-state=live]{shown}")
     page.wait_for_selector("html[data-live-from]", state="attached")
 
