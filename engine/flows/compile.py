@@ -27,6 +27,7 @@ from engine.flows.model import (
     NoInput,
     OpenAIVoice,
     Personality,
+    RelayVoice,
     Route,
     Style,
     TransferNode,
@@ -46,6 +47,9 @@ FLOW_KEYS = frozenset({"flow", "description", "personality", "language", "timezo
 PERSONALITY_KEYS = frozenset({"personality", "name", "description", "traits", "system_prompt",
                               "style", "model", "voice", "examples", "fallback"})
 """The top-level keys `compile_personality` reads."""
+
+INHERITED = ("no_input", "on_error", "conversation")
+"""The node keys `defaults` gives every node of a type that has the key and does not set it."""
 
 EDITOR_KEYS = frozenset({"$schema"})
 """Top-level keys the schemas also allow, for editors only; the compiler ignores them."""
@@ -94,7 +98,7 @@ def _node(node_id: str, raw: dict[str, Any], defaults: dict[str, Any],
         name = spec.name
         if name == "id":
             continue
-        inherited = name in ("no_input", "on_error") and name not in raw and name in defaults
+        inherited = name in INHERITED and name not in raw and name in defaults
         if name not in raw and not inherited:
             continue
         value = defaults[name] if inherited else raw[name]
@@ -165,8 +169,9 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
     """Compile one flow document that passed the flow schema (`source`: its file, for messages).
 
     Shapes are not checked again: a document the schema refuses may raise anything. Applies
-    `defaults` (`no_input` unless the node sets its own, `on_error` one kind at a time), and turns
-    every way out of every node into an `Edge`, keeping one of routes repeated word for word.
+    `defaults` (`no_input` and `conversation` unless the node sets its own, `on_error` one kind
+    at a time), and turns every way out of every node into an `Edge`, keeping one of routes
+    repeated word for word.
     The graph itself (targets, reachability, templates) is left to `checks`.
     """
     defaults = data.get("defaults", {})
@@ -206,11 +211,12 @@ def compile_personality(data: dict[str, Any], source: str = "") -> Personality:
     `fallback` names a known personality is the loader's check."""
     raw_voice = data["voice"]
     openai_voice = OpenAIVoice(**raw_voice["openai"]) if "openai" in raw_voice else None
+    relay_voice = RelayVoice(**raw_voice["relay"]) if "relay" in raw_voice else None
     return Personality(
         id=data["personality"], name=data["name"], description=data.get("description", ""),
         traits=tuple(data.get("traits", ())), system_prompt=data["system_prompt"],
         style=Style(**data.get("style", {})),
-        voice=Voice(twilio=raw_voice["twilio"], openai=openai_voice),
+        voice=Voice(twilio=raw_voice["twilio"], openai=openai_voice, relay=relay_voice),
         examples=tuple(Example(**example) for example in data["examples"]),
         model=data.get("model"), fallback=data.get("fallback"), source=source,
     )

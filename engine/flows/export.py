@@ -4,7 +4,8 @@ The compiled `Flow` is the neutral graph; this module only decides how each node
 shown. Every edge is labelled by its kind plus a short detail (the route condition, the exit
 name, the error strategy), error edges are dashed, and the error strategy's retries, fallback
 personality and Twilio voice are self-loops. Labels are escaped for each language, because
-conditions hold quotes, `|`, `<`, `&` and `{{ }}`.
+conditions hold quotes, `|`, `<`, `&` and `{{ }}`. An `ai` node that converses over
+ConversationRelay is marked as one (`ai · relay`, and `conversation` in the JSON form).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.flows.model import Edge, Flow, Node
+from engine.flows.model import AiNode, Edge, Flow, Node
 
 FORMATS = ("mermaid", "dot", "json")
 DETAIL_WIDTH = 40
@@ -54,10 +55,22 @@ def _dot(text: str) -> str:
     return '"' + text.translate(_DOT_ESCAPES) + '"'
 
 
+def is_relay(node: Node) -> bool:
+    """True for an ai node that converses over ConversationRelay."""
+    return isinstance(node, AiNode) and node.conversation == "relay"
+
+
+def node_kind(node: Node) -> str:
+    """What a node is drawn as under its id: its type, `ai · relay` for a relay node."""
+    return f"{node.type} · relay" if is_relay(node) else node.type
+
+
 def _mermaid_node(node: Node) -> str:
-    label = f'"{_mermaid(node.id)}<br/>{_mermaid(node.type)}"'
+    label = f'"{_mermaid(node.id)}<br/>{_mermaid(node_kind(node))}"'
     if node.terminal:
         return f"    n_{node.id}([{label}]):::terminal"
+    if is_relay(node):
+        return f"    n_{node.id}[{label}]:::relay"
     return f"    n_{node.id}[{label}]"
 
 
@@ -71,6 +84,8 @@ def to_mermaid(flow: Flow) -> str:
         lines.append(f'    n_{edge.source} {arrow}|"{label}"| n_{edge.target}')
     lines += ["    classDef start fill:#333,stroke:#333",
               "    classDef terminal stroke-width:3px"]
+    if any(is_relay(node) for node in flow.nodes.values()):
+        lines.append("    classDef relay stroke-dasharray:4 2")
     return "\n".join(lines) + "\n"
 
 
@@ -88,7 +103,9 @@ def to_dot(flow: Flow) -> str:
              f'    "__start__" -> {_dot(flow.start)};']
     for node in flow.nodes.values():
         shape = ", shape=doublecircle" if node.terminal else ""
-        label = _dot(f"{node.id}\n{node.type}")
+        if is_relay(node):
+            shape = ', style="rounded,dashed"'
+        label = _dot(f"{node.id}\n{node_kind(node)}")
         lines.append(f"    {_dot(node.id)} [label={label}{shape}];")
     for edge in flow.edges:
         style = ", style=dashed" if edge.is_error else ""
@@ -104,7 +121,9 @@ def to_json(flow: Flow) -> dict[str, Any]:
         "flow": flow.id,
         "start": flow.start,
         "nodes": [{"id": node.id, "type": node.type, "terminal": node.terminal,
-                   "description": node.description} for node in flow.nodes.values()],
+                   "description": node.description,
+                   **({"conversation": node.conversation} if isinstance(node, AiNode) else {})}
+                  for node in flow.nodes.values()],
         "edges": [{"id": edge.id, "source": edge.source, "target": edge.target, "kind": edge.kind,
                    "label": edge_detail(edge), "strategy": edge.strategy,
                    "dashed": edge.is_error} for edge in flow.edges],

@@ -31,6 +31,9 @@ EDGE_KINDS: tuple[EdgeKind, ...] = (
 
 InputKind = Literal["speech", "dtmf"]
 
+Conversation = Literal["gather", "relay"]
+"""How an ai node holds its conversation: `<Gather>` round trips, or Twilio ConversationRelay."""
+
 
 def frozen_mapping(values: Mapping[K, V] | None = None) -> Mapping[K, V]:
     """A read-only view, so a compiled flow cannot be changed by the code that runs it."""
@@ -161,6 +164,8 @@ class AiNode(Node):
     the first of `routes` whose condition holds, checked before any model call; otherwise the
     model replies and may take one of `exits`, offered to it as tools. It also leaves by
     `no_input`, `limit`, and the `on_error` strategy of each error kind (see `ErrorPolicy`).
+    `conversation: relay` holds the conversation over ConversationRelay instead of `<Gather>`:
+    the same edges, taken from inside a session (DESIGN.md section 8.1).
     """
 
     type: ClassVar[str] = "ai"
@@ -169,6 +174,7 @@ class AiNode(Node):
 
     instructions: str = ""
     opening: str | None = None  # text to speak on entry, or "ai" for a generated greeting
+    conversation: Conversation = "gather"
     input: tuple[InputKind, ...] = ("speech",)
     hints: tuple[str, ...] = ()
     timeout: int = 5
@@ -359,12 +365,22 @@ class OpenAIVoice:
 
 
 @dataclass(frozen=True)
+class RelayVoice:
+    """The voice ConversationRelay speaks with: its `provider` (ttsProvider) and `voice`."""
+
+    provider: Literal["ElevenLabs", "Google", "Amazon"]
+    voice: str
+
+
+@dataclass(frozen=True)
 class Voice:
     """A personality's voices: `openai` speech when it is configured, else the Twilio `<Say>`
-    voice `twilio`, which is also what speech falls back to when synthesis fails."""
+    voice `twilio`, which is also what speech falls back to when synthesis fails; `relay` for
+    ConversationRelay (None: derived from `twilio`)."""
 
     twilio: str
     openai: OpenAIVoice | None = None
+    relay: RelayVoice | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from engine.flows.model import (
     Limits,
     NoInput,
     OpenAIVoice,
+    RelayVoice,
     Route,
     Style,
     Voice,
@@ -128,7 +129,8 @@ def test_nested_flow_keys_match() -> None:
     assert properties(DEFS["route"]) == field_names(Route)
     assert properties(DEFS["no_input"]) == field_names(NoInput)
     assert properties(DEFS["limits"]) == field_names(Limits)
-    assert properties(FLOW_SCHEMA["properties"]["defaults"]) == {"no_input", "on_error"}
+    assert properties(FLOW_SCHEMA["properties"]["defaults"]) == {"no_input", "on_error",
+                                                                 "conversation"}
 
 
 def test_error_kinds_match() -> None:
@@ -144,4 +146,5 @@ def test_nested_personality_keys_match() -> None:
     assert properties(top["style"]) == field_names(Style)
     assert properties(top["voice"]) == field_names(Voice)
     assert properties(top["voice"]["properties"]["openai"]) == field_names(OpenAIVoice)
+    assert properties(top["voice"]["properties"]["relay"]) == field_names(RelayVoice)
     assert properties(top["examples"]["items"]) == field_names(Example)
