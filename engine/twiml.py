@@ -4,7 +4,8 @@ The call service has already chosen how each text is spoken (`SayWith` a Twilio 
 `PlayAudio` of synthesised speech) before it renders. Speech that comes right before a Listen
 is nested inside its `<Gather>`, so the caller can interrupt it. Every answer stays under
 Twilio's limits: 64 kB a document and 4 096 characters a `<Say>` (3 000 for Polly voices, which
-we keep to for all).
+we keep to for all). A relay ai node's session is `<Connect action><ConversationRelay …/>`, whose
+WebSocket URL names the call (DESIGN.md section 8.1).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
@@ -44,6 +46,8 @@ class Callbacks:
     dial: str
     recording: str
     resume: str
+    relay: str = ""  # the ConversationRelay WebSocket (ws:// or wss://)
+    relay_done: str = ""  # the <Connect action> Twilio posts when a relay session ends
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,20 @@ class PlayAudio:
     url: str
 
 
-Spoken = SayWith | PlayAudio | Pause | Listen | Dial | Record | Hangup | Continue
+@dataclass(frozen=True)
+class ConnectRelay:
+    """A relay node's session, voiced: Twilio's relay speaks in `language` with `tts_provider`
+    and `voice` (None: Twilio's defaults), greets with `greeting`, and hears with `hints`."""
+
+    call_sid: str
+    language: str
+    greeting: str = ""
+    hints: tuple[str, ...] = ()
+    tts_provider: str | None = None
+    voice: str | None = None
+
+
+Spoken = SayWith | PlayAudio | Pause | Listen | Dial | Record | Hangup | Continue | ConnectRelay
 """What `render` draws: a step's actions, with each `Say` voiced."""
 
 
@@ -100,6 +117,22 @@ def _gather(listen: Listen, callbacks: Callbacks) -> Gather:
     if listen.num_digits:
         options["numDigits"] = listen.num_digits
     return Gather(**options)
+
+
+def _relay(response: VoiceResponse, relay: ConnectRelay, callbacks: Callbacks) -> None:
+    joiner = "&" if "?" in callbacks.relay else "?"
+    options: dict[str, str] = {
+        "url": f"{callbacks.relay}{joiner}{urlencode({'call': relay.call_sid})}",
+        "language": relay.language, "dtmf_detection": "true", "interruptible": "any",
+    }
+    if relay.tts_provider and relay.voice:
+        options.update(tts_provider=relay.tts_provider, voice=relay.voice)
+    if relay.hints:
+        options["hints"] = _NOT_XML.sub("", ", ".join(relay.hints))[:2000]
+    if relay.greeting:
+        options["welcome_greeting"] = clip(relay.greeting)
+    connect = response.connect(action=callbacks.relay_done, method="POST")
+    connect.conversation_relay(**options)
 
 
 def render(actions: Sequence[Spoken], callbacks: Callbacks) -> str:
@@ -157,6 +190,9 @@ def _render(actions: tuple[Spoken, ...], callbacks: Callbacks) -> str:
         elif isinstance(action, Continue):
             flush(response)
             response.redirect(callbacks.resume, method="POST")
+        elif isinstance(action, ConnectRelay):
+            flush(response)
+            _relay(response, action, callbacks)
     flush(response)
     text = str(response)
     if len(text.encode()) > MAX_TWIML_BYTES:

@@ -33,6 +33,7 @@ from engine.calls.limits import (
 )
 from engine.calls.ports import Clock, VoicingFactory
 from engine.calls.recorder import EventRecorder
+from engine.calls.relay_voice import connect_relay
 from engine.calls.urls import CallbackUrls
 from engine.runtime.state import (
     FINAL_STATUSES,
@@ -43,6 +44,7 @@ from engine.runtime.state import (
     CallStarted,
     CallState,
     Continue,
+    Converse,
     Emit,
     Event,
     Failed,
@@ -247,6 +249,8 @@ class CallService:
         for action in actions:
             if isinstance(action, Say):
                 spoken.append(voicing(action))
+            elif isinstance(action, Converse):  # a relay session, in its personality's voice
+                spoken.append(connect_relay(action, pinned.registry))
             elif not isinstance(action, Emit | AskModel | AwaitStream):
                 spoken.append(action)
         events: list[NewEvent] = []

@@ -240,8 +240,18 @@ class SpeechFailed:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """The caller talked over a reply on a relay node: only `heard`, what was said of the reply
+    before they did (`duration_ms` into it), stays in the conversation."""
+
+    now: float
+    heard: str = ""
+    duration_ms: int = 0
+
+
 Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChanged | Resume
-         | Replied | Failed | SpeechFailed)
+         | Replied | Failed | SpeechFailed | Interrupted)
 
 
 # Actions: what the shell must do. Speech actions before a Listen are spoken inside it.
@@ -331,6 +341,22 @@ class AwaitStream:
 
 
 @dataclass(frozen=True)
+class Converse:
+    """Hold the conversation of relay ai node `node` over ConversationRelay: Twilio connects a
+    WebSocket session for call `call_sid`, in `language`, speaking as `personality`, with
+    speech `hints`, opening with `greeting` (nothing when ''). The session takes every turn
+    on the node; the edge out of it comes back when Twilio posts the `<Connect action>`.
+    """
+
+    node: str
+    call_sid: str
+    personality: str
+    language: str
+    hints: tuple[str, ...] = ()
+    greeting: str = ""
+
+
+@dataclass(frozen=True)
 class Emit:
     """A call event to record (and publish): `call.node`, `call.transcript`, ..."""
 
@@ -339,4 +365,4 @@ class Emit:
 
 
 Action = (Say | Pause | Listen | Dial | Record | Hangup | Continue | AskModel | AwaitStream
-          | Emit)
+          | Converse | Emit)

@@ -49,6 +49,7 @@ from engine.runtime.state import (
     CallState,
     CallStatus,
     Continue,
+    Converse,
     Dial,
     DialEnded,
     Emit,
@@ -56,6 +57,7 @@ from engine.runtime.state import (
     Failed,
     Hangup,
     Heard,
+    Interrupted,
     Listen,
     Message,
     Pause,
@@ -266,6 +268,13 @@ class _Run:
                 self.actions.append(AskModel(node.id, self.personality()))
             elif node.opening == "ai":
                 self.actions.append(AskModel(node.id, self.personality()))
+            elif node.conversation == "relay":
+                # The opening is the session's welcome greeting, spoken by Twilio's relay.
+                greeting = self.render(node.opening, f"{where}.opening") if node.opening else ""
+                if greeting:
+                    self.remember("agent", greeting)
+                    self.emit("call.say", text=greeting, personality=self.personality())
+                self.converse(node, greeting)
             else:
                 self.say(node.opening, f"{where}.opening")
                 self.listen(node)
@@ -296,7 +305,15 @@ class _Run:
         self.actions.append(Hangup())
         self.state = evolve(self.state, ended=True)
 
+    def converse(self, node: AiNode, greeting: str = "") -> None:
+        """Hold the node's conversation over ConversationRelay (a relay ai node's Listen)."""
+        self.actions.append(Converse(node.id, self.state.call_sid, self.personality(),
+                                     self.flow.language, node.hints, greeting))
+
     def listen(self, node: GatherNode | AiNode) -> None:
+        if isinstance(node, AiNode) and node.conversation == "relay":
+            self.converse(node)
+            return
         self.actions.append(Listen(
             input=node.input, language=self.flow.language, hints=node.hints,
             timeout=node.timeout, num_digits=getattr(node, "num_digits", None)))
@@ -442,6 +459,16 @@ class _Run:
             return
         self.listen(node)
 
+    def interrupted(self, event: Interrupted) -> None:
+        """Keep of the reply the caller talked over only what they heard of it."""
+        node = self.flow.nodes[self.state.node]
+        history = self.state.history
+        if isinstance(node, AiNode) and history and history[-1].role == "agent":
+            heard = " ".join(event.heard.split())
+            kept = (dataclasses.replace(history[-1], text=heard),) if heard else ()
+            self.state = evolve(self.state, history=(*history[:-1], *kept))
+        self.emit("call.interrupt", heard=event.heard, duration_ms=event.duration_ms)
+
     def failed(self, event: Failed) -> None:
         node = self.flow.nodes[self.state.node]
         policy = node.on_error.get(event.kind) if isinstance(node, AiNode) else None  # type: ignore[call-overload]
@@ -551,6 +578,8 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
         run.replied(event)
     elif isinstance(event, Failed):
         run.failed(event)
+    elif isinstance(event, Interrupted):
+        run.interrupted(event)
     elif isinstance(event, DialEnded):
         node = flow.nodes[state.node]
         if isinstance(node, TransferNode):

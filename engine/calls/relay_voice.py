@@ -1,0 +1,31 @@
+"""How a relay ai node's session sounds: the personality's ConversationRelay voice."""
+
+from __future__ import annotations
+
+from engine.flows.model import Registry
+from engine.runtime.state import Converse
+from engine.twiml import ConnectRelay
+
+
+def relay_voice(registry: Registry, personality: str) -> tuple[str | None, str | None]:
+    """The ttsProvider and voice a personality speaks with over relay: its `voice.relay`, else
+    one derived from its Twilio voice (Polly.X → Amazon X, Google.X → Google X); (None, None)
+    leaves Twilio's default voice."""
+    found = registry.personalities.get(personality)
+    if found is None:
+        return None, None
+    if found.voice.relay is not None:
+        return found.voice.relay.provider, found.voice.relay.voice
+    family, _, name = found.voice.twilio.partition(".")
+    if name and family == "Polly":
+        return "Amazon", name
+    if name and family == "Google":
+        return "Google", name
+    return None, None
+
+
+def connect_relay(action: Converse, registry: Registry) -> ConnectRelay:
+    """A `Converse` voiced for TwiML: the personality's relay voice."""
+    provider, voice = relay_voice(registry, action.personality)
+    return ConnectRelay(action.call_sid, action.language, action.greeting, action.hints,
+                        provider, voice)
