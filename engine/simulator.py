@@ -5,6 +5,9 @@ AccountSid, From, To, CallStatus, Direction, ApiVersion, caller location, Speech
 Confidence, Digits, DialCallStatus, Recording*), signs every request with the auth token, and
 follows the answer verb by verb: `<Say>`/`<Play>` are heard, `<Gather>` waits for the caller,
 `<Redirect>` is followed, `<Dial>` and `<Record>` wait for their outcome, `<Hangup>` ends.
+`<Connect><ConversationRelay>` waits for a relay session: `relay()` opens it over a real
+WebSocket (engine/relay/simulator.py) and, when the session ends, posts the `<Connect action>`
+with its `HandoffData`, as Twilio does.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from twilio.request_validator import RequestValidator
+
+from engine.relay.simulator import RelayLine
 
 MAX_REDIRECTS = 20
 
@@ -58,7 +63,7 @@ class Exchange:
 class Waiting:
     """What the call waits for after the last answer."""
 
-    kind: str  # gather, dial, record, ended
+    kind: str  # gather, dial, record, relay, ended
     action: str = ""
     verb: ElementTree.Element | None = None
     rest: list[ElementTree.Element] = field(default_factory=list)
@@ -94,6 +99,7 @@ class SimulatedCall:
         self.transport = transport
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
+        self.auth_token = auth_token
         self.call_sid = call_sid or new_call_sid()
         self.params = {
             "CallSid": self.call_sid, "AccountSid": account_sid or "AC" + "0" * 32,
@@ -187,6 +193,17 @@ class SimulatedCall:
                 self.waiting = Waiting("record", urljoin(base, verb.get("action") or ""), verb,
                                        rest, base)
                 return None
+            elif verb.tag == "Connect":
+                relay = verb.find("ConversationRelay")
+                if relay is None or not relay.get("url", "").startswith(("ws://", "wss://")):
+                    raise CallError("<Connect> without a <ConversationRelay> WebSocket URL")
+                greeting = relay.get("welcomeGreeting")
+                if greeting:
+                    self.heard.append(Heard(greeting, relay.get("voice", "")))
+                action = verb.get("action")
+                self.waiting = Waiting("relay", urljoin(base, action) if action else "", relay,
+                                       rest, base)
+                return None
             elif verb.tag == "Hangup":
                 self.waiting = Waiting("ended")
                 return None
@@ -274,6 +291,35 @@ class SimulatedCall:
                             f"{self.params['AccountSid']}/Recordings/RE{secrets.token_hex(16)}",
             "RecordingSid": "RE" + secrets.token_hex(16), "RecordingDuration": str(duration)})
         return self
+
+    def relay(self, *, signed: bool = True, setup: bool = True,
+              timeout: float = 10.0) -> RelayLine:
+        """Open the relay session the call waits for (signed unless `signed=False`) and send
+        its `setup` (unless `setup=False`). When the session sends `end`, its `<Connect
+        action>` is posted with the handoff and followed; the reply tokens and `end` are the
+        line's. CallError when the call is not waiting for a relay."""
+        waiting = self._expect("relay")
+        assert waiting.verb is not None
+        line = RelayLine.connect(waiting.verb.get("url", ""), self.auth_token, signed=signed,
+                                 timeout=timeout)
+        line.on_end = self._relay_ended
+        if setup:
+            line.setup(self.call_sid, from_=self.params["From"], to=self.params["To"],
+                       account_sid=self.params["AccountSid"])
+        return line
+
+    def _relay_ended(self, line: RelayLine) -> None:
+        waiting = self.waiting
+        if waiting.kind != "relay":
+            return
+        extra = {"SessionId": line.session_id, "SessionStatus": "ended",
+                 "SessionDuration": "1", "HandoffData": line.ended or ""}
+        if waiting.action:
+            self._follow(waiting.action, extra)
+        else:
+            redirect = self._read(waiting.rest, waiting.base_url)
+            if redirect:
+                self._follow(redirect)
 
     def hang_up(self, status: str = "completed", duration: int = 60) -> HttpAnswer:
         """The status callback Twilio sends when the call ends."""

@@ -37,6 +37,7 @@ from engine.ai.speakable import (
     whole_sentences,
 )
 from engine.ai.stream import ReplyStream, StreamRegistry, StreamSnapshot
+from engine.ai.tokens import TokenReply
 from engine.flows.model import AiNode, Flow, Personality, Registry
 from engine.runtime.context import values
 from engine.runtime.state import AskModel, CallState, Failed, Replied
@@ -198,6 +199,19 @@ class ModelResponder:
                         "wait; ending the turn", state.call_sid)
         return Replied(now, limit_reply(said, sentences_left),
                        personality=state.stream_personality)
+
+    def tokens(self, flow: Flow, registry: Registry, state: CallState,
+               ask: AskModel) -> TokenReply | Failed:
+        """A reply to `state.pending` to read delta by delta (a relay session speaks it as it
+        comes), or the failure when the node or personality is missing. No deadline of a
+        webhook applies: the session waits as long as the caller does."""
+        target = reply_target(flow, registry, ask, self.clock())
+        if isinstance(target, Failed):
+            return target
+        node, personality = target
+        request = self._request(flow, node, personality, state)
+        return TokenReply(self.client, request, self.parameters, self.endpoint,
+                          lambda calls: self._chosen_exit(node, calls))
 
     # -- internals -----------------------------------------------------------------------------
 

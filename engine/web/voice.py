@@ -19,6 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine import logs
 from engine.calls import urls
+from engine.calls.relay import handed_off
 from engine.calls.service import APOLOGY
 from engine.runtime.state import DialEnded, Event, Heard, RecordingDone, Silence
 from engine.twiml import safe_answer
@@ -57,6 +58,9 @@ def accept_webhook() -> Response | None:
     if not is_signed(request, settings.twilio_auth_token, settings.public_base_url, fields):
         log.warning("refused %s: missing or invalid X-Twilio-Signature", request.path)
         return Response(status=403)
+    # A relay node's WebSocket URL is absolute: this request's base, without PUBLIC_BASE_URL.
+    g.phoney_answering = urls.answering_base.set(f"{request.scheme}://{request.host}")
+    g.twilio_fields = fields
     params = g.twilio_params = known_fields(fields)
     sid = params.get("CallSid", "")
     rule = request.url_rule.rule if request.url_rule is not None else request.path[:100]
@@ -70,6 +74,9 @@ def untag_logs(error: BaseException | None) -> None:
     bound = g.pop("phoney_log_context", None)
     if bound is not None:
         logs.pop(bound)
+    answering = g.pop("phoney_answering", None)
+    if answering is not None:
+        urls.answering_base.reset(answering)
 
 
 def _params() -> dict[str, str]:
@@ -184,6 +191,23 @@ def recording(call_sid: str, params: dict[str, str]) -> str:
 def resume(call_sid: str, params: dict[str, str]) -> str:
     """POST /api/voice/resume: a <Redirect> came back; carry on where the call waits."""
     return _advance(call_sid, params, None)
+
+
+@voice.post(urls.RELAY_DONE)
+@answered
+def relay_done(call_sid: str, params: dict[str, str]) -> str:
+    """POST /api/voice/relay: a relay session ended (the `<Connect action>`); step the way out
+    of the node its `HandoffData` names, or carry on where the call is without one."""
+    fields: list[tuple[str, str]] = g.twilio_fields
+    raw = next((value for name, value in fields if name == "HandoffData"), "")
+    status = next((value for name, value in fields if name == "SessionStatus"), "")
+    found = handed_off(raw, call_sid, _now())
+    if found.event is None:
+        log.info("call %s: relay session ended (%s) with no handoff", call_sid, status[:20])
+    at_step = found.step if found.step is not None else _step_param()
+    # The handoff is part of what this request is: two sessions' ends are two requests.
+    return services().call_service.advance(call_sid, found.event, at_step,
+                                           _request_key({**params, "HandoffData": raw}))
 
 
 @voice.post(urls.CALL_STATUS)
