@@ -231,3 +231,37 @@ def test_a_100_kb_prompt_is_cut_and_answered(app: Flask, relay_call: Call,
     assert len(request.messages[-1]["content"]) <= 2000
     [transcript] = events(app, c.call_sid, "call.transcript")
     assert len(transcript["speech"]) <= 2000
+
+
+def test_a_prompt_while_a_reply_streams_cuts_it_off(app: Flask, relay_call: Call,
+                                                    double: OpenAIDouble) -> None:
+    double.chat(Text("Let me tell you all about our many services and the hours we keep.",
+                     tokens_per_second=8), Text("Sure, a cleaning it is."))
+    c = relay_call().start()
+    line = c.relay()
+    line.say("tell me everything", wait=False)
+    line.tokens(2)
+    reply = line.say("actually just a cleaning")
+    assert reply.text.endswith("Sure, a cleaning it is.")
+    wait_for(lambda: len(events(app, c.call_sid, "call.response")) == 2)
+    first, second = events(app, c.call_sid, "call.response")
+    assert first["timings"]["interrupted"] == 1.0
+    assert second["text"] == "Sure, a cleaning it is."
+    assert [e["speech"] for e in events(app, c.call_sid, "call.transcript")] == [
+        "tell me everything", "actually just a cleaning"]
+
+
+def test_a_socket_that_drops_mid_reply_keeps_what_was_sent(app: Flask, relay_call: Call,
+                                                           double: OpenAIDouble) -> None:
+    double.chat(Text("Our hours are eight to five on weekdays and eight to one on Fridays.",
+                     tokens_per_second=8))
+    c = relay_call().start()
+    line = c.relay()
+    line.say("when are you open", wait=False)
+    sent = line.tokens(2)
+    line.close()
+    wait_for(lambda: bool(events(app, c.call_sid, "call.response")), timeout=10)
+    [response] = events(app, c.call_sid, "call.response")
+    assert response["text"].startswith(sent.text)
+    assert len(response["text"]) < len("Our hours are eight to five on weekdays and eight to "
+                                       "one on Fridays.")
