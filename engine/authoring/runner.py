@@ -54,6 +54,7 @@ _WAITING = {
     "gather": "is waiting for the caller to speak or press keys",
     "dial": "is dialing a transfer (script its outcome with `dial: ...`)",
     "record": "is recording (script it with `record: SECONDS`)",
+    "relay": "is in a ConversationRelay session, which scenarios cannot drive yet",
     "ended": "has ended",
     "idle": "has not started",
 }

@@ -78,7 +78,7 @@ MAX_SESSION_HOURS = 24 * 31
 CLOCK_SKEW = 300.0  # seconds a session's start may lie ahead of this server's clock
 CAS_TRIES = 50
 
-TWILIO_BLUEPRINTS = frozenset({"voice"})
+TWILIO_BLUEPRINTS = frozenset({"voice", "relay"})
 """The blueprints whose routes only Twilio calls: no session, no Flask-Limiter (security.py)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
