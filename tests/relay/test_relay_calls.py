@@ -17,7 +17,7 @@ from flask import Flask
 from engine.relay.simulator import HandshakeRefused, RelayLine, signature
 from engine.simulator import SimulatedCall, new_call_sid
 from tests.conftest import LiveServer
-from tests.doubles.openai_server import OpenAIDouble, Text, ToolCall
+from tests.doubles.openai_server import OpenAIDouble, Status, Text, ToolCall
 from tests.relay.conftest import FRONT_DESK, events
 from tests.support import AUTH_TOKEN
 
@@ -265,3 +265,19 @@ def test_a_socket_that_drops_mid_reply_keeps_what_was_sent(app: Flask, relay_cal
     assert response["text"].startswith(sent.text)
     assert len(response["text"]) < len("Our hours are eight to five on weekdays and eight to "
                                        "one on Fridays.")
+
+
+def test_a_network_failure_retries_inside_the_session_then_takes_its_edge(
+        app: Flask, relay_call: Call, double: OpenAIDouble) -> None:
+    double.chat(Status(503), Status(503))
+    c = relay_call().start()
+    line = c.relay()
+    reply = line.say("hello?")
+    assert reply.tokens == []
+    handoff = json.loads(line.wait_end())
+    assert handoff["event"]["type"] == "failed" and handoff["event"]["kind"] == "network"
+    assert len(double.chat_requests) == 2  # the first try and its retry
+    assert c.ended  # the `then` edge: goodbye
+    kinds = [(e["edge"], e.get("strategy")) for e in events(app, c.call_sid, "call.node")
+             if e["edge"] == "error:network"]
+    assert kinds == [("error:network", "retry 1"), ("error:network", None)]
