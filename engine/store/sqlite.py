@@ -592,15 +592,30 @@ class SQLiteStore:
                         live: LiveCeiling | None = None) -> int:
         values, rows = _call_values(state, at), _event_rows(state.call_sid, events, at)
         with self._transaction() as db:
-            row, _ = self._check_step(db, None, state, request_key)
-            if live is not None:
-                _check_lines(db, live, at)
+            # A stored call or answer conflicts before any ceiling: the keys check that at the
+            # INSERT, and the checks below only read again on the (rare) way to a refusal.
+            try:
+                if live is not None:
+                    _check_lines(db, live, at)
+            except LinesBusy:
+                self._check_step(db, None, state, request_key)
+                raise
             count = 0 if quota is None else self._count_hit(db, quota.key, quota.window_seconds)
-            if quota is None or count <= quota.limit:
-                self._write_step(db, row, values, rows, request_key, response, at)
-                if live is not None and not values["over"]:
-                    db.execute("INSERT OR REPLACE INTO live_calls (call_sid, at) VALUES (?, ?)",
-                               (state.call_sid, at))
+            if quota is not None and count > quota.limit:
+                self._check_step(db, None, state, request_key)
+                return count
+            try:
+                self._write_step(db, None, values, rows, request_key, response, at)
+            except sqlite3.IntegrityError as error:
+                if "UNIQUE" not in str(error):
+                    raise
+                # Raised inside the transaction: the count and the lines' clean-up roll back
+                # with it, as when the check came first.
+                raise StepConflict(f"call {state.call_sid} already exists or request "
+                                   f"{request_key!r} was already answered") from None
+            if live is not None and not values["over"]:
+                db.execute("INSERT OR REPLACE INTO live_calls (call_sid, at) VALUES (?, ?)",
+                           (state.call_sid, at))
             return count
 
     @staticmethod

@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 
 from engine.runtime.state import Caller, CallState, Message
-from engine.store import CallStore, Lookup, NewEvent, Quota, StepConflict, open_store
+from engine.store import (
+    CallStore,
+    LinesBusy,
+    LiveCeiling,
+    Lookup,
+    NewEvent,
+    Quota,
+    StepConflict,
+    open_store,
+)
 
 BACKENDS = ["sqlite", "redis", "sqlite+encrypted", "redis+encrypted"]
 ENCRYPTION_KEY = "contract-suite passphrase, not a Fernet key"
@@ -666,3 +675,42 @@ def test_has_blob_is_whether_get_blob_finds_one(store: CallStore) -> None:
         assert store.has_blob(key + "-other") is False
     assert store.compare_and_set_blob("cursor:pusher", None, b"1")
     assert store.has_blob("cursor:pusher") is True
+
+
+# -- a new call's first write meets a stored call as a conflict first -------------------------
+# Twilio's retry of the incoming-call webhook (or another request for the same CallSid) is
+# answered from the store, never refused by the caller quota or told the lines are busy
+# because of its own call.
+
+CONFLICT_QUOTA = Quota(key="caller:+15550002222", limit=1, window_seconds=3600)
+
+
+def first_write(store: CallStore, sid: str = "CA0001", **kwargs: object) -> int:
+    return store.commit_new_call(new_call(sid), [NewEvent("call.start", {"n": 1})], "k1",
+                                 "<Response/>", T0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_stored_call_conflicts_before_an_exhausted_quota(store: CallStore) -> None:
+    assert first_write(store, quota=CONFLICT_QUOTA) == 1
+    with pytest.raises(StepConflict):
+        first_write(store, quota=CONFLICT_QUOTA)  # over the quota of 1 now, but the call is stored
+    # The conflict rolled its count back: a second caller number is not affected, and this
+    # number's next new call is the second hit, not the third.
+    assert first_write(store, "CA0002", quota=CONFLICT_QUOTA) == 2
+
+
+def test_a_stored_call_conflicts_before_full_lines(store: CallStore) -> None:
+    lines = LiveCeiling(limit=1, stale_seconds=3600)
+    first_write(store, quota=None, live=lines)
+    with pytest.raises(StepConflict):
+        first_write(store, quota=None, live=lines)  # the one line is its own
+    with pytest.raises(LinesBusy):
+        first_write(store, "CA0002", quota=None, live=lines)
+
+
+def test_an_answered_request_key_conflicts(store: CallStore) -> None:
+    first_write(store, quota=None)
+    with pytest.raises(StepConflict):
+        store.commit_new_call(new_call("CA0001"), [], "k1", "<Response/>", T0, None)
+    events = store.events_after(0, "CA0001")
+    assert [event.name for event in events] == ["call.start"]  # nothing written twice
