@@ -281,3 +281,16 @@ def test_a_network_failure_retries_inside_the_session_then_takes_its_edge(
     kinds = [(e["edge"], e.get("strategy")) for e in events(app, c.call_sid, "call.node")
              if e["edge"] == "error:network"]
     assert kinds == [("error:network", "retry 1"), ("error:network", None)]
+
+
+def test_a_setup_for_a_call_that_has_ended_ends_the_session(relay_call: Call,
+                                                            double: OpenAIDouble) -> None:
+    c = relay_call().start()
+    assert c.waiting.verb is not None
+    url = c.waiting.verb.get("url", "")
+    assert c.hang_up().status == 200
+    line = RelayLine.connect(url, AUTH_TOKEN)
+    line.setup(c.call_sid)
+    assert json.loads(line.wait_end())["reason"] == "the call has ended"
+    line.wait_closed()
+    assert double.chat_requests == []
