@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
 from engine.calls.limits import CALLER_REFUSED, LIMIT_GOODBYE, mask_number, parse_rate
@@ -284,3 +284,18 @@ def test_masked_numbers_keep_the_ends() -> None:
 def test_webhooks_still_answer_twiml_under_the_headers(inprocess_transport: Transport) -> None:
     call = SimulatedCall(inprocess_transport, LOCAL, AUTH_TOKEN).start()
     assert call.exchanges[-1].answer.content_type.startswith("text/xml")
+
+
+def test_a_response_keeps_a_security_header_it_set_itself(
+        make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+
+    def framed() -> Response:
+        answer = Response("ok")
+        answer.headers["x-frame-options"] = "SAMEORIGIN"  # any case: header names are not
+        return answer
+
+    app.add_url_rule("/framed-for-test", "framed_for_test", framed)
+    headers = app.test_client().get("/framed-for-test").headers
+    assert headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert headers["X-Content-Type-Options"] == "nosniff"  # the others still added
