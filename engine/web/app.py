@@ -19,7 +19,7 @@ from engine.calls import CallbackUrls, Clock, EventRecorder, VoicingFactory
 from engine.cli import call_command, calls_cli, flows_cli, speech_cli
 from engine.doctor import doctor_command
 from engine.retention import RETENTION, retention_days, start_retention
-from engine.store import CallStore
+from engine.store import CallStore, Pruned
 from engine.web.auth import auth, configure_auth
 from engine.web.control import control
 from engine.web.dashboard import dashboard
@@ -29,6 +29,7 @@ from engine.web.live import install_live_events
 from engine.web.media import media
 from engine.web.metrics import events_written, install_metrics, speech_timed
 from engine.web.proxy import install_proxy_fix
+from engine.web.relay import relay
 from engine.web.request_keys import RequestKeys
 from engine.web.security import BODY_LIMITS, install_log_redaction, install_security
 from engine.web.services import Services
@@ -86,7 +87,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     if runtime.warmup is not None and runtime.library.ok \
             and app.config.get("SPEECH_WARMUP", True) and serving:
         runtime.warmup.start()
-    for blueprint in (voice, auth, control, dashboard, media, flows_api):
+    for blueprint in (voice, relay, auth, control, dashboard, media, flows_api):
         app.register_blueprint(blueprint)
     install_watcher(app, runtime.library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, runtime.store)  # publisher, /api/events, /api/calls
@@ -98,9 +99,17 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     if serving and app.config.get("RETENTION", not app.testing):
         # Old calls pruned by a background thread, one process at a time (engine/retention.py);
         # tests ask for it with RETENTION=True (and RETENTION_OPTIONS for its timings).
+        warmup = runtime.warmup
+
+        def rewarm(pruned: Pruned) -> None:
+            # Cached speech is pruned by age, the flows' own texts with it: synthesise those
+            # again now, not on the next caller's greeting.
+            if pruned.blobs and warmup is not None:
+                warmup.start()
+
         app.extensions[RETENTION] = start_retention(
             runtime.store, settings.retention_days, clock or time.time,
-            app.config.get("RETENTION_OPTIONS"))
+            app.config.get("RETENTION_OPTIONS"), after=rewarm)
     for command in (flows_cli, speech_cli, calls_cli, call_command, doctor_command):
         app.cli.add_command(command)
     return app
