@@ -60,7 +60,6 @@ def accept_webhook() -> Response | None:
         return Response(status=403)
     # A relay node's WebSocket URL is absolute: this request's base, without PUBLIC_BASE_URL.
     g.phoney_answering = urls.answering_base.set(f"{request.scheme}://{request.host}")
-    g.twilio_fields = fields
     params = g.twilio_params = known_fields(fields)
     sid = params.get("CallSid", "")
     rule = request.url_rule.rule if request.url_rule is not None else request.path[:100]
@@ -198,16 +197,14 @@ def resume(call_sid: str, params: dict[str, str]) -> str:
 def relay_done(call_sid: str, params: dict[str, str]) -> str:
     """POST /api/voice/relay: a relay session ended (the `<Connect action>`); step the way out
     of the node its `HandoffData` names, or carry on where the call is without one."""
-    fields: list[tuple[str, str]] = g.twilio_fields
-    raw = next((value for name, value in fields if name == "HandoffData"), "")
-    status = next((value for name, value in fields if name == "SessionStatus"), "")
+    raw = params.get("HandoffData", "")
+    status = params.get("SessionStatus", "")
     found = handed_off(raw, call_sid, _now())
     if found.event is None:
         log.info("call %s: relay session ended (%s) with no handoff", call_sid, status[:20])
     at_step = found.step if found.step is not None else _step_param()
-    # The handoff is part of what this request is: two sessions' ends are two requests.
-    return services().call_service.advance(call_sid, found.event, at_step,
-                                           _request_key({**params, "HandoffData": raw}))
+    # The handoff is one of the fields the key is made of: two sessions' ends are two requests.
+    return services().call_service.advance(call_sid, found.event, at_step, _request_key(params))
 
 
 @voice.post(urls.CALL_STATUS)

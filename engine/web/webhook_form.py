@@ -49,6 +49,8 @@ KNOWN_FIELDS: Final = frozenset({
     "CallDuration", "Timestamp", "SequenceNumber", "CallbackSource",
     # answering machine detection (outbound calls)
     "AnsweredBy",
+    # <Connect action> after a ConversationRelay session
+    "SessionId", "SessionStatus", "SessionDuration", "HandoffData",
 })
 """The fields a webhook may read; any other is signed over and then dropped."""
 
