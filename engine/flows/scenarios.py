@@ -127,6 +127,7 @@ class ScenarioFile:
     path: str  # as shown in messages
     flow_id: str
     scenarios: tuple[Scenario, ...]
+    min_coverage: float | None = None  # percent of edges to take; None: the command's flag
 
 
 @dataclass
@@ -201,7 +202,9 @@ def compile_scenarios(document: Document) -> ScenarioFile:
             vars=frozen_mapping(raw.get("vars", {})),
             steps=tuple(_step(at + 1, step, document.mark((*base, "steps", at)).line)
                         for at, step in enumerate(raw["steps"]))))
-    return ScenarioFile(document.path, document.data["flow"], tuple(scenarios))
+    minimum = document.data.get("min_coverage")
+    return ScenarioFile(document.path, document.data["flow"], tuple(scenarios),
+                        None if minimum is None else float(minimum))
 
 
 # -- checks: each reports every offender -------------------------------------------------------

@@ -163,6 +163,46 @@ def test_coverage_below_the_minimum_fails(project: Project,
     assert run(app, "--min-coverage", "15").exit_code == 0
 
 
+def test_a_scenario_file_sets_the_coverage_its_flow_must_reach(
+        project: Project, make_app: Callable[..., Flask]) -> None:
+    just_the_desk = """\
+        flow: mini
+        min_coverage: {minimum}
+        scenarios:
+          - name: just the desk
+            steps:
+              - press: "0"
+              - dial: answered
+        """
+    project.scenarios(just_the_desk.format(minimum=15))
+    app = make_app(project.root)
+    assert run(app, "--min-coverage", "100").exit_code == 0  # the file's own 15% wins
+    project.scenarios(just_the_desk.format(minimum=80))
+    result = run(make_app(project.root), "--min-coverage", "10")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == \
+        "mini: edge coverage 15.3% is below min_coverage 80% of flows/mini.test.yaml"
+
+
+def test_the_coverage_failure_is_the_last_line(project: Project,
+                                               make_app: Callable[..., Flask]) -> None:
+    project.scenarios("flow: mini\nscenarios:\n  - name: x\n    steps:\n      - press: '0'\n")
+    result = run(make_app(project.root), "--min-coverage", "100")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[-2:] == ["1 passed, 0 failed",
+                          "mini: edge coverage 15.3% is below --min-coverage 100%"], lines[-4:]
+
+
+def test_a_min_coverage_outside_0_to_100_is_a_validation_error(
+        project: Project, make_app: Callable[..., Flask]) -> None:
+    project.scenarios("flow: mini\nmin_coverage: 120\nscenarios:\n  - name: x\n"
+                      "    steps:\n      - press: '0'\n")
+    result = run(make_app(project.root))
+    assert result.exit_code == 1
+    assert "flows/mini.test.yaml:2:" in result.output and "PASS" not in result.output
+
+
 def test_a_flow_without_scenarios_counts_as_uncovered(
         project: Project, make_app: Callable[..., Flask]) -> None:
     project.write("flows/other.yaml", (project.root / "flows/mini.yaml").read_text()
