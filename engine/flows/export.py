@@ -6,17 +6,25 @@ name, the error strategy), error edges are dashed, and the error strategy's retr
 personality and Twilio voice are self-loops. Labels are escaped for each language, because
 conditions hold quotes, `|`, `<`, `&` and `{{ }}`. An `ai` node that converses over
 ConversationRelay is marked as one (`ai · relay`, and `conversation` in the JSON form).
+
+What is drawn is `drawn_edges(flow)`: every edge between two nodes as it is, and all the
+self-loops of a node as one edge whose label has a line for each (Mermaid keeps only one
+self-loop of a node, mermaid-js/mermaid issue 6888, and Graphviz stacks their labels on each
+other). Details are wrapped at `DETAIL_WIDTH` characters a line, never cut.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 from engine.flows.model import AiNode, Edge, Flow, Node
 
 FORMATS = ("mermaid", "dot", "json")
 DETAIL_WIDTH = 40
+LOOP_WIDTH = 50  # a self-loop's line holds its kind too
 
 # Mermaid entity codes, so a quoted label can hold anything: `#quot;` is `"` and so on.
 _MERMAID_ESCAPES = str.maketrans({
@@ -42,9 +50,55 @@ def edge_detail(edge: Edge) -> str:
     return edge.label
 
 
+def wrap(text: str, width: int = DETAIL_WIDTH) -> list[str]:
+    """`text` in lines of at most `width` characters, broken between words where it can; all
+    of it, nothing cut."""
+    return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+@dataclass(frozen=True)
+class DrawnEdge:
+    """One arrow of a drawing: the flow's edge, or all the self-loops of a node together."""
+
+    source: str
+    target: str
+    dashed: bool
+    lines: tuple[str, ...]  # the label, one line each
+    edges: tuple[Edge, ...]  # the flow's edges it stands for
+
+
 def _edge_lines(edge: Edge) -> list[str]:
-    detail = shorten(edge_detail(edge))
-    return [edge.kind, detail] if detail else [edge.kind]
+    return [edge.kind, *wrap(edge_detail(edge))]
+
+
+def _loop_line(edge: Edge) -> str:
+    detail = " ".join(edge_detail(edge).split())
+    return f"{edge.kind} ({detail})" if detail else edge.kind
+
+
+def drawn_edges(flow: Flow) -> list[DrawnEdge]:
+    """The arrows to draw, in the order of `flow.edges`; a node's self-loops become one arrow
+    at its first loop, labelled with each loop on a line (`error:network (retry ×3)`), dashed
+    when they are all error edges."""
+    loops: dict[str, list[Edge]] = {}
+    for edge in flow.edges:
+        if edge.source == edge.target:
+            loops.setdefault(edge.source, []).append(edge)
+    drawn: list[DrawnEdge] = []
+    for edge in flow.edges:
+        if edge.source != edge.target:
+            drawn.append(DrawnEdge(edge.source, edge.target, edge.is_error,
+                                   tuple(_edge_lines(edge)), (edge,)))
+            continue
+        together = loops[edge.source]
+        if edge is not together[0]:
+            continue
+        lines = _edge_lines(edge) if len(together) == 1 else \
+            [line for loop in together for line in wrap(_loop_line(loop), LOOP_WIDTH)]
+        drawn.append(DrawnEdge(edge.source, edge.target,
+                               all(loop.is_error for loop in together), tuple(lines),
+                               tuple(together)))
+    return drawn
 
 
 def _mermaid(text: str) -> str:
@@ -78,9 +132,9 @@ def to_mermaid(flow: Flow) -> str:
     """A Mermaid flowchart; node ids are prefixed `n_` so `end` or `graph` cannot clash."""
     lines = ["flowchart TD", "    flow_start(( )):::start", f"    flow_start --> n_{flow.start}"]
     lines += [_mermaid_node(node) for node in flow.nodes.values()]
-    for edge in flow.edges:
-        label = "<br/>".join(_mermaid(line) for line in _edge_lines(edge))
-        arrow = "-.->" if edge.is_error else "-->"
+    for edge in drawn_edges(flow):
+        label = "<br/>".join(_mermaid(line) for line in edge.lines)
+        arrow = "-.->" if edge.dashed else "-->"
         lines.append(f'    n_{edge.source} {arrow}|"{label}"| n_{edge.target}')
     lines += ["    classDef start fill:#333,stroke:#333",
               "    classDef terminal stroke-width:3px"]
@@ -107,9 +161,9 @@ def to_dot(flow: Flow) -> str:
             shape = ', style="rounded,dashed"'
         label = _dot(f"{node.id}\n{node_kind(node)}")
         lines.append(f"    {_dot(node.id)} [label={label}{shape}];")
-    for edge in flow.edges:
-        style = ", style=dashed" if edge.is_error else ""
-        label = _dot("\n".join(_edge_lines(edge)))
+    for edge in drawn_edges(flow):
+        style = ", style=dashed" if edge.dashed else ""
+        label = _dot("\n".join(edge.lines))
         lines.append(f"    {_dot(edge.source)} -> {_dot(edge.target)} [label={label}{style}];")
     return "\n".join([*lines, "}"]) + "\n"
 
