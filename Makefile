@@ -20,9 +20,7 @@ tools:
 	./scripts/ensure-tools
 
 run: install
-	@echo "Phoney on http://$(HOST):$(PORT)/  (dashboard)"
-	@echo "Twilio voice webhook: $${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}/api/incoming-call"
-	@echo "Twilio status callback: $${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}/api/call-status"
+	@$(BIN)/python -m engine.webhook_urls --host $(HOST) --port $(PORT)
 	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
 lint: install
