@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,36 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _yaml_key(key: Any) -> str:
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text) else json.dumps(text)
+
+
+def _type_hint(path: tuple[Any, ...], expected: list[str], instance: Any) -> str:
+    """How to write the value the schema wanted, shown after a wrong type: a number or true
+    where text is wanted is quoted, a list where a mapping is wanted is turned into one."""
+    key = path[-1] if path else ""
+    phone = any(part in ("numbers", "to", "from", "caller_id", "transfer") for part in path
+                if isinstance(part, str))
+    if expected == ["string"] and phone and isinstance(instance, int) \
+            and not isinstance(instance, bool):
+        return f"; quote it to keep its +: \"+{instance}\""
+    if expected == ["string"] and isinstance(instance, (bool, int, float)):
+        written = ("true" if instance else "false") if isinstance(instance, bool) \
+            else str(instance)
+        return f"; quote it to make it text: {key}: \"{written}\"" if isinstance(key, str) \
+            else f"; quote it to make it text: \"{written}\""
+    if "object" in expected and isinstance(instance, list) and key == "exits" \
+            and all(isinstance(item, (str, int)) for item in instance) and instance:
+        pairs = ", ".join(f"{_yaml_key(item)}: when to go there" for item in instance[:3])
+        return (f"; exits name each node with when the model should go there: "
+                f"exits: {{{pairs}}}")
+    if "object" in expected and isinstance(instance, list):
+        return f"; write it as `key: value` lines under {_yaml_key(key)}:, not as `- ` items" \
+            if isinstance(key, str) and key else ""
+    return ""
+
+
 def _problems_for(error: ValidationError, document: Document) -> list[Problem]:
     path = tuple(error.absolute_path)
     where = dotted(path)
@@ -86,7 +117,8 @@ def _problems_for(error: ValidationError, document: Document) -> list[Problem]:
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
         return [document.problem(path, f"{where}: expected {wanted}, "
-                                       f"got {_describe(instance)} {_short(instance)}")]
+                                       f"got {_describe(instance)} {_short(instance)}"
+                                       f"{_type_hint(path, names, instance)}")]
     if validator == "enum":
         options = [str(option) for option in expected]
         hint = did_you_mean(str(instance), options)

@@ -200,6 +200,16 @@ def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
         reason = error.problem or error.context or "invalid YAML"
         context = error.context or ""
+        opened = _unclosed_quote(text, line)
+        if opened is not None:
+            # YAML reads a quoted text on over the following lines and fails wherever that
+            # stops making sense: point at the quote instead.
+            quote_line, quote_column, quote = opened
+            read_on = "the end of the file" if "end of stream" in reason \
+                else f"line {line}: {reason}"
+            return None, [Problem(path, quote_line, quote_column, (
+                f"YAML syntax error: the quote {quote} opened here is not closed on its line; "
+                f"close it (YAML read on to {read_on})"))]
         if context.startswith("while ") and error.context_mark \
                 and error.context_mark.line + 1 != line:
             # An unclosed bracket or quote is noticed lines later; say where it opened.
@@ -222,6 +232,41 @@ def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
     finally:
         loader.dispose()
     return document, builder.problems
+
+
+def _open_quote(line: str) -> tuple[int, str] | None:
+    """The column (1-based) and character of a quote that opens a value on `line` and is not
+    closed on it; None when every quote closes (or there is none)."""
+    quote, start, previous = "", 0, ":"  # a value may start the line (a continued list)
+    index = 0
+    while index < len(line):
+        char = line[index]
+        if quote == '"' and char == "\\":
+            index += 2
+            continue
+        if quote and char == quote:
+            if quote == "'" and line[index + 1:index + 2] == "'":
+                index += 2  # '' is a quote inside '...'
+                continue
+            quote = ""
+        elif not quote and char in "'\"" and previous in ":-[{,?":
+            quote, start = char, index + 1
+        elif not quote and char == "#" and (index == 0 or line[index - 1] in " \t"):
+            break  # a comment
+        if not char.isspace():
+            previous = char if not quote or char == quote else previous
+        index += 1
+    return (start, quote) if quote else None
+
+
+def _unclosed_quote(text: str, error_line: int) -> tuple[int, int, str] | None:
+    """(line, column, quote) of the first quote left open on its line before the line YAML
+    failed on, which is most likely the mistake; None when there is none."""
+    for number, line in enumerate(text.splitlines()[:error_line], 1):
+        found = _open_quote(line)
+        if found is not None:
+            return (number, *found) if number < error_line else None
+    return None
 
 
 def _unprintable(path: str, text: str, error: yaml.reader.ReaderError) -> Problem:

@@ -66,7 +66,8 @@ def test_a_list_where_a_mapping_belongs() -> None:
     text = VALID.replace("  bye:\n    type: hangup\n    text: Goodbye.\n",
                          "  bye:\n    - type: hangup\n")
     [problem] = schema_problems(text)
-    assert problem.message == "nodes.bye: expected a mapping, got a list [{'type': 'hangup'}]"
+    assert problem.message == ("nodes.bye: expected a mapping, got a list [{'type': 'hangup'}]; "
+                               "write it as `key: value` lines under bye:, not as `- ` items")
     assert problem.line == line_of(text, "- type: hangup")
 
 
@@ -80,7 +81,8 @@ def test_a_wrong_scalar_type() -> None:
 def test_an_unquoted_phone_number_is_a_number_not_a_string() -> None:
     text = VALID + "numbers: [+15550001000]\n"
     [problem] = schema_problems(text)
-    assert problem.message == "numbers[0]: expected a string, got a number 15550001000"
+    assert problem.message == ("numbers[0]: expected a string, got a number 15550001000; "
+                               "quote it to keep its +: \"+15550001000\"")
 
 
 def test_a_bad_node_type_with_a_suggestion() -> None:

@@ -151,10 +151,27 @@ def test_an_unclosed_bracket_says_where_it_opened() -> None:
                                    "parsing a flow sequence that starts on line 2)")
 
 
-def test_an_unclosed_quote_says_where_it_opened() -> None:
+def test_an_unclosed_quote_is_reported_at_the_quote() -> None:
     _, problems = read_text("x.yaml", 'flow: x\ndescription: "Acme\nstart: a\n')
-    assert [p.message.endswith("(while scanning a quoted scalar that starts on line 2)")
-            for p in problems] == [True]
+    assert [str(p) for p in problems] == [
+        'x.yaml:2:14: YAML syntax error: the quote " opened here is not closed on its line; '
+        'close it (YAML read on to the end of the file)']
+
+
+def test_an_unclosed_quote_that_a_later_quote_closes_is_reported_at_the_first() -> None:
+    text = ("flow: x\nnodes:\n  greet:\n    type: say\n    text: \"Hello there\n"
+            "    next: bye\n  bye:\n    type: hangup\n    text: \"Goodbye.\"\n")
+    _, problems = read_text("x.yaml", text)
+    assert [str(p) for p in problems] == [
+        'x.yaml:5:11: YAML syntax error: the quote " opened here is not closed on its line; '
+        "close it (YAML read on to line 9: expected <block end>, but found '<scalar>')"]
+
+
+def test_quotes_that_close_or_sit_inside_plain_text_are_not_blamed() -> None:
+    text = ("flow: x  # it's a \"test\ndescription: 'it''s fine'\nd: \"a \\\" b\"\n"
+            "e: It's \"open\nnodes: [a, 'b\n")
+    _, problems = read_text("x.yaml", text)
+    assert [(p.line, "the quote ' opened here" in p.message) for p in problems] == [(5, True)]
 
 
 def test_an_empty_file_says_so() -> None:
