@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from jinja2 import TemplateSyntaxError, nodes
 
@@ -32,7 +34,15 @@ from engine.flows.model import (
 from engine.flows.problems import Problem
 from engine.flows.schema import did_you_mean
 from engine.flows.yamlread import Document, KeyPath, dotted
-from engine.runtime.templates import CONTEXT_NAMES, HELPERS, parse_condition, parse_template
+from engine.runtime.templates import (
+    CONTEXT_NAMES,
+    FLOW_HELPERS,
+    HELPERS,
+    clock_time_problem,
+    days_problem,
+    parse_condition,
+    parse_template,
+)
 
 PHONE_NUMBER = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SIP_ADDRESS = re.compile(r"^sip:[^@\s]+@[A-Za-z0-9.-]+(:[0-9]+)?(;[^\s]*)?$")
@@ -258,27 +268,148 @@ def _names_used(tree: nodes.Template) -> tuple[set[str], set[str]]:
     return names - assigned, var_names
 
 
+def _parses(expression: str) -> bool:
+    try:
+        parse_condition(expression)
+    except TemplateSyntaxError:
+        return False
+    return True
+
+
+def _lone_equals(expression: str) -> list[int]:
+    """Where `expression` has a single `=` outside quotes and brackets: a comparison meant
+    (`digits = '1'`), as a keyword argument (`days='Mon-Fri'`) sits inside a call."""
+    found, depth, quote = [], 0, ""
+    for index, char in enumerate(expression):
+        if quote:
+            quote = "" if char == quote and expression[index - 1] != "\\" else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "=" and depth <= 0 and expression[index - 1:index] not in "=!<>" \
+                and expression[index + 1:index + 2] != "=":
+            found.append(index)
+    return found
+
+
+def condition_hint(expression: str, jinja_message: str) -> str:
+    """What to write instead, for a `when:` that does not parse; Jinja2's own message when
+    the mistake is not one the flow language can explain better."""
+    inner = expression.strip()
+    if inner.startswith("{{") and inner.endswith("}}"):
+        inner = inner[2:-2].strip()
+        return f"write the condition without {{{{ }}}} (when: is an expression already): {inner}"
+    if "{{" in expression or "}}" in expression:
+        return "write the condition without {{ }} (when: is an expression already)"
+    equals = _lone_equals(expression)
+    if equals:
+        fixed = expression
+        for index in reversed(equals):
+            fixed = fixed[:index].rstrip() + " == " + fixed[index + 1:].lstrip()
+        example = f": {fixed}" if _parses(fixed) else ""
+        return f"use == to compare (a single = is not a comparison){example}"
+    return jinja_message.replace("'end of template'", "end of the condition") \
+        .replace("end of template", "end of the condition")
+
+
+OFFERED_NAMES = tuple(sorted(CONTEXT_NAMES)) + tuple(sorted(FLOW_HELPERS))
+"""The names an unknown-name message offers: the flow's values and helpers, not Jinja2's
+own globals (which templates may still use)."""
+
+
 def check_template(document: Document, path: KeyPath, text: str, is_condition: bool,
                    variables: Mapping[str, object] | None, allowed: frozenset[str]
                    ) -> Iterator[Problem]:
-    """Parse errors and unknown names; `variables=None` leaves `vars.*` unchecked."""
+    """Parse errors, unknown names and helper calls whose literal arguments can never work;
+    `variables=None` leaves `vars.*` unchecked."""
     try:
         tree = parse_condition(text) if is_condition else parse_template(text)
     except TemplateSyntaxError as error:
         kind = "condition" if is_condition else "template"
-        yield document.problem(path, f"{dotted(path)}: {kind} does not parse: {error.message}")
+        reason = condition_hint(text, error.message or "") if is_condition else error.message
+        yield document.problem(path, f"{dotted(path)}: {kind} does not parse: {reason}")
         return
     names, var_names = _names_used(tree)
+    offered = [name for name in OFFERED_NAMES if name in allowed] or sorted(allowed)
     for name in sorted(names - allowed):
         yield document.problem(path, f"{dotted(path)}: unknown name '{name}'"
-                                     f"{did_you_mean(name, sorted(allowed))}; templates can use "
-                                     f"{', '.join(sorted(allowed))}")
+                                     f"{did_you_mean(name, offered)}; templates can use "
+                                     f"{', '.join(offered)}")
+    for message in _helper_arguments(tree):
+        yield document.problem(path, f"{dotted(path)}: {message}")
     if variables is None:
         return
     for name in sorted(var_names - set(variables)):
         yield document.problem(path, f"{dotted(path)}: unknown variable 'vars.{name}'"
                                      f"{did_you_mean(name, sorted(variables))}; define it under "
                                      f"`vars`")
+
+
+def _literal(node: nodes.Expr) -> tuple[bool, object]:
+    if isinstance(node, nodes.Const):
+        return True, node.value
+    return False, None
+
+
+def _helper_arguments(tree: nodes.Template) -> Iterator[str]:
+    """What is wrong with the literal arguments of helper calls: a time or a days list
+    open_between() cannot read, an empty or non-text phrase for said_any()/said_all()."""
+    for call in tree.find_all(nodes.Call):
+        if not isinstance(call.node, nodes.Name) or call.node.name not in FLOW_HELPERS:
+            continue
+        name = call.node.name
+        keywords = {keyword.key: keyword.value for keyword in call.kwargs}
+        if name == "open_between":
+            unknown = sorted(set(keywords) - {"start", "end", "days"})
+            if unknown:
+                yield (f"open_between() takes start, end and days=; not {unknown[0]}= "
+                       f"(open_between('09:00', '17:00', days='Mon-Fri'))")
+            times = list(call.args[:2]) + [keywords[key] for key in ("start", "end")
+                                           if key in keywords]
+            if len(times) < 2:
+                yield ("open_between() needs a start and an end time: "
+                       "open_between('09:00', '17:00', days='Mon-Fri')")
+            days = call.args[2] if len(call.args) > 2 else keywords.get("days")
+            for argument in times:
+                is_literal, value = _literal(argument)
+                problem = clock_time_problem(value) if is_literal else None
+                if problem:
+                    yield f"open_between(): {problem}"
+            if days is not None:
+                is_literal, value = _literal(days)
+                problem = days_problem(value) if is_literal else None
+                if problem:
+                    yield f"open_between(): {problem}"
+        else:
+            for argument in call.args:
+                is_literal, value = _literal(argument)
+                if is_literal and (not isinstance(value, str) or not re.search(r"\w", value)):
+                    yield (f"{name}(): {value!r} is not a word or phrase to listen for; "
+                           f"quote words: {name}('billing', 'invoice')")
+
+
+@cache
+def _time_zones() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def time_zone(context: FlowContext) -> Iterator[Problem]:
+    """An error for a `timezone` that is not an IANA time zone name (the call would run on
+    UTC), suggesting the closest one."""
+    data = context.document.data
+    if "timezone" not in data:
+        return
+    name = context.flow.timezone
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        yield context.document.problem(
+            ("timezone",), f"timezone: unknown time zone {name!r}"
+                           f"{did_you_mean(name, _time_zones())}; use an IANA name such as "
+                           f"America/New_York, Europe/London or UTC")
 
 
 def templates(context: FlowContext) -> Iterator[Problem]:
@@ -327,7 +458,7 @@ def transfer_targets(context: FlowContext) -> Iterator[Problem]:
 
 FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
     unknown_targets, unknown_personalities, unreachable_nodes, dead_ends,
-    unbounded_no_input_loops, ai_error_edges, templates, transfer_targets,
+    unbounded_no_input_loops, ai_error_edges, templates, transfer_targets, time_zone,
 )
 
 
@@ -337,17 +468,20 @@ def check_flow(context: FlowContext) -> list[Problem]:
 
 
 def duplicate_numbers(flows: Mapping[str, tuple[Flow, Document]]) -> Iterator[Problem]:
-    """A number may route to one flow only."""
-    owners: dict[str, str] = {}
+    """A number may route to one flow only: every later claim names the first one's flow,
+    file and line."""
+    owners: dict[str, tuple[str, str, int]] = {}
     for flow_id in sorted(flows):
         flow, document = flows[flow_id]
         for index, number in enumerate(flow.numbers):
             if number in owners:
+                owner, path, line = owners[number]
                 yield document.problem(("numbers", index),
                                        f"numbers[{index}]: {number} is already claimed by flow "
-                                       f"'{owners[number]}'; a number can route to one flow only")
+                                       f"'{owner}' ({path}:{line}); a number can route to one "
+                                       f"flow only")
             else:
-                owners[number] = flow_id
+                owners[number] = (flow_id, document.path, document.mark(("numbers", index)).line)
 
 
 def personality_fallbacks(personalities: Mapping[str, tuple[Personality, Document]]

@@ -60,6 +60,29 @@ def _parse_days(days: str) -> set[int]:
     return chosen
 
 
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def clock_time_problem(text: object) -> str | None:
+    """Why `text` is not a time of day open_between() reads (HH:MM, 24-hour), or None."""
+    if isinstance(text, str) and _CLOCK.match(text):
+        return None
+    return f"{text!r} is not a time as HH:MM on a 24-hour clock ('09:00', '17:30', '23:00')"
+
+
+def days_problem(days: object) -> str | None:
+    """Why `days` is not what open_between() reads (day names Mon..Sun or in full, ranges
+    and commas: 'Mon-Fri', 'Sat,Sun'), or None."""
+    parts = days.lower().replace(" ", "").split(",") if isinstance(days, str) else [""]
+    for part in parts:
+        for day in part.split("-", 1) if "-" in part else [part]:
+            if day[:3] not in _DAYS or day not in (day[:3], _DAY_NAMES[_DAYS.index(day[:3])]):
+                return (f"days={days!r} is not a list of days: write day names Mon to Sun, "
+                        f"ranges and commas ('Mon-Fri', 'Sat,Sun', 'Mon-Sun')")
+    return None
+
+
 def make_helpers(speech: str, now: datetime) -> dict[str, Callable[..., Any]]:
     """The helper functions, bound to one caller utterance and one moment."""
     heard = _words(speech)
@@ -90,6 +113,10 @@ _environment = LimitedEnvironment(undefined=StrictUndefined, autoescape=False,
 HELPERS = frozenset(make_helpers("", datetime(2000, 1, 1))) | frozenset(_environment.globals) \
     | {"loop"}
 """Helper names, Jinja2's own globals (range, dict, ...) and `loop` inside a for block."""
+
+FLOW_HELPERS = frozenset(make_helpers("", datetime(2000, 1, 1)))
+"""The flow language's own helpers (said_any, said_all, open_between), without Jinja2's
+globals: the names messages offer."""
 
 
 def parse_template(text: str) -> nodes.Template:
@@ -234,6 +261,7 @@ def evaluate(expression: str, values: Mapping[str, Any]) -> bool:
         end(token)
 
 
-__all__ = ["CONTEXT_NAMES", "HELPERS", "MAX_OUTPUT", "MAX_STEPS", "TemplateLimitError",
-           "TemplateSyntaxError", "evaluate", "is_template", "make_helpers", "parse_condition",
-           "parse_template", "render"]
+__all__ = ["CONTEXT_NAMES", "FLOW_HELPERS", "HELPERS", "MAX_OUTPUT", "MAX_STEPS",
+           "TemplateLimitError", "TemplateSyntaxError", "clock_time_problem", "days_problem",
+           "evaluate", "is_template", "make_helpers", "parse_condition", "parse_template",
+           "render"]

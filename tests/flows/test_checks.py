@@ -508,7 +508,7 @@ def test_templates_and_conditions_that_do_not_parse_or_use_unknown_names(project
     problems = flow_problems(project, text)
     assert [(p.line, p.message.split(";")[0]) for p in problems] == [
         (line_of(text, "digits =="),
-         "nodes.check.routes[0].when: condition does not parse: unexpected 'end of template'"),
+         "nodes.check.routes[0].when: condition does not parse: unexpected end of the condition"),
         (line_of(text, "speach"),
          "nodes.check.routes[1].when: unknown name 'speach' (did you mean 'speech'?)"),
         (line_of(text, "vars.x"), "nodes.check.routes[2].when: unknown variable 'vars.x'"),
@@ -666,11 +666,11 @@ def test_duplicate_numbers_across_flows(project: Project) -> None:
     problems = project.problems()
     assert [(p.path, p.line, p.message) for p in problems] == [
         ("flows/b.yaml", line_of(text, '"+15550002000"'),
-         "numbers[1]: +15550002000 is already claimed by flow 'a'; a number can route to one "
-         "flow only"),
+         "numbers[1]: +15550002000 is already claimed by flow 'a' (flows/a.yaml:4); a number "
+         "can route to one flow only"),
         ("flows/b.yaml", line_of(text, '"+15550001000"'),
-         "numbers[2]: +15550001000 is already claimed by flow 'a'; a number can route to one "
-         "flow only"),
+         "numbers[2]: +15550001000 is already claimed by flow 'a' (flows/a.yaml:4); a number "
+         "can route to one flow only"),
     ]
 
 
