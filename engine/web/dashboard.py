@@ -86,7 +86,8 @@ def page_config(call_sid: str | None = None) -> dict[str, Any]:
 def index() -> str:
     """GET /: the dashboard's list of live and recent calls (login required)."""
     config = page_config()
-    return render_template("dashboard.html", config=config, pusher_js=_pusher_js(config))
+    return render_template("dashboard.html", config=config, pusher_js=_pusher_js(config),
+                           refused=refused_edit())
 
 
 @dashboard.get("/calls/<call_sid>")
@@ -97,7 +98,17 @@ def call_page(call_sid: str) -> str:
         abort(404)
     config = page_config(call_sid)
     return render_template("call.html", config=config, call_sid=call_sid,
-                           pusher_js=_pusher_js(config))
+                           pusher_js=_pusher_js(config), refused=refused_edit())
+
+
+def refused_edit() -> dict[str, Any] | None:
+    """A refused edit of the flows for the page's banner (its problems, the flows held back at
+    their last good version), or None."""
+    library = services().library
+    if not library.refused:
+        return None
+    return {"problems": [problem.as_json() for problem in library.refused],
+            "held_back": list(library.held_back)}
 
 
 def _pusher_js(config: dict[str, Any]) -> str | None:

@@ -47,7 +47,8 @@ def list_flows() -> Response:
     if library.refused:
         refused = {"at": _iso(library.refused_at),
                    "problems": [problem.as_json() | {"text": str(problem)}
-                                for problem in library.refused]}
+                                for problem in library.refused],
+                   "held_back": list(library.held_back)}
     return jsonify(
         loaded_at=_iso(library.loaded_at),
         flows=_flows(registry) if registry else [],

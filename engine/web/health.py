@@ -3,7 +3,9 @@
 - `GET /healthz`: the process is up and serving (liveness): always 200 `{"status": "ok"}`.
 - `GET /readyz`: this process can take calls (readiness): the store answers `ping()` and a
   valid set of flows is loaded. 200 `{"status": "ready", ...}`, else 503
-  `{"status": "unavailable", "reasons": [...]}`.
+  `{"status": "unavailable", "reasons": [...]}`. A refused edit of the flows (hot reload) is
+  in the detail either way: `"refused": ["flows/x.yaml:12:5: ...", ...]` and `"held_back"`, the
+  flows kept at their last good version (the other flows reloaded).
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def readyz() -> tuple[Response, int]:
                        + (f" ({problems} errors; see the log)" if problems else ""))
     checks = {"store": "ok" if store_ok else "unreachable",
               "flows": "ok" if found.library.ok else "not loaded"}
+    detail: dict[str, object] = {}
+    if found.library.refused:
+        detail = {"refused": [str(problem) for problem in found.library.refused],
+                  "held_back": list(found.library.held_back)}
     if reasons:
-        return _answer({"status": "unavailable", "reasons": reasons, "checks": checks}, 503)
-    return _answer({"status": "ready", "checks": checks}, 200)
+        return _answer({"status": "unavailable", "reasons": reasons, "checks": checks,
+                        **detail}, 503)
+    return _answer({"status": "ready", "checks": checks, **detail}, 200)

@@ -3,6 +3,7 @@ and a broken edit is refused (its problems shown on /api/flows) while the last g
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +126,70 @@ def test_short_lived_commands_start_no_watcher() -> None:
 
     for command in (validate, run):
         command.main([], standalone_mode=False)
+
+
+def redescribe(path: Path, description: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert re.search(r"^description: .*$", text, re.M), path
+    path.write_text(re.sub(r"^description: .*$", f"description: {description}", text, count=1,
+                           flags=re.M), encoding="utf-8")
+
+
+def test_a_refused_file_holds_back_only_its_own_flow(
+        bundled_copy: Project, make_app: Callable[..., Flask]) -> None:
+    app = make_app(bundled_copy.root)
+    library: FlowLibrary = app.extensions["phoney"].library
+    watcher = FlowWatcher(library)
+    versions = dict(library.live.versions)
+    flows = bundled_copy.root / "flows"
+    edit(flows / "receptionist.yaml", "    next: assist\n\n  assist:",
+         "    next: asist\n\n  assist:")
+    redescribe(flows / "after_hours.yaml", "Edited while receptionist is broken.")
+    assert watcher.check() is True
+    assert library.refused and library.held_back == ["receptionist"]
+    assert library.live.versions["receptionist"] == versions["receptionist"]
+    assert library.live.versions["after_hours"] != versions["after_hours"]  # went live anyway
+    assert library.live.flows["after_hours"].description == \
+        "Edited while receptionist is broken."
+    assert library.live.versions["support_triage"] == versions["support_triage"]
+    assert ask_for_a_person(start_call(app)) == OLD_ANNOUNCE  # the last good receptionist
+
+    client = app.test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.get_json()
+    line = (flows / "receptionist.yaml").read_text().splitlines().index("    next: asist") + 1
+    assert body["held_back"] == ["receptionist"]
+    (text,) = body["refused"]
+    assert text.startswith(f"flows/receptionist.yaml:{line}:")
+    assert "unknown node 'asist'" in text
+    assert logged_in(app).get("/api/flows").get_json()["refused"]["held_back"] == \
+        ["receptionist"]
+
+    edit(flows / "receptionist.yaml", "next: asist", "next: assist")
+    assert watcher.check() is True
+    assert not library.refused and library.held_back == []
+    assert "refused" not in client.get("/readyz").get_json()
+
+
+def test_a_broken_personality_holds_back_the_flows_that_use_it(
+        bundled_copy: Project, make_app: Callable[..., Flask]) -> None:
+    flows = bundled_copy.root / "flows"
+    calm = (flows / "after_hours.yaml").read_text().replace("flow: after_hours", "flow: calm") \
+        .replace("personality: professional", "personality: zen", 1) \
+        .replace('numbers: ["+15550002000"]', 'numbers: ["+15550002999"]')
+    (flows / "calm.yaml").write_text(calm)
+    app = make_app(bundled_copy.root)
+    library: FlowLibrary = app.extensions["phoney"].library
+    assert "zen" in library.live.flows["calm"].personalities_used()
+    watcher = FlowWatcher(library)
+    for flow_id in ("calm", "after_hours"):
+        redescribe(flows / f"{flow_id}.yaml", "Edited.")
+    versions = dict(library.live.versions)
+    zen = bundled_copy.root / "personalities" / "zen.yaml"
+    zen.write_text(zen.read_text().replace("name:", "nam:", 1))
+    assert watcher.check() is True
+    assert library.refused and library.held_back == ["calm"]
+    assert library.live.flows["after_hours"].description == "Edited."
+    assert library.live.flows["calm"].description != "Edited."
+    assert library.live.versions["calm"] == versions["calm"]

@@ -18,7 +18,8 @@ from engine.simulator import HttpAnswer, SimulatedCall, new_call_sid
 from tests.dashboard.conftest import AUTH_TOKEN, PASSWORD
 
 STATIC = Path(__file__).resolve().parents[2] / "engine" / "web" / "static"
-OUR_ASSETS = ["live.js", "calls.js", "call.js", "graph.js", "dashboard.css", "phoney.css"]
+OUR_ASSETS = ["live.js", "calls.js", "call.js", "graph.js", "flows-banner.js", "dashboard.css",
+              "phoney.css"]
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # a name, never fetched
 FRONT_DESK = "+15550001111"  # receptionist.yaml: the front_desk node's `to`
 
