@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from engine.ai.model import ModelResponder, shared_client
@@ -36,6 +38,21 @@ from engine.speech.warmup import Warmup
 from engine.store import CallStore, open_store
 
 log = logging.getLogger(__name__)
+library_log = logging.getLogger("engine.calls.library")
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """`logger` drops its records while the block runs: a short `flask` command (validate,
+    test, call) prints a refused set's problems on its own, and the log would repeat each."""
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 @dataclass
@@ -64,7 +81,11 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
     store = store if store is not None else open_store(settings.store_url,
                                                        encryption_key=settings.encryption_key)
     library = FlowLibrary(settings.project_root, store)
-    library.reload()
+    if announce:
+        library.reload()
+    else:
+        with _quiet(library_log):  # a short command reports the problems itself, once
+            library.reload()
     now = clock or time.time
     if recorder is None:
         recorder = EventRecorder(store)

@@ -56,9 +56,9 @@ def validate_command(paths: tuple[Path, ...], fmt: str) -> None:
             if flow_paths else LoadResult(registry=None)
     else:
         result = load_project(root)
-    scenarios = load_scenarios(scenario_files(paths or [root / "flows"]),
-                               _flows_for_scenarios(result, root, given=bool(paths)),
-                               root=Path.cwd() if paths else root)
+    flows, complete = _flows_for_scenarios(result, root, given=bool(paths))
+    scenarios = load_scenarios(scenario_files(paths or [root / "flows"]), flows,
+                               root=Path.cwd() if paths else root, complete=complete)
     result.problems = sorted(set(result.problems + scenarios.problems))
     result.files += scenarios.paths
     errors = sum(problem.severity == "error" for problem in result.problems)
@@ -76,13 +76,14 @@ def validate_command(paths: tuple[Path, ...], fmt: str) -> None:
     sys.exit(1 if has_errors(result.problems) else 0)
 
 
-def _flows_for_scenarios(result: LoadResult, root: Path, given: bool) -> dict[str, Flow] | None:
-    """The flows scenario files are checked against: the given ones over the project's."""
-    project = load_project(root).registry if given else result.registry
-    if project is None and result.registry is None:
-        return None
-    return {**(project.flows if project else {}),
-            **(result.registry.flows if result.registry else {})}
+def _flows_for_scenarios(result: LoadResult, root: Path, given: bool
+                         ) -> tuple[dict[str, Flow], bool]:
+    """The flows scenario files are checked against (the given ones over the project's),
+    and whether they are all there: a set in error still gives every flow that compiled, so
+    one broken flow leaves the other flows' scenario files checked."""
+    project = load_project(root) if given else result
+    complete = project.ok and (result.ok or not result.files)
+    return {**project.compiled, **result.compiled}, complete
 
 
 @flows_cli.command("export")

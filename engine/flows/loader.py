@@ -35,6 +35,9 @@ class LoadResult:
     registry: Registry | None
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    compiled: dict[str, Flow] = field(default_factory=dict)
+    """Every flow that compiled with no error in its own file: what scenario files are
+    checked against when the set as a whole does not load."""
 
     @property
     def ok(self) -> bool:
@@ -145,6 +148,9 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
             flows[compiled.flow.id] = (compiled.flow, document)
         result.problems += problems
     result.problems += duplicate_numbers(flows)
+    in_error = {problem.path for problem in result.problems if problem.severity == "error"}
+    result.compiled = {flow_id: flow for flow_id, (flow, document) in flows.items()
+                       if document.path not in in_error}
     result.problems = sorted(set(result.problems))
     if not has_errors(result.problems):
         result.registry = _registry(flows, personalities)

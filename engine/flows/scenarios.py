@@ -317,8 +317,10 @@ def _context_name(name: str, flow: Flow) -> str | None:
 
 
 def check_scenarios(document: Document, flows: Mapping[str, Flow] | None,
-                    file_name: str) -> list[Problem]:
-    """Every problem of one scenario document; `flows` None skips the reference checks."""
+                    file_name: str, complete: bool = True) -> list[Problem]:
+    """Every problem of one scenario document; `flows` None skips the reference checks.
+    `complete` False says `flows` lacks the flows that do not load: a flow missing from it is
+    then not checked (a warning), rather than unknown."""
     problems = check_schema(document, "scenario")
     if problems:
         return problems
@@ -333,6 +335,10 @@ def check_scenarios(document: Document, flows: Mapping[str, Flow] | None,
         problems.append(document.problem(("flow",), "flow: the flows do not load, so the "
                                          "nodes and exits named here were not checked",
                                          severity="warning"))
+    elif flow_id not in flows and not complete:
+        problems.append(document.problem(("flow",), f"flow: flow '{flow_id}' does not load, so "
+                                         "the nodes and exits named here were not checked",
+                                         severity="warning"))
     elif flow_id not in flows:
         problems.append(document.problem(("flow",), f"flow: unknown flow '{flow_id}'"
                                          f"{did_you_mean(flow_id, list(flows))}; known flows: "
@@ -343,15 +349,16 @@ def check_scenarios(document: Document, flows: Mapping[str, Flow] | None,
 
 
 def load_scenarios(paths: Iterable[Path], flows: Mapping[str, Flow] | None,
-                   root: Path | None = None) -> ScenarioLoad:
-    """Read, check and compile scenario files; a file with errors is not compiled."""
+                   root: Path | None = None, complete: bool = True) -> ScenarioLoad:
+    """Read, check and compile scenario files; a file with errors is not compiled.
+    `complete` as for `check_scenarios`."""
     result = ScenarioLoad()
     for path in paths:
         shown = display_path(path, root)
         result.paths.append(shown)
         document, problems = read_file(path, shown)
         if document is not None and not problems:
-            problems = check_scenarios(document, flows, path.name)
+            problems = check_scenarios(document, flows, path.name, complete)
         result.problems += problems
         if document is not None and not any(p.severity == "error" for p in problems):
             result.files.append(compile_scenarios(document))
