@@ -224,6 +224,10 @@ def _model_entries(step: Mapping[str, Any], path: KeyPath
         yield (*path, "model"), raw
 
 
+_KEYS_SPOKEN = re.compile(r"^\s*#?[0-9*#]+\s*$")
+"""A `say:` that looks like key presses (`#2`, `1`, `*9#`): as in `flask call`'s `#1`."""
+
+
 def _shape(document: Document) -> Iterator[Problem]:
     """What the schema cannot say well: one action a step, model entries that make sense."""
     names: dict[str, int] = {}
@@ -241,6 +245,12 @@ def _shape(document: Document) -> Iterator[Problem]:
                 yield document.problem(("scenarios", index, "at"),
                                        f"scenarios[{index}].at: {error}")
     for path, step in _steps(document):
+        spoken = step.get("say")
+        if isinstance(spoken, str) and _KEYS_SPOKEN.match(spoken):
+            keys = spoken.strip().removeprefix("#") or spoken.strip()
+            yield document.problem((*path, "say"), f"{dotted((*path, 'say'))}: {spoken!r} is "
+                                   f"said, not pressed: the caller speaks these characters; to "
+                                   f"press keys write press: \"{keys}\"", severity="warning")
         actions = [name for name in ACTIONS if name in step]
         if len(actions) > 1:
             yield document.problem((*path, actions[1]), f"{dotted(path)}: a step does one thing; "
