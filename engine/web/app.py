@@ -27,15 +27,20 @@ from engine.web.flows_api import flows_api
 from engine.web.health import health
 from engine.web.live import install_live_events
 from engine.web.media import media
-from engine.web.metrics import events_written, install_metrics, speech_timed
+from engine.web.metrics import events_written, install_metrics, speech_timed, webhook_observer
 from engine.web.proxy import install_proxy_fix
 from engine.web.relay import relay
 from engine.web.request_keys import RequestKeys
-from engine.web.security import BODY_LIMITS, install_log_redaction, install_security
+from engine.web.security import (
+    BODY_LIMITS,
+    install_log_redaction,
+    install_security,
+    security_headers,
+)
 from engine.web.services import Services
 from engine.web.settings_check import checked_settings
 from engine.web.twilio_rest import TwilioRest
-from engine.web.voice import voice
+from engine.web.voice import install_voice_webhooks
 from engine.web.watcher import install_watcher, serving_requests
 
 log = logging.getLogger(__name__)
@@ -87,13 +92,15 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     if runtime.warmup is not None and runtime.library.ok \
             and app.config.get("SPEECH_WARMUP", True) and serving:
         runtime.warmup.start()
-    for blueprint in (voice, relay, auth, control, dashboard, media, flows_api):
+    for blueprint in (relay, auth, control, dashboard, media, flows_api):
         app.register_blueprint(blueprint)
     install_watcher(app, runtime.library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, runtime.store)  # publisher, /api/events, /api/calls
     app.register_blueprint(health)  # /healthz, /readyz
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
     install_security(app, settings)  # headers; login and call control rate limits
+    # Twilio's voice webhooks, answered ahead of Flask with the same headers (engine/web/voice.py)
+    install_voice_webhooks(app, security_headers(settings).items(), webhook_observer())
     install_proxy_fix(app, settings.trusted_proxies)  # client addresses behind proxies
     retention_days(settings.retention_days)  # a bad RETENTION_DAYS fails every start
     if serving and app.config.get("RETENTION", not app.testing):

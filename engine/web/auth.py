@@ -19,8 +19,9 @@ Sign-in attempts are counted per client address in the store (`incr_window`, ato
 threads and processes) before the password is compared: over LOGIN_RATE_LIMIT the answer is 429
 and the password is not looked at. A right password starts the address's count over.
 
-Twilio's webhooks (the blueprints in TWILIO_BLUEPRINTS) never open a session: Twilio sends no
-cookie and those routes read none, so they get Flask's null session instead (`CookieSessions`).
+Twilio's routes never open a session: the voice webhooks are answered before Flask sees them
+(engine/web/voice.py), and the blueprints in TWILIO_BLUEPRINTS (the relay WebSocket) get
+Flask's null session instead (`CookieSessions`): Twilio sends no cookie and they read none.
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ MAX_SESSION_HOURS = 24 * 31
 CLOCK_SKEW = 300.0  # seconds a session's start may lie ahead of this server's clock
 CAS_TRIES = 50
 
-TWILIO_BLUEPRINTS = frozenset({"voice", "relay"})
-"""The blueprints whose routes only Twilio calls: no session, no Flask-Limiter (security.py)."""
+TWILIO_BLUEPRINTS = frozenset({"relay"})
+"""The blueprints whose routes only Twilio calls: no session, no Flask-Limiter (security.py).
+The voice webhooks are not among them: they never reach Flask (engine/web/voice.py)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

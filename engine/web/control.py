@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-from flask import Blueprint, Response, jsonify, request, session, url_for
+from flask import Blueprint, Response, jsonify, request, session
 from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
@@ -24,6 +24,7 @@ from twilio.base.exceptions import (
 )
 from twilio.twiml.voice_response import VoiceResponse
 
+from engine.calls import urls
 from engine.calls.library import Pinned
 from engine.flows.model import TransferNode
 from engine.runtime.state import FINAL_STATUSES, CallState
@@ -109,20 +110,12 @@ def allowed_targets(svc: Services, state: CallState) -> dict[str, TransferNode |
 def dial_callback_url(svc: Services, step: int) -> str:
     """Absolute (Twilio refuses relative action URLs in a call update, error 15004).
 
-    On PUBLIC_BASE_URL when set, else on the host this request came to (the forwarded scheme and
-    host first), which is what the voice blueprint checks signatures against.
+    On PUBLIC_BASE_URL when set, else on the scheme and host this request came to (forwarded
+    ones only through TRUSTED_PROXIES, engine/web/proxy.py), which is what the voice webhooks
+    check signatures against.
     """
-    path = url_for("voice.dial_result", step=step)
-    base = svc.settings.public_base_url
-    if not base:
-        scheme = _first(request.headers.get("X-Forwarded-Proto")) or request.scheme
-        host = _first(request.headers.get("X-Forwarded-Host")) or request.host
-        base = f"{scheme}://{host}"
-    return base.rstrip("/") + path
-
-
-def _first(value: str | None) -> str | None:
-    return value.split(",")[0].strip() if value else None
+    base = svc.settings.public_base_url or f"{request.scheme}://{request.host}"
+    return f"{base.rstrip('/')}{urls.DIAL_RESULT}?step={step}"
 
 
 def transfer_twiml(target: str, action: str, *, timeout: int = DEFAULT_DIAL_TIMEOUT,

@@ -1,8 +1,8 @@
 """Prometheus metrics: the instruments, what feeds them, and `GET /metrics`.
 
 What is measured, and where:
-- `phoney_webhook_duration_seconds{route}`: each Twilio webhook (the voice blueprint), from the
-  app's first `before_request` to its `after_request`, signature check included;
+- `phoney_webhook_duration_seconds{route}`: each Twilio voice webhook, from its first byte read
+  to its answer, signature check included (`webhook_observer`, engine/web/voice.py);
 - `phoney_model_first_token_seconds`, `phoney_model_first_sentence_seconds`: from the start of
   the webhook, as the call service writes them in `call.timing` (the offline responder's are
   not model times and are left out);
@@ -36,17 +36,18 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from engine.calls import urls
 from engine.events import Publisher, SinkStats
 from engine.flows.model import ERROR_KINDS
 from engine.runtime.state import FINAL_STATUSES
@@ -58,7 +59,10 @@ log = logging.getLogger(__name__)
 
 metrics = Blueprint("metrics", __name__)
 
-WEBHOOK_BLUEPRINTS = frozenset({"voice"})
+WEBHOOK_ROUTES = (urls.INCOMING_CALL, urls.INCOMING_CALL_FALLBACK, urls.GATHER_INPUT, urls.SILENCE,
+                  urls.DIAL_RESULT, urls.RECORDING, urls.RESUME, urls.RELAY_DONE,
+                  urls.CALL_STATUS)
+"""The voice webhooks' routes, the webhook histogram's labels (engine/web/voice.py's ROUTES)."""
 WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0,
                    12.5, 15.0)
 """5 ms (a stored answer) to Twilio's 15 s limit."""
@@ -300,32 +304,27 @@ def scrape() -> Response:
 
 # -- wiring -------------------------------------------------------------------------------------
 
-def install_metrics(app: Flask) -> None:
-    """Time the webhooks, serve `/metrics`, and follow the publisher's counters."""
+def webhook_observer() -> Callable[[str, float], None]:
+    """`observe(route, seconds)`: one webhook's time into the webhook histogram, by route (the
+    voice webhooks are answered ahead of Flask's hooks, engine/web/voice.py)."""
     webhook = instruments().webhook
     # The histogram's child per route, looked up once (`labels` is a dict lookup under a lock).
     # The routes are the app's own, so this stays small. A child made before a fork is still
     # right after it: in multi-process mode each value checks the process id it writes for.
     by_route: dict[str, Histogram] = {}
 
-    @app.before_request
-    def _start_clock() -> None:
-        g.phoney_started = time.perf_counter()
+    def observe(route: str, seconds: float) -> None:
+        child = by_route.get(route)
+        if child is None:
+            child = by_route[route] = webhook.labels(route)
+        child.observe(seconds)
 
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        started = g.get("phoney_started")
-        if started is None:
-            return response
-        found = request._get_current_object()  # type: ignore[attr-defined]
-        rule = found.url_rule
-        if found.blueprint in WEBHOOK_BLUEPRINTS and rule is not None:
-            child = by_route.get(rule.rule)
-            if child is None:
-                child = by_route[rule.rule] = webhook.labels(rule.rule)
-            child.observe(time.perf_counter() - started)
-        return response
+    return observe
 
+
+def install_metrics(app: Flask) -> None:
+    """Serve `/metrics` and follow the publisher's counters (the webhooks are timed by
+    `webhook_observer`, where they are answered)."""
     app.register_blueprint(metrics)
     publisher = _publisher(app)
     if publisher is not None:
@@ -345,6 +344,5 @@ def zero_known_labels(app: Flask, publisher: Publisher | None) -> None:
             counter.labels(sink.name)
     for outcome in SPEECH_OUTCOMES:
         found.speech.labels(outcome)
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint.partition(".")[0] in WEBHOOK_BLUEPRINTS:
-            found.webhook.labels(rule.rule)
+    for route in WEBHOOK_ROUTES:
+        found.webhook.labels(route)

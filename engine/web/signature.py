@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import urlparse
 
-from flask import Request
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
@@ -32,6 +31,7 @@ from twilio.request_validator import (
     remove_port,
 )
 from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Request
 
 DIGESTS: Final = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}
 """The algorithms checked here, by the name the signature settings header gives (upper case);

@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Final
 from urllib.parse import parse_qsl
 
-from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request
 
 Fields = list[tuple[str, str]]
 """A form's fields in the order sent, a name as often as it was sent."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from flask import Flask, request, session
 from flask.sessions import SecureCookieSession
 from flask.testing import FlaskClient
@@ -14,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from engine.web.auth import TWILIO_BLUEPRINTS, CookieSessions
 from engine.web.security import EXTENSION
+from engine.web.voice import ROUTES
 from tests.support import AUTH_TOKEN
 
 SID = "CA" + "1" * 32
@@ -42,20 +44,33 @@ def count_limit_checks(app: Flask) -> list[str]:
     return seen
 
 
-def test_the_twilio_paths_are_the_voice_blueprints_routes(app: Flask) -> None:
+def test_the_voice_webhooks_are_answered_ahead_of_flask(
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No request context, no hooks, no session: Flask never sees a voice webhook."""
+    dispatched: list[str] = []
+    dispatch = app.full_dispatch_request
+
+    def counting() -> Any:
+        dispatched.append(request.path)
+        return dispatch()
+
+    monkeypatch.setattr(app, "full_dispatch_request", counting)
+    assert webhook(client, "/api/incoming-call").status_code == 200
+    assert webhook(client, "/api/call-status", CallStatus="completed").status_code == 200
+    assert dispatched == []
+    assert client.get("/login").status_code == 200
+    assert dispatched == ["/login"]
+    voice_paths = set(ROUTES)
+    assert not voice_paths & {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def test_the_relay_socket_gets_the_null_session_and_a_page_a_real_one(app: Flask) -> None:
     interface = app.session_interface
     assert isinstance(interface, CookieSessions)
-    paths = interface.twilio_paths(app)
-    assert {"/api/incoming-call", "/api/call-status", "/api/voice/input",
-            "/api/voice/silence"} <= paths
-    assert paths == {rule.rule for rule in app.url_map.iter_rules()
-                     if rule.endpoint.partition(".")[0] in TWILIO_BLUEPRINTS}
-    assert "/login" not in paths and "/api/calls" not in paths
-
-
-def test_a_webhook_gets_the_null_session_and_a_page_a_real_one(app: Flask) -> None:
-    interface = app.session_interface
-    with app.test_request_context("/api/voice/input", method="POST"):
+    assert interface.twilio_paths(app) == {rule.rule for rule in app.url_map.iter_rules()
+                                           if rule.endpoint.partition(".")[0]
+                                           in TWILIO_BLUEPRINTS}
+    with app.test_request_context("/api/relay/socket", method="GET"):
         assert interface.open_session(app, request) is None
         assert interface.is_null_session(session)
         assert session.get("user") is None  # reading works, and finds nothing
