@@ -149,6 +149,9 @@ class _Slot:
 # (module, attribute path, label): what `instrument` times. A target the code no longer has
 # (renamed, moved) is skipped and listed, so the script keeps working while the code moves.
 TARGETS: tuple[tuple[str, str, str], ...] = (
+    ("engine.web.voice", "VoiceWebhooks.__call__", "whole webhook (VoiceWebhooks, ahead of Flask)"),
+    ("engine.web.voice", "read_fields", "form: read within the limits"),
+    ("engine.web.voice", "known_fields", "form: the known fields"),
     ("flask", "Flask.wsgi_app", "whole request (Flask wsgi_app)"),
     ("flask", "Flask.full_dispatch_request", "dispatch (hooks + view)"),
     ("flask", "Flask.dispatch_request", "view function"),
@@ -314,6 +317,7 @@ def build_app(scratch: Any, openai_url: str) -> Any:
         "DASHBOARD_PASSWORD": PASSWORD, "SECRET_KEY": "bench-secret",
         "OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": openai_url,
         "SPEECH_WARMUP": False, "RELOAD": False,
+        "MAX_LIVE_CALLS": "off",  # the profile's calls never end: all would stay live
     }
     app = create_app(config)
     warmup = app.extensions["phoney"].warmup
