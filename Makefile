@@ -8,9 +8,10 @@ HOST    ?= 127.0.0.1
 
 .PHONY: install tools run test lint typecheck validate scenarios pytest load bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .  # the phoney command
 	touch $(STAMP)
 
 install: $(STAMP)
