@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from engine.authoring.flow_tests import run_flow_tests
@@ -20,7 +21,7 @@ from engine.flows.model import Flow
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
 from engine.retention import prune_older_than, retention_days
-from engine.terminal import CallOptions, call_in_terminal
+from engine.terminal import CallOptions, call_clock, call_in_terminal
 from engine.web.services import services
 
 flows_cli = AppGroup("flows", help="Validate, export and test call flows.")
@@ -168,9 +169,13 @@ def prune_command(days: float | None, dry_run: bool) -> None:
 @click.option("--url", default=None,
               help="Call a running server at URL (signed with TWILIO_AUTH_TOKEN) instead of "
                    "this app in process.")
+@click.option("--at", "at", default=None, metavar="TIME", callback=lambda _c, _p, value:
+              _moment(value),
+              help="Call at this moment, in the flow's own timezone unless it has an offset "
+                   "(2026-03-04T10:00); the call's clock runs on from there.")
 @with_appcontext
 def call_command(flow_id: str, caller: str, called: str | None, script: TextIO | None,
-                 url: str | None) -> None:
+                 url: str | None, at: datetime | None) -> None:
     """Call FLOW_ID in the terminal through the webhooks Twilio uses.
 
     Type what the caller says; an empty line is silence, #1 presses keys, and at a transfer or
@@ -178,6 +183,37 @@ def call_command(flow_id: str, caller: str, called: str | None, script: TextIO |
     Ctrl-D hangs up. At the end: the path through the graph and the timings.
     """
     options = CallOptions(flow_id, caller, called, script.read().splitlines() if script else None,
-                          url.rstrip("/") if url else None)
-    sys.exit(call_in_terminal(current_app, options, click.echo, sys.stdin,
-                              prompt=lambda text: click.echo(text, nl=False)))
+                          url.rstrip("/") if url else None, at)
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    found = services()
+    flow = found.library.live.flows.get(flow_id) if found.library.ok else None
+    made = None
+    if at is not None:
+        if url:
+            raise click.UsageError("--at sets the clock of a call in process; a server at "
+                                   "--url keeps its own")
+        if flow is not None:  # else call_in_terminal says the flow is unknown
+            config = {key: value for key, value in app.config.items() if key.isupper()}
+            made = app = found.make_app({**config, "RELOAD": False},
+                                        clock=call_clock(at, flow.timezone))
+            zone = f"{at:%z}" if at.tzinfo else flow.timezone
+            click.echo(f"The call rings at {at:%Y-%m-%d %H:%M} {zone} (--at).")
+    try:
+        status = call_in_terminal(app, options, click.echo, sys.stdin,
+                                  prompt=lambda text: click.echo(text, nl=False))
+    finally:
+        if made is not None:
+            made.extensions["phoney"].store.close()
+    sys.exit(status)
+
+
+def _moment(value: str | None) -> datetime | None:
+    """`--at`'s value as a datetime: ISO 8601 with or without seconds and offset."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write the moment as 2026-03-04T10:00 (the "
+                                 "flow's local time) or with an offset, 2026-03-04T10:00-05:00",
+                                 param_hint="--at") from None

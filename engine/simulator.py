@@ -23,6 +23,8 @@ from twilio.request_validator import RequestValidator
 from engine.relay.simulator import RelayLine
 
 MAX_REDIRECTS = 20
+DEFAULT_DURATION = 60
+"""CallDuration of a simulated call that has no clock (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,13 @@ class SimulatedCall:
     def __init__(self, transport: Transport, base_url: str, auth_token: str, *,
                  to: str = "+15550001000", from_: str = "+15551230000",
                  call_sid: str | None = None, account_sid: str | None = None,
-                 extra: Mapping[str, str] | None = None) -> None:
+                 extra: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.transport = transport
+        # The call's own time (seconds): the status callback's CallDuration is the time from
+        # `start` on it. Without one, the callback says DEFAULT_DURATION.
+        self.clock = clock
+        self.started_at: float | None = None
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
         self.auth_token = auth_token
@@ -219,6 +226,8 @@ class SimulatedCall:
         call waits. Later requests carry `CallStatus=in-progress`.
         """
         self.params["CallStatus"] = "in-progress"
+        if self.clock is not None:
+            self.started_at = self.clock()
         self._follow(path, {"CallStatus": "ringing"})  # the incoming call webhook rings
         return self
 
@@ -321,8 +330,18 @@ class SimulatedCall:
             if redirect:
                 self._follow(redirect)
 
-    def hang_up(self, status: str = "completed", duration: int = 60) -> HttpAnswer:
-        """The status callback Twilio sends when the call ends."""
+    def elapsed(self) -> int | None:
+        """Whole seconds on `clock` since the call rang, or None without a clock or a start."""
+        if self.clock is None or self.started_at is None:
+            return None
+        return max(0, round(self.clock() - self.started_at))
+
+    def hang_up(self, status: str = "completed", duration: int | None = None) -> HttpAnswer:
+        """The status callback Twilio sends when the call ends; CallDuration is `duration`, else
+        the seconds on `clock` since the call rang, else DEFAULT_DURATION."""
+        if duration is None:
+            measured = self.elapsed()
+            duration = DEFAULT_DURATION if measured is None else measured
         self.params["CallStatus"] = status
         self.waiting = Waiting("ended")
         return self.post("/api/call-status", {"CallDuration": str(duration)})

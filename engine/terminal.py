@@ -17,7 +17,11 @@ A line the caller types (or a script holds):
     # a comment   (scripts only: `#` and a space) skipped
 
 End of input (Ctrl-D, or the end of the script) hangs up. Either way the call ends with the status
-callback Twilio sends.
+callback Twilio sends, whose CallDuration is the call's real length.
+
+Lines piped in (`echo "Hello" | flask call receptionist`) are echoed after their prompt like a
+script's, so the transcript reads as a conversation. `--at 2026-03-04T10:00` calls at that
+moment of the flow's own timezone: the call's clock starts there and runs at the real pace.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import TextIO
 from urllib.parse import quote
 
 from flask import Flask
 
+from engine.authoring.runner import epoch
 from engine.authoring.transports import app_transport, http_transport
 from engine.flows.schema import did_you_mean
 from engine.simulator import CallError, Heard, SimulatedCall, Transport
@@ -149,13 +155,27 @@ class CallerInput:
                 self.echo(f"{prompt}{line}")
                 return line
             return None
-        if prompt:
+        interactive = is_terminal(self.stdin)
+        if prompt and interactive:
             self.prompt(prompt)
         try:
             raw = self.stdin.readline()
         except KeyboardInterrupt:
             return None
-        return None if raw == "" else raw.rstrip("\r\n")
+        if raw == "":
+            return None
+        line = raw.rstrip("\r\n")
+        if not interactive and (prompt or line):  # piped: show it as a script line is shown
+            self.echo(f"{prompt}{line}")
+        return line
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is a keyboard (a TTY) rather than a pipe or a file."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed, or not a real file
+        return False
 
 
 # -- showing the call ----------------------------------------------------------------------------
@@ -342,6 +362,9 @@ class TerminalCall:
         path = path_line(events)
         lines = [f"path: {path}" if path else
                  f"path: not in this store ({where} keeps the call's events in its own)"]
+        seconds = self.call.elapsed()
+        if seconds is not None:
+            lines.append(f"duration: {seconds // 60}:{seconds % 60:02d}")
         return lines + timing_lines(self.turns, events)
 
 
@@ -375,6 +398,15 @@ class CallOptions:
     called: str | None = None
     script: Sequence[str] | None = None
     url: str | None = None
+    at: datetime | None = None  # when the call rings; naive: in the flow's timezone
+
+
+def call_clock(at: datetime, timezone: str,
+               monotonic: Callable[[], float] = time.monotonic) -> Callable[[], float]:
+    """A clock (epoch seconds) that reads `at` now and then runs at the real pace; a naive
+    `at` is in `timezone` (the flow's), as a scenario's `at` is."""
+    start, origin = epoch(at, timezone), monotonic()
+    return lambda: start + (monotonic() - origin)
 
 
 def responder_text(app: Flask) -> str:
@@ -426,7 +458,8 @@ def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO
     called = options.called or (flow.numbers[0] if flow and flow.numbers else DEFAULT_CALLED)
     echo(f"The caller {options.caller} calls {called}."
          + (f" {HELP}" if options.script is None else ""))
-    call = SimulatedCall(transport, base, token, to=called, from_=options.caller)
+    call = SimulatedCall(transport, base, token, to=called, from_=options.caller,
+                         clock=time.monotonic)  # the status callback's real CallDuration
     terminal = TerminalCall(call, CallerInput(echo, stdin, options.script, prompt), echo)
     status = 0
     try:

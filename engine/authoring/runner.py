@@ -353,7 +353,7 @@ class ScenarioRun:
         harness.speech.pending = 0
         called = scenario.called or (flow.numbers[0] if flow.numbers else DEFAULT_CALLED)
         self.call = SimulatedCall(harness.transport(), BASE_URL, harness.token, to=called,
-                                  from_=scenario.caller)
+                                  from_=scenario.caller, clock=harness.clock)  # simulated time
         self.seen_event = 0
 
     @property

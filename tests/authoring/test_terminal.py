@@ -12,7 +12,7 @@ from click.testing import Result
 from flask import Flask
 from werkzeug.serving import make_server
 
-from engine.simulator import Heard
+from engine.simulator import DEFAULT_DURATION, Heard, HttpAnswer, SimulatedCall
 from engine.terminal import ScriptError, Turn, check_turn, heard_lines, parse_line
 from tests.authoring.conftest import AUTH_TOKEN, ROOT
 from tests.support import Clock
@@ -217,3 +217,54 @@ def test_turns_must_fit_what_the_call_waits_for() -> None:
 def test_heard_shows_the_voice_or_the_audio() -> None:
     assert heard_lines([Heard("Hi.", "Polly.Amy"), Heard("", audio_url="https://x/a.mp3"),
                         Heard("")]) == ["  agent [Polly.Amy]: Hi.", "  agent [audio https://x/a.mp3]"]
+
+
+def test_at_calls_at_that_moment_of_the_flows_own_time(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ROOT)
+    closed = call(app, "after_hours", "--to", "+15550002000", "--at", "2026-03-07T23:00",
+                  stdin="")  # a Saturday night in the flow's timezone
+    assert closed.exit_code == 0, closed.output
+    assert "The call rings at 2026-03-07 23:00 America/Chicago (--at)." in closed.output
+    assert "check_hours -next-> closed" in closed.output
+    opened = call(app, "after_hours", "--to", "+15550002000", "--at", "2026-03-04T10:00",
+                  stdin="")  # a Wednesday morning
+    assert "check_hours -route-> office" in opened.output, opened.output
+    bad = call(app, "after_hours", "--at", "tomorrow")
+    assert bad.exit_code == 2 and "write the moment as 2026-03-04T10:00" in bad.output
+    remote = call(app, "after_hours", "--at", "2026-03-04T10:00", "--url", "http://x")
+    assert remote.exit_code == 2 and "a server at --url keeps its own" in remote.output
+
+
+def test_piped_lines_are_echoed_like_a_conversation(make_app: Callable[..., Flask]) -> None:
+    result = call(make_app(ROOT), "receptionist", stdin="What are your hours?\n!hangup\n")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = lines.index("you> What are your hours?")
+    assert lines[said - 1].startswith("  agent [")  # the question, then the answer typed
+    assert lines[said + 1].startswith("  agent [")
+    assert "you> !hangup" in lines
+
+
+def test_the_call_reports_its_real_duration(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ROOT)
+    result = call(app, "receptionist", stdin="!hangup\n")
+    assert result.exit_code == 0, result.output
+    assert "duration: 0:0" in result.output  # seconds, not the simulator's old minute
+    (summary,) = app.extensions["phoney"].store.list_calls()
+    assert summary.duration is not None and summary.duration < 60
+
+
+def test_a_simulated_call_reports_the_time_on_its_clock() -> None:
+    posted: list[dict[str, str]] = []
+
+    def transport(url: str, params: Any, headers: Any) -> HttpAnswer:
+        posted.append(dict(params))
+        return HttpAnswer(200, "<Response><Hangup/></Response>", "text/xml")
+
+    now = [1000.0]
+    timed = SimulatedCall(transport, "http://localhost", "token", clock=lambda: now[0]).start()
+    now[0] += 75.4
+    timed.hang_up()
+    assert posted[-1]["CallDuration"] == "75"
+    SimulatedCall(transport, "http://localhost", "token").start().hang_up()
+    assert posted[-1]["CallDuration"] == str(DEFAULT_DURATION)
