@@ -39,6 +39,7 @@ from urllib.parse import quote
 from flask import Flask
 
 from engine.authoring.runner import epoch
+from engine.authoring.run_errors import template_failures
 from engine.authoring.transports import app_transport, http_transport
 from engine.flows.schema import did_you_mean
 from engine.simulator import CallError, Heard, SimulatedCall, Transport
@@ -362,6 +363,7 @@ class TerminalCall:
         path = path_line(events)
         lines = [f"path: {path}" if path else
                  f"path: not in this store ({where} keeps the call's events in its own)"]
+        lines += [f"! {line}" for line in template_failures(events)]
         seconds = self.call.elapsed()
         if seconds is not None:
             lines.append(f"duration: {seconds // 60}:{seconds % 60:02d}")

@@ -33,6 +33,7 @@ from engine.ai.scripted import (
     Unscripted,
     scripted_voicing,
 )
+from engine.authoring.run_errors import template_failures
 from engine.authoring.transports import app_transport
 from engine.flows.coverage import Coverage
 from engine.flows.model import Flow
@@ -150,6 +151,7 @@ class ScenarioResult:
     failure: str | None = None
     node_events: list[dict[str, Any]] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    template_failures: list[str] = field(default_factory=list)  # see engine.authoring.run_errors
 
     @property
     def passed(self) -> bool:
@@ -159,11 +161,14 @@ class ScenarioResult:
     def lines(self) -> list[str]:
         """`PASS flow: name`, or FAIL with the detail (and the engine's log) indented."""
         head = f"{'PASS' if self.passed else 'FAIL'} {self.flow_id}: {self.scenario.name}"
+        # A condition that failed while the call ran counts as false, so a scenario may pass
+        # by the wrong way: say so either way.
+        failed = [f"    ! {line}" for line in self.template_failures]
         if self.passed:
-            return [head]
+            return [head, *failed]
         detail = [f"    {line}" for line in (self.failure or "").splitlines()]
         log = [f"    log: {line}" for line in self.log[-LOG_LINES:]]
-        return [head, *detail, *log]
+        return [head, *detail, *failed, *log]
 
 
 @dataclass
@@ -355,6 +360,7 @@ class ScenarioRun:
         self.call = SimulatedCall(harness.transport(), BASE_URL, harness.token, to=called,
                                   from_=scenario.caller, clock=harness.clock)  # simulated time
         self.seen_event = 0
+        self.failures: list[str] = []  # template_failures of the call, once it has ended
 
     @property
     def store(self) -> CallStore:
@@ -450,6 +456,7 @@ class ScenarioRun:
         """Send the status callback Twilio sends at the end; the call.node events of the call."""
         self.call.hang_up()
         events = self.store.events_after(0, self.call.call_sid, limit=100_000)
+        self.failures = template_failures(events)
         return [dict(event.data) for event in events if event.name == "call.node"]
 
 
@@ -468,6 +475,7 @@ def run_scenario(harness: Harness, flow: Flow, path: str, scenario: Scenario) ->
             result.failure = f"{path}:{failure.line}: {failure}"
         finally:
             result.node_events = run.finish()
+            result.template_failures = run.failures
         result.log = log.lines
     return result
 

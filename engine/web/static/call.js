@@ -153,11 +153,22 @@
 
   // -- errors -----------------------------------------------------------------------------------
 
+  // A flow's own condition or text that failed while the call ran: the call went on, so say
+  // what that meant (engine/authoring/run_errors.py says the same in the terminal).
+  var FLOW_FAILURES = {
+    condition: "condition failed at run time, counted as false",
+    template: "text failed at run time, not said"
+  };
+
+  function errorTitle(kind) {
+    return FLOW_FAILURES[kind] || kind || "error";
+  }
+
   function addError(event) {
     var data = event.data || {};
     var entry = el("li", { className: "error-entry", dataset: { eventId: String(event.id), kind: data.kind || "" } },
       el("span", { className: "when", text: offset(event.at) }),
-      el("strong", { text: data.kind || "error" }),
+      el("strong", { text: errorTitle(data.kind) }),
       data.node ? el("span", { className: "muted", text: " at " + data.node }) : null,
       el("div", { className: "detail", text: data.detail || "" }),
       el("div", { className: "edge-taken muted" }));
@@ -287,7 +298,7 @@
       case "call.error":
         closeReply(true);
         touched = addError(event);
-        systemLine(event, "error: " + (data.kind || "?") + (data.detail ? " — " + shorten(data.detail, 90) : ""), "error");
+        systemLine(event, (FLOW_FAILURES[data.kind] || "error: " + (data.kind || "?")) + (data.detail ? " — " + shorten(data.detail, 90) : ""), "error");
         break;
       case "call.end":
         closeReply(true);
