@@ -38,8 +38,8 @@ from urllib.parse import quote
 
 from flask import Flask
 
-from engine.authoring.runner import epoch
 from engine.authoring.run_errors import template_failures
+from engine.authoring.runner import epoch
 from engine.authoring.transports import app_transport, http_transport
 from engine.flows.schema import did_you_mean
 from engine.simulator import CallError, Heard, SimulatedCall, Transport
