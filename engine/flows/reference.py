@@ -66,7 +66,7 @@ def _kind(schema: Mapping[str, Any], root: Mapping[str, Any]) -> str:
             and "properties" not in schema:
         return f"mapping of name to {_kind(schema['additionalProperties'], root)}"
     if isinstance(kind, list):
-        return " or ".join(_SIMPLE.get(name, name) for name in kind)
+        return " or ".join(_SIMPLE.get(str(name), str(name)) for name in kind)
     if kind == "string" and schema.get("pattern") == NAME_PATTERN:
         return "id"
     return _SIMPLE.get(str(kind), "any value") if kind else "any value"
