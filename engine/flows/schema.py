@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import re
@@ -51,6 +52,7 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 def _describe(value: Any) -> str:
     for name, text in (("dict", "a mapping"), ("list", "a list"), ("str", "a string"),
                        ("bool", "true/false"), ("int", "a number"), ("float", "a number"),
+                       ("datetime", "a date and time"), ("date", "a date"),
                        ("NoneType", "nothing")):
         if type(value).__name__ == name:
             return text
@@ -58,7 +60,7 @@ def _describe(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -76,6 +78,12 @@ def _type_hint(path: tuple[Any, ...], expected: list[str], instance: Any) -> str
     if expected == ["string"] and phone and isinstance(instance, int) \
             and not isinstance(instance, bool):
         return f"; quote it to keep its +: \"+{instance}\""
+    if expected == ["string"] and isinstance(instance, (datetime.date, datetime.time)):
+        # YAML reads an unquoted 2026-03-04T10:00:00 as a timestamp, not as text.
+        return f"; quote it to keep it as written: {key}: \"{instance.isoformat()}\""
+    if expected in (["integer"], ["number"]) and isinstance(instance, str) \
+            and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", instance.strip()):
+        return f"; write the number without quotes: {key}: {instance.strip()}"
     if expected == ["string"] and isinstance(instance, (bool, int, float)):
         written = ("true" if instance else "false") if isinstance(instance, bool) \
             else str(instance)

@@ -140,3 +140,13 @@ def test_a_number_claimed_twice_names_the_other_file_and_line(project: Project) 
     assert [str(p) for p in project.problems()] == [
         "flows/b.yaml:5:5: numbers[0]: +15550001000 is already claimed by flow 'a' "
         "(flows/a.yaml:5); a number can route to one flow only"]
+
+
+def test_a_quoted_number_says_to_drop_the_quotes(project: Project) -> None:
+    text = dedent(SWITCH.format(when="digits == '1'", timezone="UTC")).replace(
+        "type: hangup", "type: hangup\n    description: x").replace(
+        "    next: bye\n  bye:", "    next: ask\n  ask:\n    type: gather\n    prompt: Hi\n"
+        "    timeout: \"25\"\n    next: bye\n    no_input: {retries: 0, then: bye}\n  bye:")
+    assert [str(p) for p in flow_problems(project, text)] == [
+        f"flows/t.yaml:{line_of(text, 'timeout:')}:14: nodes.ask.timeout: expected a whole "
+        "number, got a string '25'; write the number without quotes: timeout: 25"]
