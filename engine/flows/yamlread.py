@@ -141,6 +141,7 @@ class _Builder:
                     self.problems.append(Problem(
                         self.document.path, key_node.start_mark.line + 1,
                         key_node.start_mark.column + 1,
+                        _braces_message(path, node) or
                         f"{dotted(path)}: a key must be a plain name, not a "
                         f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}"))
                     continue
@@ -165,6 +166,37 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
         return self.loader.construct_object(node, deep=True)
+
+
+_BRACE_VALUE = re.compile(r"^\s*(?:-\s+)?[A-Za-z_][\w-]*:\s+\{\{")
+
+
+def _line(text: str, number: int) -> str:
+    lines = text.splitlines()
+    return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+_UNQUOTED_BRACES = re.compile(r"^\s*(?:-\s+)?([A-Za-z_][\w-]*):\s+(\{\{.*?\}\})\s*(?:#.*)?$")
+
+
+def _braces_message(path: KeyPath, node: yaml.MappingNode) -> str | None:
+    """For `text: {{ vars.x }}` or `when: {{ ... }}` written without quotes, which YAML reads
+    as a mapping inside a mapping: what to write instead; None for anything else."""
+    buffer = getattr(node.start_mark, "buffer", None)
+    if not isinstance(buffer, str) or not path:
+        return None
+    lines = buffer.splitlines()
+    line = lines[node.start_mark.line] if node.start_mark.line < len(lines) else ""
+    found = _UNQUOTED_BRACES.match(line)
+    if found is None or found.group(1) != path[-1]:
+        return None
+    key, value = found.group(1), found.group(2)
+    if key == "when":
+        inner = value[2:-2].strip()
+        return (f"{dotted(path)}: write the condition without {{{{ }}}} (when: is an "
+                f"expression already): when: {inner}")
+    return (f"{dotted(path)}: a text that starts with {{{{ must be quoted, or YAML reads it as "
+            f"a mapping: {key}: \"{value}\"")
 
 
 def _mark(mark: yaml.Mark) -> Mark:
@@ -221,6 +253,9 @@ def read_text(path: str, text: str) -> tuple[Document | None, list[Problem]]:
             hint = " (a value that contains ': ' must be quoted)"
         elif "found character '\\t'" in reason:
             hint = " (YAML indents with spaces, not tabs)"
+        elif _BRACE_VALUE.match(_line(text, line)):
+            hint = (" (a value that starts with { is read as a mapping: quote a text that "
+                    "starts with {{, and write a when: without {{ }})")
         return None, [Problem(path, line, column, f"YAML syntax error: {reason}{hint}")]
     except yaml.YAMLError as error:
         return None, [Problem(path, 1, 1, f"YAML error: {error}")]

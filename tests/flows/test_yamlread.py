@@ -261,3 +261,21 @@ def test_an_alias_bomb_in_keys_is_refused_quickly() -> None:
 def test_deep_nesting_is_one_problem() -> None:
     _, problems = read_text("x.yaml", "a: " + "[" * 20000 + "]" * 20000 + "\n")
     assert [p.message for p in problems] == ["the document is nested too deeply to read"]
+
+
+def test_unquoted_braces_say_to_quote_a_text_and_drop_them_from_a_condition() -> None:
+    text = ("flow: x\nnodes:\n  a:\n    text: {{ vars.business }}\n    routes:\n"
+            "      - when: {{ digits == '1' }}\n        to: b\n")
+    _, problems = read_text("x.yaml", text)
+    assert [str(p) for p in problems] == [
+        'x.yaml:4:12: nodes.a.text: a text that starts with {{ must be quoted, or YAML reads it '
+        'as a mapping: text: "{{ vars.business }}"',
+        "x.yaml:6:16: nodes.a.routes[0].when: write the condition without {{ }} (when: is an "
+        "expression already): when: digits == '1'"]
+
+
+def test_unquoted_braces_before_more_text_get_a_hint() -> None:
+    _, problems = read_text("x.yaml", "flow: x\nnodes:\n  a:\n    text: {{ vars.x }} is open\n")
+    assert [p.message.endswith("(a value that starts with { is read as a mapping: quote a "
+                               "text that starts with {{, and write a when: without {{ }})")
+            for p in problems] == [True]
