@@ -41,6 +41,7 @@ from flask import Flask
 from engine.authoring.run_errors import template_failures
 from engine.authoring.runner import epoch
 from engine.authoring.transports import app_transport, http_transport
+from engine.calls.test_calls import mark_test_call
 from engine.flows.schema import did_you_mean
 from engine.simulator import CallError, Heard, SimulatedCall, Transport
 from engine.store import CallStore, StoredEvent
@@ -252,8 +253,10 @@ def timing_lines(turns: Sequence[TurnTiming], events: Sequence[StoredEvent]) -> 
 class TerminalCall:
     """Drives a `SimulatedCall` from the caller's lines and shows what happens."""
 
-    def __init__(self, call: SimulatedCall, caller: CallerInput, echo: Echo) -> None:
+    def __init__(self, call: SimulatedCall, caller: CallerInput, echo: Echo,
+                 on_ring: Callable[[], None] | None = None) -> None:
         self.call = call
+        self.on_ring = on_ring  # once the call has rung (marks it a test call)
         self.caller = caller
         self.echo = echo
         self.shown = 0
@@ -279,6 +282,8 @@ class TerminalCall:
         """Ring, then follow the caller's lines until the call ends; always end it properly."""
         try:
             self._timed("ring", lambda: self.call.start(incoming_path))
+            if self.on_ring is not None:
+                self.on_ring()
             while True:
                 self.show()
                 if self.call.ended:
@@ -462,7 +467,11 @@ def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO
          + (f" {HELP}" if options.script is None else ""))
     call = SimulatedCall(transport, base, token, to=called, from_=options.caller,
                          clock=time.monotonic)  # the status callback's real CallDuration
-    terminal = TerminalCall(call, CallerInput(echo, stdin, options.script, prompt), echo)
+    # In process the call is in this app's store: mark it a test call for the dashboard.
+    on_ring = None if options.url else partial(
+        mark_test_call, found.recorder, call.call_sid, "flask call", found.call_service.clock())
+    terminal = TerminalCall(call, CallerInput(echo, stdin, options.script, prompt), echo,
+                            on_ring)
     status = 0
     try:
         terminal.run(f"/api/incoming-call?flow={quote(options.flow_id)}")

@@ -35,6 +35,7 @@ from engine.ai.scripted import (
 )
 from engine.authoring.run_errors import template_failures
 from engine.authoring.transports import app_transport
+from engine.calls.test_calls import mark_test_call
 from engine.flows.coverage import Coverage
 from engine.flows.model import Flow
 from engine.flows.scenarios import Expect, Scenario, ScenarioFile, Step
@@ -370,6 +371,9 @@ class ScenarioRun:
     def ring(self) -> None:
         """Ring the call in, on the scenario's flow (`?flow=`)."""
         self.call.start(f"/api/incoming-call?flow={self.flow.id}")
+        services = self.harness.services  # a test call: the dashboard can tell and hide it
+        mark_test_call(services.recorder, self.call.call_sid, "scenario",
+                       services.call_service.clock())
 
     def run(self) -> None:
         """Run every step in order, ringing first when the first step has a caller action.

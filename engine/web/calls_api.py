@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from engine.calls.test_calls import source_of_test_call
 from engine.events.payload import event_json
 from engine.store import CallSummary, StoredEvent
 from engine.web.auth import login_required
@@ -31,16 +32,18 @@ MAX_EVENTS = 5000  # per call in one answer; `events_truncated` says when there 
 _PAGE = 500
 
 
-def summary_json(call: CallSummary) -> dict[str, Any]:
+def summary_json(call: CallSummary, test: str | None = None) -> dict[str, Any]:
     """One call's summary as the API gives it: ids, status, flow and version, node,
-    personality, caller, called, `live` (not ended yet) and timings (`elapsed`: seconds from
-    the start to the end, or to the last update while live).
+    personality, caller, called, `live` (not ended yet), timings (`elapsed`: seconds from
+    the start to the end, or to the last update while live) and `test`: what made it when it
+    is a test call (`flask call`, `scenario`; engine/calls/test_calls.py), else null.
     """
     last = call.ended_at if call.ended_at is not None else call.updated_at
     return {
         "call_sid": call.call_sid, "status": call.status, "flow": call.flow_id,
         "flow_version": call.flow_version, "node": call.node, "personality": call.personality,
         "caller": call.caller, "called": call.called, "live": call.ended_at is None,
+        "test": test,
         "timings": {"started_at": call.started_at, "updated_at": call.updated_at,
                     "ended_at": call.ended_at, "duration": call.duration,
                     "elapsed": round(max(last - call.started_at, 0.0), 3)},
@@ -100,7 +103,8 @@ def list_calls() -> Response | tuple[Response, int]:
     store = services().store
     last_event_id = store.last_event_id()
     calls = store.list_calls(limit=min(max(limit, 1), MAX_LIMIT))
-    return jsonify(calls=[summary_json(call) for call in calls], last_event_id=last_event_id)
+    return jsonify(calls=[summary_json(call, source_of_test_call(store, call.call_sid))
+                          for call in calls], last_event_id=last_event_id)
 
 
 @calls_api.get("/api/calls/<call_sid>")
@@ -112,7 +116,8 @@ def get_call(call_sid: str) -> Response | tuple[Response, int]:
     events, truncated = _call_events(call_sid)
     if summary is None and not events:
         return jsonify(error=f"no call {call_sid}"), 404
-    body: dict[str, Any] = (summary_json(summary) if summary is not None
+    body: dict[str, Any] = (summary_json(summary, source_of_test_call(store, call_sid))
+                            if summary is not None
                             else {"call_sid": call_sid, "status": "unknown"})
     state = store.get_state(call_sid)
     if state is not None:

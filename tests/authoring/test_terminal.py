@@ -12,9 +12,10 @@ from click.testing import Result
 from flask import Flask
 from werkzeug.serving import make_server
 
+from engine.calls.test_calls import source_of_test_call
 from engine.simulator import DEFAULT_DURATION, Heard, HttpAnswer, SimulatedCall
 from engine.terminal import ScriptError, Turn, check_turn, heard_lines, parse_line
-from tests.authoring.conftest import AUTH_TOKEN, ROOT
+from tests.authoring.conftest import AUTH_TOKEN, ROOT, logged_in
 from tests.support import Clock
 
 TRANSFER_AND_VOICEMAIL = """\
@@ -268,3 +269,17 @@ def test_a_simulated_call_reports_the_time_on_its_clock() -> None:
     assert posted[-1]["CallDuration"] == "75"
     SimulatedCall(transport, "http://localhost", "token").start().hang_up()
     assert posted[-1]["CallDuration"] == str(DEFAULT_DURATION)
+
+
+def test_a_call_in_the_terminal_is_marked_a_test_call(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ROOT)
+    assert call(app, "receptionist", stdin="!hangup\n").exit_code == 0
+    store = app.extensions["phoney"].store
+    (summary,) = store.list_calls()
+    assert source_of_test_call(store, summary.call_sid) == "flask call"
+    events = [event.name for event in store.events_after(0, summary.call_sid)]
+    assert "call.test" in events and events.index("call.test") > events.index("call.start")
+    client = logged_in(app)
+    (listed,) = client.get("/api/calls").get_json()["calls"]
+    assert listed["test"] == "flask call"
+    assert client.get(f"/api/calls/{summary.call_sid}").get_json()["test"] == "flask call"

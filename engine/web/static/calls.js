@@ -3,6 +3,8 @@
  * The list starts from GET /api/calls, whose `last_event_id` (read before the list) is where the
  * live feed takes over; each event updates its call's row in place. An event for a call the page
  * does not know (started before the list was read, or past its limit) fetches that call once.
+ * Test calls (`flask call`, scenario runs: `test` in the summary, or a `call.test` event) are
+ * marked, and hidden while "show test calls" is unchecked (remembered in localStorage).
  */
 (function () {
   "use strict";
@@ -16,6 +18,13 @@
   var empty = document.getElementById("calls-empty");
   var count = document.getElementById("calls-count");
   var problem = document.getElementById("calls-error");
+  var showTests = document.getElementById("show-test-calls");
+  var SHOW_TESTS_KEY = "phoney.showTestCalls";
+  try {
+    if (showTests && window.localStorage.getItem(SHOW_TESTS_KEY) === "0") { showTests.checked = false; }
+  } catch (ignored) { /* storage off: shown by default */ }
+
+  function testsShown() { return !showTests || showTests.checked; }
 
   function duration(call) {
     var t = call.timings || {};
@@ -47,6 +56,7 @@
     var link = el("a", { href: "/calls/" + encodeURIComponent(call.call_sid), text: call.caller || "unknown caller" });
     var callerCell = el("td", { className: "caller" }, link);
     if (call.errors) { callerCell.appendChild(el("span", { className: "badge bad", title: "errors in this call", text: String(call.errors) })); }
+    if (call.test) { callerCell.appendChild(el("span", { className: "badge test", title: "a test call (" + call.test + ")", text: "test" })); }
     row.appendChild(callerCell);
     row.appendChild(cell(call.flow, "flow"));
     row.appendChild(cell(call.personality, "personality"));
@@ -56,6 +66,8 @@
     row.appendChild(el("td", { className: "status" }, status));
     row.appendChild(cell(P.formatTime((call.timings || {}).started_at), "started"));
     row.classList.toggle("live", !!call.live);
+    row.classList.toggle("test-call", !!call.test);
+    row.hidden = !!call.test && !testsShown();
     return row;
   }
 
@@ -66,7 +78,12 @@
 
   function renderAll() {
     var sorted = Array.from(calls.values()).sort(order);
-    sorted.forEach(function (call) { body.appendChild(rows.get(call.call_sid) || renderRow(call)); });
+    sorted.forEach(function (call) {
+      var row = rows.get(call.call_sid) || renderRow(call);
+      row.hidden = !!call.test && !testsShown();
+      body.appendChild(row);
+    });
+    sorted = sorted.filter(function (call) { return !call.test || testsShown(); });
     empty.hidden = sorted.length > 0;
     var liveCount = sorted.filter(function (call) { return call.live; }).length;
     count.textContent = sorted.length ? liveCount + " live · " + sorted.length + " shown" : "";
@@ -85,7 +102,7 @@
     fetching.add(callSid);
     P.api("/api/calls/" + encodeURIComponent(callSid)).then(function (found) {
       var summary = {};
-      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings"].forEach(function (key) { summary[key] = found[key]; });
+      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings", "test"].forEach(function (key) { summary[key] = found[key]; });
       P.shown(upsert(summary), null);
       renderAll();
     }, function () { /* gone or not stored yet: the next event tries again */ })
@@ -108,6 +125,7 @@
       change = { call_sid: sid, timings: { updated_at: event.at } };
       if (data.node) { change.node = data.node; }
       if (event.name === "call.error") { change.errors = (known.errors || 0) + 1; }
+      if (event.name === "call.test") { change.test = data.source || "test"; }
       if (event.name === "call.response" && data.personality) { change.personality = data.personality; }
       if (event.name === "call.end") {
         if (data.status === "requested") {
@@ -134,6 +152,13 @@
       problem.textContent = "Could not load the calls: " + error.message;
       problem.hidden = false;
       return 0;
+    });
+  }
+
+  if (showTests) {
+    showTests.addEventListener("change", function () {
+      try { window.localStorage.setItem(SHOW_TESTS_KEY, showTests.checked ? "1" : "0"); } catch (ignored) { /* not kept */ }
+      renderAll();
     });
   }
 

@@ -20,7 +20,8 @@
 
   var EVENT_NAMES = [
     "call.start", "call.transcript", "call.say", "call.response.partial", "call.response",
-    "call.node", "call.transfer", "call.error", "call.timing", "call.recording", "call.end"
+    "call.node", "call.transfer", "call.error", "call.timing", "call.recording", "call.end",
+    "call.test"
   ];
 
   function readConfig() {
