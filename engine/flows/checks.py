@@ -315,6 +315,29 @@ def condition_hint(expression: str, jinja_message: str) -> str:
         .replace("end of template", "end of the condition")
 
 
+def template_hint(text: str, jinja_message: str) -> str:
+    """What to write instead, for a text that does not parse; Jinja2's own message when the
+    mistake is not one the flow language can explain better."""
+    if "end of print statement" in jinja_message or (jinja_message == "unexpected '}'"
+                                                     and "{{" in text):
+        return "a {{ is not closed: close it with }}, as in {{ vars.business }}"
+    if jinja_message.endswith("got '='"):
+        return "use == to compare (a single = is not a comparison)"
+    return jinja_message
+
+
+_SINGLE_BRACES = re.compile(r"(?<!\{)\{\s*((?:vars|caller|now)\.[A-Za-z_][\w.]*|speech|digits|turn)"
+                            r"\s*\}(?!\})")
+
+
+def single_braces(document: Document, path: KeyPath, text: str) -> Iterator[Problem]:
+    """A warning for `{vars.x}` in a text: single braces are said as they are written."""
+    for found in _SINGLE_BRACES.finditer(text):
+        yield document.problem(path, f"{dotted(path)}: {found.group(0)!r} is said as it is "
+                                     f"written; to say the value write "
+                                     f"{{{{ {found.group(1)} }}}}", severity="warning")
+
+
 OFFERED_NAMES = tuple(sorted(CONTEXT_NAMES)) + tuple(sorted(FLOW_HELPERS))
 """The names an unknown-name message offers: the flow's values and helpers, not Jinja2's
 own globals (which templates may still use)."""
@@ -329,9 +352,12 @@ def check_template(document: Document, path: KeyPath, text: str, is_condition: b
         tree = parse_condition(text) if is_condition else parse_template(text)
     except TemplateSyntaxError as error:
         kind = "condition" if is_condition else "template"
-        reason = condition_hint(text, error.message or "") if is_condition else error.message
+        reason = condition_hint(text, error.message or "") if is_condition \
+            else template_hint(text, error.message or "")
         yield document.problem(path, f"{dotted(path)}: {kind} does not parse: {reason}")
         return
+    if not is_condition:
+        yield from single_braces(document, path, text)
     names, var_names = _names_used(tree)
     offered = [name for name in OFFERED_NAMES if name in allowed] or sorted(allowed)
     for name in sorted(names - allowed):

@@ -150,3 +150,22 @@ def test_a_quoted_number_says_to_drop_the_quotes(project: Project) -> None:
     assert [str(p) for p in flow_problems(project, text)] == [
         f"flows/t.yaml:{line_of(text, 'timeout:')}:14: nodes.ask.timeout: expected a whole "
         "number, got a string '25'; write the number without quotes: timeout: 25"]
+
+
+def _text_messages(project: Project, text_field: str) -> list[str]:
+    text = dedent(SWITCH.format(when="digits == '1'", timezone="UTC")).replace(
+        "text: Goodbye.", f"text: {text_field}")
+    return [str(problem) for problem in flow_problems(project, text)]
+
+
+def test_an_unclosed_print_in_a_text_says_to_close_it(project: Project) -> None:
+    expected = ["flows/t.yaml:15:11: nodes.bye.text: template does not parse: a {{ is not "
+                "closed: close it with }}, as in {{ vars.business }}"]
+    assert _text_messages(project, '"Bye from {{ vars.business }"') == expected
+    assert _text_messages(project, '"Bye from {{ vars.business"') == expected
+
+
+def test_single_braces_in_a_text_warn_that_they_are_said_as_written(project: Project) -> None:
+    assert _text_messages(project, "Bye from {vars.business}.") == [
+        "flows/t.yaml:15:11: warning: nodes.bye.text: '{vars.business}' is said as it is "
+        "written; to say the value write {{ vars.business }}"]
