@@ -254,8 +254,11 @@ class TerminalCall:
     """Drives a `SimulatedCall` from the caller's lines and shows what happens."""
 
     def __init__(self, call: SimulatedCall, caller: CallerInput, echo: Echo,
-                 on_ring: Callable[[], None] | None = None) -> None:
+                 on_ring: Callable[[], None] | None = None,
+                 store: CallStore | None = None) -> None:
         self.call = call
+        self.store = store  # where the call's events are, to show what failed as it happens
+        self.seen_event = 0
         self.on_ring = on_ring  # once the call has rung (marks it a test call)
         self.caller = caller
         self.echo = echo
@@ -277,6 +280,12 @@ class TerminalCall:
         for line in heard_lines(self.call.heard[self.shown:]):
             self.echo(line)
         self.shown = len(self.call.heard)
+        if self.store is not None and self.call.call_sid:
+            events = self.store.events_after(self.seen_event, self.call.call_sid, limit=10_000)
+            if events:
+                self.seen_event = events[-1].id
+            for line in template_failures(events):
+                self.echo(f"  ! {line}")
 
     def run(self, incoming_path: str) -> None:
         """Ring, then follow the caller's lines until the call ends; always end it properly."""
@@ -368,7 +377,6 @@ class TerminalCall:
         path = path_line(events)
         lines = [f"path: {path}" if path else
                  f"path: not in this store ({where} keeps the call's events in its own)"]
-        lines += [f"! {line}" for line in template_failures(events)]
         seconds = self.call.elapsed()
         if seconds is not None:
             lines.append(f"duration: {seconds // 60}:{seconds % 60:02d}")
@@ -471,7 +479,7 @@ def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO
     on_ring = None if options.url else partial(
         mark_test_call, found.recorder, call.call_sid, "flask call", found.call_service.clock())
     terminal = TerminalCall(call, CallerInput(echo, stdin, options.script, prompt), echo,
-                            on_ring)
+                            on_ring, store=found.store)
     status = 0
     try:
         terminal.run(f"/api/incoming-call?flow={quote(options.flow_id)}")

@@ -43,7 +43,9 @@ def test_flask_call_shows_a_condition_that_failed(project: Project,
     app = make_app(_project(project).root)
     result = app.test_cli_runner().invoke(args=["call", "sums"], input="")
     assert result.exit_code == 0, result.output
-    assert FAILED in result.output.splitlines(), result.output
+    lines = result.output.splitlines()
+    assert f"  {FAILED}" in lines, result.output  # as it happens, before the call ends
+    assert lines.index(f"  {FAILED}") < lines.index("☎ the call ended")
 
 
 def test_flows_test_shows_a_condition_that_failed(project: Project,
