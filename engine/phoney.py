@@ -11,8 +11,8 @@ directory (`--project DIR`, else PROJECT_ROOT, else the current directory):
     phoney serve [--host H --port P]  = flask run (with hot reload of the directory's files)
 
 plus every other `flask` command of the app under its own name (`phoney flows ...`,
-`phoney doctor`, ...). Settings come from the environment and the directory's `.env`, as under
-`flask`.
+`phoney doctor`, ...). Settings come from the environment and `.env` (the current directory's,
+and the `--project` directory's), as under `flask`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from dotenv import load_dotenv
 from flask import Flask
 from flask.cli import FlaskGroup, run_command
 
@@ -46,6 +47,8 @@ def _make_app() -> Flask:
 def _use_project(context: click.Context, _: click.Parameter, value: Path | None) -> Path | None:
     if value is not None:
         os.environ["PROJECT_ROOT"] = str(value.resolve())
+        if (value / ".env").is_file():  # its settings too; the environment still wins
+            load_dotenv(value / ".env", override=False)
     return value
 
 

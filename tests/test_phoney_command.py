@@ -121,6 +121,9 @@ def test_project_option_names_the_directory(phoney: Path, repository: Path,
                                             tmp_path: Path) -> None:
     done = run(phoney, tmp_path, "--project", str(repository), "validate")
     assert done.returncode == 0, done.stdout + done.stderr
+    (repository / ".env").write_text("DEFAULT_FLOW=nowhere\n")  # read from --project's .env
+    done = run(phoney, tmp_path, "--project", str(repository), "doctor")
+    assert "DEFAULT_FLOW" in done.stdout + done.stderr and "nowhere" in done.stdout + done.stderr
 
 
 def test_call_in_the_terminal(phoney: Path, repository: Path) -> None:
