@@ -78,6 +78,10 @@ def _type_hint(path: tuple[Any, ...], expected: list[str], instance: Any) -> str
     if expected == ["string"] and phone and isinstance(instance, int) \
             and not isinstance(instance, bool):
         return f"; quote it to keep its +: \"+{instance}\""
+    if expected == ["string"] and instance is None:
+        if len(path) >= 2 and path[-2] == "exits":
+            return f"; say when the model should go there: {key}: when to go there"
+        return f"; give {key} a value after its colon" if isinstance(key, str) else ""
     if expected == ["string"] and isinstance(instance, (datetime.date, datetime.time)):
         # YAML reads an unquoted 2026-03-04T10:00:00 as a timestamp, not as text.
         return f"; quote it to keep it as written: {key}: \"{instance.isoformat()}\""
@@ -124,8 +128,9 @@ def _problems_for(error: ValidationError, document: Document) -> list[Problem]:
     if validator == "type":
         names = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in names)
+        shown = "" if instance is None else f" {_short(instance)}"
         return [document.problem(path, f"{where}: expected {wanted}, "
-                                       f"got {_describe(instance)} {_short(instance)}"
+                                       f"got {_describe(instance)}{shown}"
                                        f"{_type_hint(path, names, instance)}")]
     if validator == "enum":
         options = [str(option) for option in expected]

@@ -169,3 +169,24 @@ def test_single_braces_in_a_text_warn_that_they_are_said_as_written(project: Pro
     assert _text_messages(project, "Bye from {vars.business}.") == [
         "flows/t.yaml:15:11: warning: nodes.bye.text: '{vars.business}' is said as it is "
         "written; to say the value write {{ vars.business }}"]
+
+
+def test_exits_without_descriptions_say_to_give_them(project: Project) -> None:
+    text = dedent("""
+        flow: t
+        personality: p
+        vars: {business: Acme}
+        start: chat
+        nodes:
+          chat:
+            type: ai
+            exits: {confirm, kitchen}
+            no_input: {retries: 1, then: confirm}
+          confirm: {type: hangup}
+          kitchen: {type: hangup}
+    """)
+    assert [p.message for p in flow_problems(project, text)] == [
+        "nodes.chat.exits.confirm: expected a string, got nothing; say when the model "
+        "should go there: confirm: when to go there",
+        "nodes.chat.exits.kitchen: expected a string, got nothing; say when the model "
+        "should go there: kitchen: when to go there"]
