@@ -153,6 +153,7 @@ def to_dot(flow: Flow) -> str:
     lines = [f"digraph {_dot(flow.id)} {{",
              "    node [shape=box, style=rounded, fontname=Helvetica];",
              "    edge [fontname=Helvetica, fontsize=10];",
+             "    forcelabels=true;  # a self-loop's xlabel is placed clear of the other edges",
              '    "__start__" [shape=point, width=0.15, label=""];',
              f'    "__start__" -> {_dot(flow.start)};']
     for node in flow.nodes.values():
@@ -164,7 +165,11 @@ def to_dot(flow: Flow) -> str:
     for edge in drawn_edges(flow):
         style = ", style=dashed" if edge.dashed else ""
         label = _dot("\n".join(edge.lines))
-        lines.append(f"    {_dot(edge.source)} -> {_dot(edge.target)} [label={label}{style}];")
+        # A loop's `label` sits where the node's other edges leave it; an `xlabel` is placed
+        # after the layout, where it overlaps nothing.
+        attribute = "xlabel" if edge.source == edge.target else "label"
+        lines.append(f"    {_dot(edge.source)} -> {_dot(edge.target)} "
+                     f"[{attribute}={label}{style}];")
     return "\n".join([*lines, "}"]) + "\n"
 
 
