@@ -21,10 +21,11 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
 from engine import logs
@@ -181,8 +182,10 @@ ROUTES: dict[str, tuple[Handler, bool]] = {
 # -- the WSGI layer -------------------------------------------------------------------------------
 
 _TWIML = "text/xml; charset=utf-8"
-_STATUS = {200: "200 OK", 403: "403 FORBIDDEN", 405: "405 METHOD NOT ALLOWED",
-           413: "413 REQUEST ENTITY TOO LARGE"}
+
+
+def _status(code: int) -> str:
+    return f"{code} {HTTPStatus(code).phrase}"
 
 
 class VoiceWebhooks:
@@ -217,7 +220,7 @@ class VoiceWebhooks:
 
     def _send(self, start_response: StartResponse, status: int, body: bytes, kind: str,
               extra: list[tuple[str, str]] | None = None) -> list[bytes]:
-        start_response(_STATUS[status], [("Content-Type", kind),
+        start_response(_status(status), [("Content-Type", kind),
                                          ("Content-Length", str(len(body))),
                                          *(extra or ()), *self.headers])
         return [body]
@@ -233,6 +236,9 @@ class VoiceWebhooks:
         except RequestEntityTooLarge:
             log.warning("refused %s: the body is larger than a webhook's", path)
             return 413, b"", "text/plain"
+        except HTTPException as error:  # the client went away mid-body, a broken chunk
+            log.warning("refused %s: the body could not be read (%s)", path, error.code)
+            return error.code or 400, b"", "text/plain"
         try:
             signed = is_signed(request, settings.twilio_auth_token, settings.public_base_url,
                                fields)

@@ -150,3 +150,14 @@ def test_a_30_mib_password_is_refused_unread(make_app: Callable[..., Flask]) -> 
     # Sent whole, just over the limit: refused as well.
     long = client.post("/login", data={"password": "p" * MAX_BODY_BYTES})
     assert long.status_code == 413
+
+
+def test_a_body_cut_short_of_its_length_is_refused_with_400_not_a_traceback(
+        client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The client went away mid-body: werkzeug says so, and the webhook answers 400."""
+    answer = client.post("/api/incoming-call", input_stream=io.BytesIO(b"CallSid=CA12"),
+                         environ_overrides={"CONTENT_LENGTH": "1000"},
+                         content_type="application/x-www-form-urlencoded",
+                         headers={"X-Twilio-Signature": "anything"}, base_url=LOCAL)
+    assert answer.status_code == 400 and answer.get_data() == b""
+    assert "could not be read" in caplog.text and "Traceback" not in caplog.text
