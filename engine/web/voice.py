@@ -71,10 +71,10 @@ class Webhook:
         """The `?step=N` the callback URL carries, or None."""
         return _count(self.args.get("step", ""))
 
-    def key(self, params: dict[str, str] | None = None) -> str:
+    def key(self) -> str:
         """The request key its answer is stored under (engine/web/request_keys.py)."""
-        return self.services.request_keys.key(self.full_path, self.params if params is None
-                                              else params, self.idempotency_token)
+        return self.services.request_keys.key(self.full_path, self.params,
+                                              self.idempotency_token)
 
     def now(self) -> float:
         """The calls' clock."""
