@@ -7,34 +7,14 @@ the fixtures of tests/store/test_contract.py.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from engine.store import CallStore, LinesBusy, LiveCeiling, Quota, StepConflict, open_store
-from tests.store.test_contract import BACKENDS, ENCRYPTION_KEY, T0, _url, advance, ev, new_call
+from engine.store import CallStore, LinesBusy, LiveCeiling, Quota, StepConflict
+from tests.store.test_contract import T0, advance, ev, new_call, open_again, store
 
-
-@pytest.fixture(params=BACKENDS)
-def open_again(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], CallStore]]:
-    url = _url(request.param, request, tmp_path)
-    key = ENCRYPTION_KEY if request.param.endswith("+encrypted") else ""
-    opened: list[CallStore] = []
-
-    def open_() -> CallStore:
-        opened.append(open_store(url, encryption_key=key))
-        return opened[-1]
-
-    yield open_
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-def store(open_again: Callable[[], CallStore]) -> CallStore:
-    return open_again()
-
+__all__ = ["open_again", "store"]  # the contract's fixtures: every backend, plain and encrypted
 
 TWO = LiveCeiling(limit=2, stale_seconds=3600)
 
