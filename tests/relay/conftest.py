@@ -17,7 +17,6 @@ import pytest
 from flask import Flask
 
 from engine.simulator import SimulatedCall
-from engine.store import CallStore
 from tests.conftest import ROOT, LiveServer
 from tests.doubles.openai_server import OpenAIDouble
 from tests.support import AUTH_TOKEN, requests_transport
@@ -120,14 +119,3 @@ def relay_call(server: LiveServer) -> Callable[..., SimulatedCall]:
         return SimulatedCall(requests_transport, server.url, AUTH_TOKEN, **options)
 
     return make
-
-
-def store_of(app: Flask) -> CallStore:
-    found: CallStore = app.extensions["phoney"].store
-    return found
-
-
-def events(app: Flask, call_sid: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [{"name": event.name, **event.data}
-            for event in store_of(app).events_after(0, call_sid)
-            if name is None or event.name == name]

@@ -16,9 +16,10 @@ from flask import Flask
 
 from engine.relay.simulator import HandshakeRefused, RelayLine, signature
 from engine.simulator import SimulatedCall, new_call_sid
+from tests.ai.conftest import events
 from tests.conftest import LiveServer
 from tests.doubles.openai_server import OpenAIDouble, Status, Text, ToolCall
-from tests.relay.conftest import FRONT_DESK, events
+from tests.relay.conftest import FRONT_DESK
 from tests.support import AUTH_TOKEN
 
 Call = Callable[..., SimulatedCall]
