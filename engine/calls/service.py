@@ -34,6 +34,7 @@ from engine.calls.limits import (
 from engine.calls.ports import Clock, VoicingFactory
 from engine.calls.recorder import EventRecorder
 from engine.calls.relay_voice import connect_relay
+from engine.calls.sentiment import score
 from engine.calls.urls import CallbackUrls
 from engine.runtime.state import (
     FINAL_STATUSES,
@@ -48,6 +49,7 @@ from engine.runtime.state import (
     Emit,
     Event,
     Failed,
+    Heard,
     Replied,
     Resume,
     Say,
@@ -75,6 +77,14 @@ def caller_from(params: Mapping[str, str]) -> Caller:
     return Caller(number=params.get("From", ""), city=params.get("FromCity", ""),
                   state=params.get("FromState", ""), country=params.get("FromCountry", ""),
                   zip=params.get("FromZip", ""), name=params.get("CallerName", ""))
+
+
+def scored(event: Event, language: str) -> Event:
+    """`event` with its speech's sentiment (engine/calls/sentiment.py), when it is a `Heard`
+    with speech not scored yet: the pure step reads the score as data and never scores."""
+    if isinstance(event, Heard) and event.speech and event.sentiment is None:
+        return dataclasses.replace(event, sentiment=score(event.speech, language))
+    return event
 
 
 class CallService:
@@ -202,6 +212,7 @@ class CallService:
              live: LiveCeiling | None = None) -> str:
         """Step, voice, render and commit; `quota` counts a new call's caller in the commit,
         and `live` checks it against the calls live."""
+        event = scored(event, pinned.flow.language)
         ceiling = over_ceiling(pinned.flow, state, event, self.limits)
         timings: dict[str, object] = {}
         if ceiling is not None:

@@ -36,7 +36,7 @@ STATE_NAMES = ("personality", "status", "silences", "pending")
 """Call state fields an `expect.vars` name may read besides the template context."""
 
 CONTEXT_NAMES = ("speech", "digits", "confidence", "caller", "vars", "turn", "now", "node",
-                 "call", *STATE_NAMES)
+                 "call", "sentiment", "sentiment_avg", "sentiment_trend", *STATE_NAMES)
 
 
 @dataclass(frozen=True)

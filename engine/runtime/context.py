@@ -34,20 +34,34 @@ def local_time(flow: Flow, now: float) -> datetime:
 
 NO_INPUT = CallerInput()
 
+TREND_SPAN = 3
+"""`sentiment_trend` is the change over this many of the caller's last utterances."""
+
+
+def sentiment_values(scores: tuple[float, ...]) -> dict[str, float]:
+    """`sentiment` (the last utterance's score), `sentiment_avg` (of every one scored) and
+    `sentiment_trend` (the last score minus the first of the last three: negative when the
+    caller's mood falls); each 0.0 until there is something to tell."""
+    if not scores:
+        return {"sentiment": 0.0, "sentiment_avg": 0.0, "sentiment_trend": 0.0}
+    recent = scores[-TREND_SPAN:]
+    return {"sentiment": scores[-1], "sentiment_avg": round(sum(scores) / len(scores), 3),
+            "sentiment_trend": round(recent[-1] - recent[0], 3)}
+
 
 def values(flow: Flow, state: CallState, now: float,
            heard: CallerInput = NO_INPUT) -> dict[str, Any]:
     """The names a template or condition of `flow` sees at `now` in `state`: what the caller
     just said or pressed (`heard`), the caller, the flow's vars, the turn, local `now`, the
-    node, the call's sid and number called, and the helpers (`said_any`, `open_between`, ...).
-    A fresh dict each time; `vars` is a copy.
+    node, the call's sid and number called, the caller's mood (`sentiment_values`), and the
+    helpers (`said_any`, `open_between`, ...). A fresh dict each time; `vars` is a copy.
     """
     moment = local_time(flow, now)
     return {
         "speech": heard.speech, "digits": heard.digits, "confidence": heard.confidence,
         "caller": state.caller, "vars": dict(flow.vars), "turn": state.turn, "now": moment,
         "node": state.node, "call": {"sid": state.call_sid, "to": state.called},
-        **make_helpers(heard.speech, moment),
+        **sentiment_values(state.sentiments), **make_helpers(heard.speech, moment),
     }
 
 

@@ -70,11 +70,16 @@ class CallState:
     errors: Mapping[str, int] = field(default_factory=dict)  # failures by kind on this turn
     hold_until: float = 0.0  # rate limited: ask the model again no earlier than this
     offline: bool = False
+    # A relay ai node whose session lost Twilio's speech: until the call leaves it, the node
+    # converses by <Gather> in the Twilio voice (its tts_failure strategy).
+    relay_lost: str = ""
     # A streamed reply whose first sentence was spoken; the rest is read on the next webhook.
     stream: str | None = None
     stream_offset: int = 0  # characters of the model's text already spoken
     stream_personality: str | None = None
     stream_sentences: int = 0
+    # The sentiment of the caller's scored utterances, oldest first (the last MAX_SENTIMENTS).
+    sentiments: tuple[float, ...] = ()
 
     def at(self, node_id: str) -> CallState:
         """The state on entering `node_id`: per-node counters start over."""
@@ -111,10 +116,12 @@ def state_to_dict(state: CallState) -> dict[str, Any]:
         "errors": dict(state.errors),
         "hold_until": state.hold_until,
         "offline": state.offline,
+        "relay_lost": state.relay_lost,
         "stream": state.stream,
         "stream_offset": state.stream_offset,
         "stream_personality": state.stream_personality,
         "stream_sentences": state.stream_sentences,
+        "sentiments": tuple(state.sentiments),
     }
 
 
@@ -129,6 +136,7 @@ def state_from_dict(data: Mapping[str, Any]) -> CallState:
     values["path"] = tuple(values.get("path", ()))
     values["history"] = tuple(Message(**item) for item in values.get("history", ()))
     values["errors"] = dict(values.get("errors", {}))
+    values["sentiments"] = tuple(values.get("sentiments", ()))
     return CallState(**values)
 
 
@@ -143,12 +151,14 @@ class CallStarted:
 
 @dataclass(frozen=True)
 class Heard:
-    """The caller answered a gather: speech, digits or both."""
+    """The caller answered a gather: speech, digits or both. `sentiment` is the speech's score
+    in [-1, 1], as the shell's scorer gave it (engine/calls/sentiment.py); None: not scored."""
 
     now: float
     speech: str = ""
     confidence: float = 0.0
     digits: str = ""
+    sentiment: float | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +241,9 @@ class SpeechFailed:
     shell spoke it with the personality's Twilio voice instead: the `tts_failure` strategy.
 
     News, not a move: stepping it records the failure against `node` (and its `tts_failure`
-    edge where the node declares one) and changes nothing else.
+    edge where the node declares one) and changes nothing else. Except with `cause` "relay",
+    from a relay session whose speech (Twilio's) failed on the node the call is on: then the
+    node goes on by <Gather> in the Twilio voice, saying again its last line (`relay_lost`).
     """
 
     now: float

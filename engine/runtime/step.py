@@ -37,6 +37,7 @@ from engine.runtime.context import (
     TemplateFailure,
     holds,
     render_text,
+    sentiment_values,
     values,
 )
 from engine.runtime.state import (
@@ -78,6 +79,9 @@ MAX_HOPS = 25
 MAX_HISTORY = 40
 """Conversation lines kept in the state for the model's context."""
 
+MAX_SENTIMENTS = 100
+"""Sentiment scores kept in the state: `sentiment_avg` is over the last this many."""
+
 SAFE_GOODBYE = "Sorry, something went wrong on our side. Please call again later. Goodbye."
 DIAL_SUCCESS = frozenset({"completed", "answered"})
 MAX_PAUSE = 10.0
@@ -86,6 +90,8 @@ MIN_HOLD = 1.0
 """Seconds a rate-limited call holds at least, even when the model sends no Retry-After."""
 RETRY_AFTER_INLINE = 2.0
 """A rate limit asking for a longer wait goes straight to the hold edge instead of retrying."""
+RELAY_SPEECH = "relay"
+"""The `SpeechFailed.cause` of a relay session whose speech failed (see `SpeechFailed`)."""
 
 
 class StateChanges(TypedDict, total=False):
@@ -111,10 +117,12 @@ class StateChanges(TypedDict, total=False):
     errors: Mapping[str, int]
     hold_until: float
     offline: bool
+    relay_lost: str
     stream: str | None
     stream_offset: int
     stream_personality: str | None
     stream_sentences: int
+    sentiments: tuple[float, ...]
 
 
 _FIELDS = tuple(dataclasses.fields(CallState))
@@ -140,7 +148,8 @@ def evolve(state: CallState, **changes: Unpack[StateChanges]) -> CallState:
 def entered(state: CallState, node_id: str) -> CallState:
     """`state.at(node_id)` (the state on entering the node: per-node counters start over),
     through `evolve`."""
-    return evolve(state, node=node_id, silences=0, path=(*state.path, node_id), errors={})
+    return evolve(state, node=node_id, silences=0, path=(*state.path, node_id), errors={},
+                  relay_lost="")
 
 
 def edge_event(edge: Edge, **detail: Any) -> Emit:
@@ -177,7 +186,8 @@ class _Run:
         if not spoken:
             return
         voice = personality or self.personality()
-        self.actions.append(Say(spoken, voice, self.flow.language, node=self.state.node))
+        self.actions.append(Say(spoken, voice, self.flow.language,
+                                twilio_voice=self.relay_lost(), node=self.state.node))
         self.remember("agent", spoken)
         self.emit("call.say", text=spoken, personality=voice)
 
@@ -185,6 +195,10 @@ class _Run:
         message = Message(role, text, self.state.node)  # type: ignore[arg-type]
         history = (*self.state.history, message)[-MAX_HISTORY:]
         self.state = evolve(self.state, history=history)
+
+    def relay_lost(self) -> bool:
+        """Whether the node speaks in the Twilio voice, its relay session's speech lost."""
+        return bool(self.state.relay_lost) and self.state.relay_lost == self.state.node
 
     def personality(self) -> str:
         node = self.flow.nodes.get(self.state.node)
@@ -311,7 +325,7 @@ class _Run:
                                      self.flow.language, node.hints, greeting))
 
     def listen(self, node: GatherNode | AiNode) -> None:
-        if isinstance(node, AiNode) and node.conversation == "relay":
+        if isinstance(node, AiNode) and node.conversation == "relay" and not self.relay_lost():
             self.converse(node)
             return
         self.actions.append(Listen(
@@ -351,10 +365,20 @@ class _Run:
     def heard(self, event: Heard) -> None:
         node = self.flow.nodes[self.state.node]
         self.state = evolve(self.state, turn=self.state.turn + 1, silences=0)
+        scored = event.sentiment is not None and bool(event.speech)
+        mood = {"sentiment": event.sentiment} if scored else {}
         self.emit("call.transcript", speech=event.speech, digits=event.digits,
-                  confidence=event.confidence, turn=self.state.turn)
+                  confidence=event.confidence, turn=self.state.turn, **mood)
         if event.speech:
             self.remember("caller", event.speech)
+        if scored and event.sentiment is not None:
+            # Routes below see this utterance's score already, as they see its speech.
+            scores = (*self.state.sentiments, event.sentiment)[-MAX_SENTIMENTS:]
+            self.state = evolve(self.state, sentiments=scores)
+            self.emit("call.sentiment", turn=self.state.turn, score=event.sentiment,
+                      **{key.removeprefix("sentiment_"): value
+                         for key, value in sentiment_values(scores).items()
+                         if key != "sentiment"})
         if self.over_limit():
             return
         heard = CallerInput(event.speech, event.digits, event.confidence)
@@ -436,7 +460,7 @@ class _Run:
             stream_sentences=0 if event.final else spoken_before + (1 if event.text else 0))
         if event.text:
             self.actions.append(Say(event.text, personality, self.flow.language,
-                                    node=self.state.node))
+                                    twilio_voice=self.relay_lost(), node=self.state.node))
             history = self.state.history
             if spoken_before and history and history[-1].role == "agent":
                 # A later part of a reply streamed in parts: one message in the transcript,
@@ -458,6 +482,26 @@ class _Run:
             self.take("exit", event.exit)
             return
         self.listen(node)
+
+    def speech_lost(self, event: SpeechFailed) -> None:
+        """A relay session's speech failed: record it (and the tts_failure edge), say the
+        node's last line again in the Twilio voice, and listen by <Gather>."""
+        node = self.flow.nodes[self.state.node]
+        self.actions += speech_failed(self.flow, self.state, event)
+        if not isinstance(node, AiNode):
+            self.enter()
+            return
+        self.state = evolve(self.state, relay_lost=node.id, stream=None, stream_offset=0,
+                            stream_personality=None, stream_sentences=0)
+        history = self.state.history
+        if history and history[-1].role == "agent" and history[-1].node == node.id:
+            # What the caller may not have heard; in the transcript once already.
+            self.actions.append(Say(history[-1].text, self.personality(), self.flow.language,
+                                    twilio_voice=True, node=node.id))
+        if self.state.pending is not None:
+            self.actions.append(AskModel(node.id, self.personality()))
+        else:
+            self.listen(node)
 
     def interrupted(self, event: Interrupted) -> None:
         """Keep of the reply the caller talked over only what they heard of it."""
@@ -547,7 +591,8 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
     if isinstance(event, StatusChanged) and event.status not in FINAL_STATUSES:
         # News, not a move: stepping would make the question the caller is answering stale.
         return state, []
-    if isinstance(event, SpeechFailed):
+    if isinstance(event, SpeechFailed) and not (
+            event.cause == RELAY_SPEECH and not state.ended and event.node == state.node):
         # News too, about an answer already given (perhaps the goodbye of a call that has
         # ended): recorded, and the call stays exactly where it is.
         return state, speech_failed(flow, state, event)
@@ -580,6 +625,8 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
         run.failed(event)
     elif isinstance(event, Interrupted):
         run.interrupted(event)
+    elif isinstance(event, SpeechFailed):
+        run.speech_lost(event)
     elif isinstance(event, DialEnded):
         node = flow.nodes[state.node]
         if isinstance(node, TransferNode):

@@ -54,8 +54,12 @@ def test_braces_in_a_condition_say_to_write_it_without(project: Project) -> None
 def test_an_unknown_name_offers_only_the_flows_own_names(project: Project) -> None:
     assert _messages(project, "said_ani('menu')") == [
         "flows/t.yaml:10:15: nodes.check.routes[0].when: unknown name 'said_ani' (did you mean "
-        "'said_any'?); templates can use call, caller, confidence, digits, node, now, speech, "
-        "turn, vars, open_between, said_all, said_any"]
+        "'said_any'?); templates can use call, caller, confidence, digits, node, now, sentiment, "
+        "sentiment_avg, sentiment_trend, speech, turn, vars, open_between, said_all, said_any"]
+
+
+def test_a_misspelt_mood_name_is_offered_the_right_one(project: Project) -> None:
+    assert "(did you mean 'sentiment_trend'?)" in _messages(project, "sentiment_trnd < -0.5")[0]
 
 
 def test_jinja_globals_stay_usable(project: Project) -> None:
