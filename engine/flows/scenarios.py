@@ -23,8 +23,9 @@ from engine.flows.schema import check_schema, did_you_mean
 from engine.flows.yamlread import Document, KeyPath, dotted, read_file
 from engine.runtime.state import Caller
 
-ACTIONS = ("say", "press", "silence", "dial", "record", "hangup")
-"""What a caller can do in one step; a step does at most one of them."""
+ACTIONS = ("say", "press", "silence", "dial", "record", "hangup", "interrupt")
+"""What a caller can do in one step; a step does at most one of them (`interrupt`: on a
+ConversationRelay call only)."""
 
 DEFAULT_AT = "2026-03-04T10:00:00"
 """When a scenario without `at` rings: a Wednesday morning, fixed so that a scenario never
@@ -93,8 +94,8 @@ class Step:
             return "ring" if self.number == 1 else "check"  # see Scenario.rings_with_first_step
         if self.action in ("silence", "hangup"):
             return self.action
-        if self.action == "say":
-            return f"say {self.value!r}"
+        if self.action in ("say", "interrupt"):
+            return f"{self.action} {self.value!r}"
         return f"{self.action} {self.value}"
 
     def describe(self) -> str:
