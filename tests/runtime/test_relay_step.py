@@ -20,9 +20,11 @@ from engine.runtime.state import (
     Failed,
     Heard,
     Interrupted,
+    Listen,
     Replied,
     Say,
     Silence,
+    SpeechFailed,
 )
 from engine.runtime.step import start_state, step
 from engine.twiml import ConnectRelay, SayWith, render
@@ -137,3 +139,30 @@ def test_a_bad_handoff_is_no_event() -> None:
     assert decode_event({"type": "heard", "speech": 5, "digits": "1x#",
                          "confidence": "high"}, T0) == Heard(T0, "", 0.0, "1#")
     assert handed_off(good.replace('"step": 3', '"step": true'), SID, T0).step is None
+
+
+def test_a_relay_session_that_lost_its_speech_goes_on_by_gather_in_the_twilio_voice() -> None:
+    flow = relay_flow(on_error={"tts_failure": {"voice": "twilio"}})
+    state, _ = step(flow, start_state(flow, "v1", SID, Caller(), "", T0), CallStarted(T0))
+    state, _ = step(flow, state, Heard(T0 + 1, "hours?", 1.0))
+    state, _ = step(flow, state, Replied(T0 + 2, "We open at eight."))
+    at = state.step
+    state, actions = step(flow, state, SpeechFailed(T0 + 3, "assist", "relay", "TTS failed"))
+    assert state.step == at + 1 and state.relay_lost == "assist"
+    assert [a.data["kind"] for a in actions if isinstance(a, Emit) and a.name == "call.error"] \
+        == ["tts_failure"]
+    assert [a.data["edge_id"] for a in actions if isinstance(a, Emit) and a.name == "call.node"] \
+        == ["assist/error:tts_failure/voice"]
+    [again] = [a for a in actions if isinstance(a, Say)]
+    assert (again.text, again.twilio_voice) == ("We open at eight.", True)
+    assert isinstance(actions[-1], Listen) and not any(isinstance(a, Converse) for a in actions)
+    # The node's later turns are <Gather> turns in the Twilio voice ...
+    state, _ = step(flow, state, Heard(T0 + 4, "and saturday?", 1.0))
+    state, actions = step(flow, state, Replied(T0 + 5, "Closed on Saturdays."))
+    assert [a.twilio_voice for a in actions if isinstance(a, Say)] == [True]
+    assert isinstance(actions[-1], Listen)
+    # ... until the call leaves it; a speech failure from a node it is not on is news only.
+    _, actions = step(flow, state, SpeechFailed(T0 + 6, "bye", "relay", "late"))
+    assert not any(isinstance(a, Say | Listen) for a in actions)
+    state, _ = step(flow, state, Heard(T0 + 7, "", 1.0, "0"))
+    assert state.node == "bye" and state.relay_lost == ""

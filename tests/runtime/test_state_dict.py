@@ -20,7 +20,8 @@ def rich_state() -> CallState:
         history=(Message("agent", "Hello, how can I help?", "greet"),
                  Message("caller", "I'd like a cleaning — next week?", "ask")),
         pending="next tuesday", pending_digits="12#", errors={"network": 1, "rate_limit": 2},
-        hold_until=1_700_000_010.5, offline=True, stream="stream:abc", stream_offset=42,
+        hold_until=1_700_000_010.5, offline=True, relay_lost="ask", stream="stream:abc",
+        stream_offset=42,
         stream_personality="calm", stream_sentences=3, sentiments=(0.49, -0.25, -0.868))
 
 
