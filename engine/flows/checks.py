@@ -482,9 +482,23 @@ def transfer_targets(context: FlowContext) -> Iterator[Problem]:
                       f"of one var ({{{{ vars.front_desk }}}})")
 
 
+def analysis_fields(context: FlowContext) -> Iterator[Problem]:
+    """An error for every analysis field with an `enum` that is not a string field: the model
+    is asked for one of the listed words, which only a string can be."""
+    analysis = context.flow.analysis
+    for field in analysis.fields if analysis is not None else ():
+        if field.enum and field.type != "string":
+            path: KeyPath = ("analysis", "fields", field.name, "enum")
+            yield context.document.problem(
+                path, f"analysis.fields.{field.name}.enum: only a string field takes an enum "
+                      f"(this one is {field.type}); write type: string, or drop the enum",
+                at_key=True)
+
+
 FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
     unknown_targets, unknown_personalities, unreachable_nodes, dead_ends,
     unbounded_no_input_loops, ai_error_edges, templates, transfer_targets, time_zone,
+    analysis_fields,
 )
 
 

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.flows.model import (
+    DEFAULT_WEBHOOK_EVENTS,
     ERROR_KINDS,
     NODE_TYPES,
     AiNode,
+    Analysis,
+    AnalysisField,
     Edge,
     EdgeKind,
     ErrorPolicy,
@@ -32,6 +35,7 @@ from engine.flows.model import (
     Style,
     TransferNode,
     Voice,
+    Webhook,
     edge_id,
     frozen_mapping,
 )
@@ -41,7 +45,7 @@ DEFAULT_LANGUAGE = "en-US"
 DEFAULT_TIMEZONE = "UTC"
 
 FLOW_KEYS = frozenset({"flow", "description", "personality", "language", "timezone", "numbers",
-                       "vars", "limits", "defaults", "start", "nodes"})
+                       "vars", "limits", "defaults", "start", "nodes", "analysis", "webhooks"})
 """The top-level keys `compile_flow` reads (a node's keys: `node_keys`)."""
 
 PERSONALITY_KEYS = frozenset({"personality", "name", "description", "traits", "system_prompt",
@@ -165,6 +169,15 @@ def _edges(node: Node, origins: dict[str, KeyPath], limits: Limits | None
     return found
 
 
+def _analysis(raw: Mapping[str, Any] | None) -> Analysis | None:
+    if raw is None:
+        return None
+    return Analysis(summary=bool(raw.get("summary", True)), fields=tuple(
+        AnalysisField(name=name, type=spec["type"], enum=tuple(spec.get("enum", ())),
+                      description=spec.get("description", ""))
+        for name, spec in raw.get("fields", {}).items()))
+
+
 def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
     """Compile one flow document that passed the flow schema (`source`: its file, for messages).
 
@@ -201,6 +214,10 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
         timezone=data.get("timezone", DEFAULT_TIMEZONE), numbers=tuple(data.get("numbers", ())),
         vars=frozen_mapping(data.get("vars", {})), limits=limits, start=data["start"],
         nodes=frozen_mapping(nodes), edges=tuple(edges), source=source,
+        analysis=_analysis(data.get("analysis")),
+        webhooks=tuple(Webhook(url=raw["url"],
+                               events=tuple(raw.get("events", DEFAULT_WEBHOOK_EVENTS)))
+                       for raw in data.get("webhooks", ())),
     )
     return CompiledFlow(flow, frozen_mapping(edge_paths))
 

@@ -86,6 +86,44 @@ class ErrorPolicy:
     then: str | None = None  # the node to go to when the strategy is spent
 
 
+FieldType = Literal["string", "boolean", "integer", "number"]
+
+WEBHOOK_EVENTS = ("call.start", "call.end", "call.transfer", "call.recording", "call.sentiment",
+                  "call.analysis")
+"""The events a webhook may subscribe to."""
+
+DEFAULT_WEBHOOK_EVENTS = ("call.end", "call.analysis")
+"""What a webhook that names no `events` receives (and what CALL_WEBHOOK_URL receives)."""
+
+
+@dataclass(frozen=True)
+class AnalysisField:
+    """One thing to learn from a call: a JSON `type`, the values a string may take (`enum`,
+    empty: any), and what it means, for the model (`description`)."""
+
+    name: str
+    type: FieldType
+    enum: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A flow's post-call analysis: a short `summary` (when True) and typed `fields`, filled
+    once the call has ended (null when the call did not tell)."""
+
+    summary: bool = True
+    fields: tuple[AnalysisField, ...] = ()
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A business URL the flow's call events are posted to (signed), for the `events` named."""
+
+    url: str
+    events: tuple[str, ...] = DEFAULT_WEBHOOK_EVENTS
+
+
 @dataclass(frozen=True)
 class Limits:
     """The flow's bounds on one call, `None` meaning no bound.
@@ -322,6 +360,8 @@ class Flow:
     nodes: Mapping[str, Node]
     edges: tuple[Edge, ...]
     source: str = ""
+    analysis: Analysis | None = None  # what to learn from each call once it ends
+    webhooks: tuple[Webhook, ...] = ()  # where its call events are posted
     _edges_by_id: Mapping[str, Edge] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
