@@ -7,7 +7,7 @@ follows the answer verb by verb: `<Say>`/`<Play>` are heard, `<Gather>` waits fo
 `<Redirect>` is followed, `<Dial>` and `<Record>` wait for their outcome, `<Hangup>` ends.
 `<Connect><ConversationRelay>` waits for a relay session: `relay()` opens it over a real
 WebSocket (engine/relay/simulator.py) and, when the session ends, posts the `<Connect action>`
-with its `HandoffData`, as Twilio does.
+with its `HandoffData`, as Twilio does; a hang-up closes a session still open.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Heard:
     text: str
     voice: str = ""
     audio_url: str = ""
+    streamed: bool = False  # a relay reply, sent as text tokens over the session's socket
 
 
 @dataclass
@@ -119,6 +120,10 @@ class SimulatedCall:
         self.waiting = Waiting("idle")
         self.dialed: list[str] = []
         self.recordings = 0
+        self.line: RelayLine | None = None  # the relay session opened last
+        self.on_relay_text: Callable[[str, bool], None] | None = None  # each token as it comes
+        self._relay_text = ""  # the reply being streamed, not yet in `heard`
+        self._relay_voice = ""
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -302,22 +307,43 @@ class SimulatedCall:
         return self
 
     def relay(self, *, signed: bool = True, setup: bool = True,
-              timeout: float = 10.0) -> RelayLine:
+              timeout: float = 10.0, address: str | None = None) -> RelayLine:
         """Open the relay session the call waits for (signed unless `signed=False`) and send
         its `setup` (unless `setup=False`). When the session sends `end`, its `<Connect
         action>` is posted with the handoff and followed; the reply tokens and `end` are the
-        line's. CallError when the call is not waiting for a relay."""
+        line's. `address` (`host:port`) opens the socket there instead of at the URL's host
+        (see `RelayLine.connect`). CallError when the call is not waiting for a relay."""
         waiting = self._expect("relay")
         assert waiting.verb is not None
         line = RelayLine.connect(waiting.verb.get("url", ""), self.auth_token, signed=signed,
-                                 timeout=timeout)
+                                 timeout=timeout, address=address)
         line.on_end = self._relay_ended
+        line.on_text = self._relay_token
+        self.line = line
+        self._relay_text = ""
+        self._relay_voice = waiting.verb.get("voice", "")
         if setup:
             line.setup(self.call_sid, from_=self.params["From"], to=self.params["To"],
                        account_sid=self.params["AccountSid"])
         return line
 
+    def _relay_token(self, token: str, last: bool) -> None:
+        self._relay_text += token
+        if self.on_relay_text is not None:
+            self.on_relay_text(token, last)
+        if last:
+            self.relay_heard()
+
+    def relay_heard(self) -> None:
+        """Count the relay reply streamed so far as heard (`heard`, marked `streamed`), as its
+        `last` token does: the caller cut in, or the session ended mid-reply."""
+        text = " ".join(self._relay_text.split())
+        self._relay_text = ""
+        if text:
+            self.heard.append(Heard(text, self._relay_voice, streamed=True))
+
     def _relay_ended(self, line: RelayLine) -> None:
+        self.relay_heard()
         waiting = self.waiting
         if waiting.kind != "relay":
             return
@@ -344,6 +370,8 @@ class SimulatedCall:
             duration = DEFAULT_DURATION if measured is None else measured
         self.params["CallStatus"] = status
         self.waiting = Waiting("ended")
+        if self.line is not None and not self.line.closed:
+            self.line.close()  # the caller is gone: Twilio closes the session's socket
         return self.post("/api/call-status", {"CallDuration": str(duration)})
 
     @property

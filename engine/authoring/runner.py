@@ -2,7 +2,10 @@
 
 Each flow file gets its own app on a fresh SQLite store in a temporary directory, with a
 scripted model (`engine.ai.scripted`) and a clock that starts at the scenario's `at` and moves
-only when Twilio would wait (a `<Pause>`) or a step says `wait`. A scenario that changes the
+only when Twilio would wait (a `<Pause>`) or a step says `wait`. A call on a ConversationRelay
+node talks over a real WebSocket to the same app, served on a local port
+(`engine.authoring.relay_caller`): `say`, `press`, `interrupt`, `silence` and `hangup` go over
+it, and its steps wait until the session has answered. A scenario that changes the
 flow's `vars` runs on a copy of the project with those vars written in, so it still goes through
 the loader like any edit would. A scenario is one call; its first failing step ends it, and the
 failure names the file and line, the scenario, the step and what differed.
@@ -33,13 +36,15 @@ from engine.ai.scripted import (
     Unscripted,
     scripted_voicing,
 )
+from engine.authoring.relay_caller import RelayCaller
 from engine.authoring.run_errors import template_failures
-from engine.authoring.transports import app_transport
+from engine.authoring.transports import LocalServer, app_transport
 from engine.calls.test_calls import mark_test_call
 from engine.flows.coverage import Coverage
 from engine.flows.model import Flow
 from engine.flows.scenarios import Expect, Scenario, ScenarioFile, Step
 from engine.flows.yamlread import read_file
+from engine.relay.simulator import RelayError
 from engine.runtime.context import values
 from engine.runtime.state import CallState
 from engine.settings import ENV_KEYS
@@ -52,11 +57,15 @@ DEFAULT_CALLED = "+15550001000"
 LOG_LINES = 5
 """Log lines of the engine kept with a failure (the rest is noise once the step is named)."""
 
+RELAY_ACTIONS = ("say", "press", "interrupt", "silence", "hangup")
+"""What a caller does on a relay session; a transfer or recording outcome is not one."""
+
 _WAITING = {
     "gather": "is waiting for the caller to speak or press keys",
     "dial": "is dialing a transfer (script its outcome with `dial: ...`)",
     "record": "is recording (script it with `record: SECONDS`)",
-    "relay": "is in a ConversationRelay session, which scenarios cannot drive yet",
+    "relay": "is in a ConversationRelay session (the caller can say, press, interrupt, stay "
+             "silent or hang up)",
     "ended": "has ended",
     "idle": "has not started",
 }
@@ -109,6 +118,10 @@ class Harness:
     responder: ScriptedResponder
     speech: SpeechFailures
     token: str
+    local: LocalServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.local = LocalServer(self.app)  # relay WebSockets; started by the first session
 
     @property
     def services(self) -> Services:
@@ -136,7 +149,8 @@ class Harness:
         return timed
 
     def close(self) -> None:
-        """Close the app's store."""
+        """Stop serving relay sockets and close the app's store."""
+        self.local.close()
         self.services.store.close()
 
 
@@ -279,6 +293,33 @@ def _act(call: SimulatedCall, step: Step) -> None:
         call.record(int(step.value))
     elif step.action == "hangup":
         call.hang_up()
+    elif step.action == "interrupt":
+        raise CallError("only a ConversationRelay session can be talked over; this call "
+                        f"waits for {call.waiting.kind}")
+
+
+TTS_ERROR = "TTS error: speech synthesis failed (a scripted tts_failure)"
+"""The `error` the simulated Twilio reports for a scripted tts_failure on a relay call."""
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def interrupt_problem(heard: str, spoken: str | None) -> str | None:
+    """Why a caller who talked over `spoken` (the last thing said to them; None: nothing)
+    cannot have heard `heard` of it, or None when `heard` is how it began (any case and
+    punctuation)."""
+    words = _words(heard)
+    if not words:
+        return None
+    if spoken is None:
+        return f"the caller cannot have heard {heard!r}: nothing was said to them yet"
+    said = _words(spoken)
+    if said[:len(words)] != words:
+        return (f"the caller cannot have heard {heard!r}: it is not how the last reply began "
+                f"({spoken!r})")
+    return None
 
 
 def _heard_text(call: SimulatedCall, since: int) -> str:
@@ -362,6 +403,15 @@ class ScenarioRun:
                                   from_=scenario.caller, clock=harness.clock)  # simulated time
         self.seen_event = 0
         self.failures: list[str] = []  # template_failures of the call, once it has ended
+        self.asked_before = 0
+        self.relay = RelayCaller(self.call, address=harness.local.address, store=self.store,
+                                 stop_early=self._unscripted)
+
+    def _unscripted(self) -> bool:
+        """The model was asked, during the step, for an answer the step does not script: the
+        session will not reply (the failure says why)."""
+        return any(asked.answered_with is None
+                   for asked in self.harness.responder.asked[self.asked_before:])
 
     @property
     def store(self) -> CallStore:
@@ -399,22 +449,53 @@ class ScenarioRun:
         harness.speech.pending = sum(entry.error == "tts_failure" for entry in step.model)
         asked_before, heard_before = len(harness.responder.asked), len(self.call.heard)
         dialed_before = len(self.call.dialed)
+        self.asked_before = asked_before
         what = "ring" if ring else step.action_text()
         try:
             if ring:
                 self.ring()
+            elif self.relay.in_session and step.action in RELAY_ACTIONS:
+                self._talk(step)
             else:
                 _act(self.call, step)
+            self.relay.connect()  # Twilio opens the session as soon as it reads <Connect>
         except CallError as error:
             raise StepFailed(step.line, f"{self._label(step, ring)}: the caller cannot {what} "
                              f"now: the call {_WAITING.get(self.call.waiting.kind, 'is busy')} "
                              f"({error})") from error
+        except RelayError as error:
+            raise StepFailed(step.line, f"{self._label(step, ring)}: the relay session did "
+                             f"not answer as Twilio expects: {error}") from error
         problems = self._model_problems(asked_before)
         if not problems:
             outcome = self._outcome(heard_before, dialed_before, ring)
             problems = check_expect(step.expect, outcome, self.flow, harness.clock())
         if problems:
             raise StepFailed(step.line, f"{self._label(step, ring)}: " + "; ".join(problems))
+
+    def _talk(self, step: Step) -> None:
+        """A step on a relay session: over its socket, then a scripted tts_failure reported
+        as Twilio reports one (an `error` about the speech)."""
+        if step.action == "say":
+            self.relay.say(str(step.value))
+        elif step.action == "press":
+            self.relay.press(str(step.value))
+        elif step.action == "interrupt":
+            heard = str(step.value)
+            spoken = next((item.text for item in reversed(self.call.heard) if item.text), None)
+            problem = interrupt_problem(heard, spoken)
+            if problem:
+                raise StepFailed(step.line, f"{step.describe()}: {problem}")
+            self.relay.interrupt(heard)
+        elif step.action == "silence":
+            state = self.store.get_state(self.call.call_sid)
+            node = self.flow.nodes.get(state.node) if state is not None else None
+            self.relay.silence(float(getattr(node, "timeout", 5)))
+        elif step.action == "hangup":
+            self.call.hang_up()
+        if self.harness.speech.pending and self.relay.in_session:
+            self.harness.speech.pending -= 1
+            self.relay.report_error(TTS_ERROR)
 
     @staticmethod
     def _label(step: Step, ring: bool) -> str:
@@ -457,7 +538,8 @@ class ScenarioRun:
                        waiting=_WAITING.get(self.call.waiting.kind, "is busy"), state=state)
 
     def finish(self) -> list[dict[str, Any]]:
-        """Send the status callback Twilio sends at the end; the call.node events of the call."""
+        """Send the status callback Twilio sends at the end (closing a relay session still
+        open); the call.node events of the call."""
         self.call.hang_up()
         events = self.store.events_after(0, self.call.call_sid, limit=100_000)
         self.failures = template_failures(events)

@@ -2,11 +2,13 @@
 
 Both send exactly what Twilio would (a signed, form-encoded POST) and time the round trip, so a
 call in the terminal or in a scenario goes through the same signature check and webhooks as a
-real one.
+real one. A ConversationRelay session needs a real WebSocket: `LocalServer` serves an app in
+process on a local port for it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from engine.simulator import HttpAnswer, Transport
 
@@ -76,3 +79,44 @@ def http_transport(url: str, params: Mapping[str, str],
         raise Unreachable(f"cannot reach {url}: {reason}") from error
     return HttpAnswer(status, body.decode("utf-8", "replace"), content_type,
                       time.perf_counter() - started)
+
+
+class _Unlogged(WSGIRequestHandler):
+    """The dev server's handler without its access log: the terminal shows the call itself."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class LocalServer:
+    """`app` served on 127.0.0.1 (werkzeug's threaded server, on a free port), started on the
+    first `address()`: where a call made in process opens its relay WebSockets. Webhooks keep
+    going through the test client; the socket reaches the same app, its store and services."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def address(self) -> str:
+        """`127.0.0.1:PORT`, serving from the first call on."""
+        with self._lock:
+            if self._server is None:
+                self._server = make_server("127.0.0.1", 0, self.app, threaded=True,
+                                           request_handler=_Unlogged)
+                # A short poll, so that close() returns at once.
+                self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                                name="phoney-local-server", daemon=True)
+                self._thread.start()
+            return f"127.0.0.1:{self._server.server_port}"
+
+    def close(self) -> None:
+        """Stop serving (nothing to do when it never started)."""
+        with self._lock:
+            server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=10)

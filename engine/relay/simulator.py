@@ -10,6 +10,8 @@ Messages are Twilio's (FACTS.md, "Twilio ConversationRelay"): `setup`, `prompt`,
 `interrupt` and `error` go out; `text`, `end` (and `play`, `sendDigits`, `language`) come in and
 are kept in `received`. `SimulatedCall` (engine/simulator.py) opens one when its call is
 connected to a relay and posts the `<Connect action>` with the handoff when the session ends.
+`barrier()` reads everything the server sent before it (a ping answered by its pong), and
+`on_text` sees each `text` token as it arrives (`flask call` prints them so).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 from twilio.request_validator import RequestValidator
@@ -71,18 +74,27 @@ class RelayLine:
         self.ended: str | None = None  # the handoffData of `end`
         self.closed = False
         self.on_end: Callable[[RelayLine], None] | None = None
+        self.on_text: Callable[[str, bool], None] | None = None  # (token, last) as they come
+        self._pongs: set[bytes] = set()
 
     @classmethod
     def connect(cls, url: str, auth_token: str, *, signed: bool = True,
                 headers: dict[str, str] | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> RelayLine:
+                timeout: float = DEFAULT_TIMEOUT, address: str | None = None) -> RelayLine:
         """Open the WebSocket at `url` with Twilio's signature (unless `signed=False`);
-        `HandshakeRefused` when the server refuses it."""
+        `HandshakeRefused` when the server refuses it. With `address` (`host:port`), the
+        socket is opened there instead, still signed over `url` and with its `Host`: an app
+        served on a local port whose TwiML names the host Twilio would connect to."""
         sent = dict(headers or {})
         if signed:
             sent["X-Twilio-Signature"] = signature(auth_token, url)
+        target, options = url, dict[str, Any]()
+        if address:
+            parts = urlsplit(url)
+            target = urlunsplit(("ws", address, parts.path, parts.query, ""))
+            options["host"] = parts.netloc
         try:
-            ws = websocket.create_connection(url, header=sent, timeout=timeout)
+            ws = websocket.create_connection(target, header=sent, timeout=timeout, **options)
         except websocket.WebSocketBadStatusException as error:
             raise HandshakeRefused(error.status_code) from error
         return cls(ws, url, timeout)
@@ -134,7 +146,7 @@ class RelayLine:
             return None
         self.ws.settimeout(max(0.001, self.timeout if timeout is None else timeout))
         try:
-            opcode, raw = self.ws.recv_data()
+            opcode, raw = self.ws.recv_data(control_frame=True)
         except websocket.WebSocketTimeoutException:
             return None
         except (websocket.WebSocketConnectionClosedException, OSError):
@@ -143,10 +155,18 @@ class RelayLine:
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             self.closed = True
             return None
+        if opcode == websocket.ABNF.OPCODE_PONG:
+            self._pongs.add(bytes(raw))
+            return None
+        if opcode == websocket.ABNF.OPCODE_PING:
+            return None  # answered by the client library
         message = json.loads(raw)
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             raise RelayError(f"the server sent a message Twilio rejects (64107): {raw!r:.200}")
         self.received.append(message)
+        if message["type"] == "text" and self.on_text is not None:
+            token = message.get("token")
+            self.on_text(token if isinstance(token, str) else "", message.get("last") is True)
         if message["type"] == "end":
             handoff = message.get("handoffData", "")
             if not isinstance(handoff, str):
@@ -195,6 +215,26 @@ class RelayLine:
                 reply.arrived.append(time.monotonic())
                 reply.last = message.get("last") is True
         return reply
+
+    def barrier(self, timeout: float | None = None) -> None:
+        """Read every message the server sent before now: a ping goes out and messages are
+        read until its pong comes back (the server writes the pong after them). Returns at
+        once when the socket is closed; RelayError when the pong does not come in time."""
+        if self.closed:
+            return
+        payload = secrets.token_hex(8).encode()
+        try:
+            self.ws.ping(payload)
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            self.closed = True
+            return
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while payload not in self._pongs and not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RelayError("the server did not answer a ping in time")
+            self.next_message(left)
+        self._pongs.discard(payload)
 
     def wait_end(self, timeout: float | None = None) -> str:
         """The handoffData of the session's `end`; RelayError when it does not come."""
