@@ -5,6 +5,13 @@ workers are threaded: a blocked request holds a thread, not a process. Size `thr
 calls you expect to be waiting on the model at once per worker: each holds a thread for about
 the model's time, so 100 turns released together on two workers of 32 threads queued 36 of them
 behind the others (bench/concurrency.py); an idle thread costs next to nothing.
+
+A ConversationRelay session (engine/web/relay.py) holds a thread for the whole conversation, so
+each worker also keeps `GUNICORN_RELAY_THREADS` for them. With the webhook threads alone (two
+workers of 64), 200 sessions did not fit: the 109th handshake waited for a thread that never came
+free, and so did a webhook that reached the same worker (bench/relay.py). With 200 more, 200
+sessions open at once on one machine and webhooks and event streams answer as with none
+(tests/relay/test_relay_many_sessions.py; figures in docs/benchmarks.md).
 """
 
 import multiprocessing
@@ -13,7 +20,18 @@ import os
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", "64"))
+# Threads for webhooks and dashboard event streams (SSE_STREAMS_PER_PROCESS is a quarter of these).
+webhook_threads = int(os.environ.get("GUNICORN_THREADS", "64"))
+# Threads for ConversationRelay sessions, on top: a live session holds its thread (and a reader
+# thread of simple-websocket's, outside the pool) for as long as the caller talks. Connections
+# are not spread evenly over the workers (whichever is awake accepts), so each worker gets room
+# for the machine's sessions, not a share of them: 200 sessions on one worker still leave it its
+# webhook threads. gthread starts a thread only when no idle one is left, so unused room costs
+# nothing; in use a session costs about 0.5 MB and two threads (bench/relay.py).
+relay_threads = int(os.environ.get("GUNICORN_RELAY_THREADS", "200"))
+threads = webhook_threads + relay_threads
+# Connections a worker holds at once: every thread busy, and as many idle keep-alive ones.
+worker_connections = threads + 1000
 timeout = 30  # longer than any webhook may take; Twilio stops waiting at 15 s
 graceful_timeout = 20
 keepalive = 5  # Twilio and proxies reuse connections
