@@ -23,7 +23,8 @@ from engine.calls.library import Pinned
 from engine.calls.limits import ModelBudget, over_ceiling
 from engine.calls.relay_voice import connect_relay
 from engine.calls.service import CallService
-from engine.flows.model import AiNode
+from engine.flows.model import AiNode, SayNode
+from engine.runtime.context import TemplateFailure, render_text, values
 from engine.runtime.state import (
     Action,
     AskModel,
@@ -37,8 +38,10 @@ from engine.runtime.state import (
     Resume,
     Say,
     Silence,
+    SpeechFailed,
 )
 from engine.runtime.step import step
+from engine.runtime.templates import is_template
 from engine.store import NewEvent, StepConflict
 from engine.twiml import render
 
@@ -49,6 +52,8 @@ MAX_HANDOFF_CHARS = 8192
 """What a handoff may hold: an utterance (2000 characters at most) and a few names."""
 MAX_UTTERANCE = 2000
 """Characters of one prompt kept, as a <Gather> turn's SpeechResult is cut."""
+HOLD_LINE = "One moment, please."
+"""What a rate-limited session says before it asks again, when its hold node has no text."""
 
 STAYS = (Emit, Say, AskModel, Converse)
 """The actions a session carries out itself; any other (a hang-up, a dial, a pause, a
@@ -90,6 +95,9 @@ def encode_event(event: Event) -> dict[str, Any]:
     if isinstance(event, Failed):
         return {"type": "failed", "kind": event.kind, "detail": event.detail[:500],
                 "retry_after": event.retry_after}
+    if isinstance(event, SpeechFailed):
+        return {"type": "speech_failed", "node": event.node, "cause": event.cause,
+                "detail": event.detail[:300]}
     return {"type": "resume"}
 
 
@@ -124,9 +132,30 @@ def decode_event(data: Any, now: float) -> Event | None:
         if failure not in ("network", "rate_limit", "ai_failure"):
             return None
         return Failed(now, failure, _text(data, "detail", 500), float(retry_after))
+    if kind == "speech_failed":
+        return SpeechFailed(now, _text(data, "node", 100), _text(data, "cause", 40) or "relay",
+                            _text(data, "detail", 300))
     if kind == "resume":
         return Resume(now)
     return None
+
+
+def hold_line(call: RelayCall, now: float) -> str:
+    """What a session says before it asks a rate-limited model again: the text of the hold
+    node the node's `rate_limit` edge leads to (a `say` node), else `HOLD_LINE`."""
+    policy = call.node.on_error.get("rate_limit")
+    flow = call.pinned.flow
+    target = flow.nodes.get(policy.then) if policy is not None and policy.then else None
+    if isinstance(target, SayNode) and target.text:
+        text = target.text.strip()
+        if is_template(text):
+            try:
+                text = render_text(text, values(flow, call.state, now), f"nodes.{target.id}.text")
+            except TemplateFailure:
+                text = ""
+        if text:
+            return text
+    return HOLD_LINE
 
 
 def handoff(call: RelayCall, event: Event | None, reason: str = "") -> str:

@@ -14,8 +14,21 @@ and a `send` that writes one JSON message back, and closes it when the socket go
   heard (`utteranceUntilInterrupt`); a new prompt while a reply streams interrupts it too.
 - Every way out of the node (a route, an exit the model took, a limit, an error edge) ends the
   session with `end` and a `handoffData` naming the event, for the `<Connect action>` webhook
-  to step (`engine.calls.relay.handoff`). Retries and the fallback personality stay inside.
+  to step (`engine.calls.relay.handoff`). Retries and the fallback personality stay inside:
+  a `network` or `rate_limit` retry backs off first (no sooner than a short Retry-After), and a
+  `rate_limit` retry says the hold line first (`hold_line`), so the caller is not left in
+  silence.
+- Silence is measured from the end of what the caller was last told (the greeting, a reply, a
+  reprompt), allowing for the time it takes to say it: once the node's `timeout` has passed
+  with no prompt, digit or interruption, it is stepped as a `<Gather>` timeout is (the
+  node's `no_input` reprompt, then its edge). The shell drives the clock: it calls `tick`
+  at least every `due_in` seconds.
+- A Twilio `error` about speech (its text-to-speech provider failed) ends the session with a
+  speech failure, which the `<Connect action>` answers with `<Gather>` and the Twilio voice
+  for the rest of the node (the node's `tts_failure` strategy). Other errors are recorded.
 - Malformed messages, unknown types and messages before `setup` are logged and survived.
+- The session's own events: `call.relay` when it connects (`status: connected`), ends
+  (`ended`, with why) or loses its socket (`closed`), besides the turns' usual events.
 """
 
 from __future__ import annotations
@@ -32,8 +45,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.ai.model import ModelResponder, backoff
-from engine.calls.relay import MAX_UTTERANCE, RelayCall, RelayTurns, Turn, handoff
+from engine import logs
+from engine.ai.model import RETRY_AFTER_CAP, ModelResponder, backoff
+from engine.calls.relay import (
+    MAX_UTTERANCE,
+    RelayCall,
+    RelayTurns,
+    Turn,
+    encode_event,
+    handoff,
+    hold_line,
+)
 from engine.relay.chunks import Chunker
 from engine.runtime.state import (
     Action,
@@ -45,6 +67,8 @@ from engine.runtime.state import (
     Interrupted,
     Replied,
     Say,
+    Silence,
+    SpeechFailed,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +81,23 @@ MAX_ROUNDS = 6
 """Model requests one turn may make, retries and the fallback personality included."""
 STOP_WAIT = 10.0
 """Seconds a new turn waits for an interrupted reply to finish stepping."""
+SPOKEN_WORD = 0.35
+"""Seconds a word takes to say, about: silence counts from when a text has been said, and
+Twilio does not tell when that is."""
+IDLE = 1.0
+"""The longest the shell waits between `tick`s with nothing due."""
+POLL = 0.1
+"""How soon the shell ticks again while a reply is being written (its end starts the clock)."""
+SPEECH_ERROR = re.compile(r"\b(tts|text[- ]to[- ]speech|synthes\w*|voice)\b", re.IGNORECASE)
+RECOGNITION_ERROR = re.compile(r"\b(asr|stt|speech[- ]to[- ]text|transcri\w*|recogni\w*)\b",
+                               re.IGNORECASE)
+"""What tells an `error` about Twilio's speech (its text-to-speech provider) from one about
+recognising the caller, which no voice of ours can help."""
+
+
+def about_speech(description: str) -> bool:
+    """Whether a ConversationRelay `error`'s description is about making speech."""
+    return bool(SPEECH_ERROR.search(description)) and not RECOGNITION_ERROR.search(description)
 
 
 @dataclass
@@ -68,6 +109,7 @@ class _Reply:
     sent: str = ""
     interrupted: bool = False
     complete: bool = False  # all of it was sent (`last` went out): too late to interrupt
+    first_sent: float | None = None  # monotonic time of its first text token
     outcome: str | Failed | None = None  # the exit the model took, or how it failed
 
 
@@ -75,13 +117,11 @@ class RelaySession:
     """Twilio's side of one session, spoken to through `receive`; see the module."""
 
     def __init__(self, turns: RelayTurns, send: Send, *, expected_call: str = "",
-                 rng: random.Random | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 rng: random.Random | None = None) -> None:
         self.turns = turns
         self._send = send
         self.expected_call = expected_call
         self.rng = rng or random.Random()
-        self.sleep = sleep
         self.key = secrets.token_hex(6)  # this session's request keys: relay:<key>:<n>
         self.call: RelayCall | None = None
         self.done = False  # `end` was sent (or the session was refused): the shell closes
@@ -90,6 +130,7 @@ class RelaySession:
         self._send_lock = threading.Lock()
         self._reply: _Reply | None = None
         self._count = 0
+        self._silence_at: float | None = None  # monotonic; None: not listening for silence
 
     # -- messages in -----------------------------------------------------------------------------
 
@@ -111,17 +152,16 @@ class RelaySession:
         elif self.call is None:
             log.warning("relay session: %r before setup; ignored", kind[:20])
         elif kind == "prompt":
-            if message.get("last", True) is not False:  # partial prompts wait for the last
+            if message.get("last", True) is not False:
                 self._prompt(message)
+            else:  # a partial prompt waits for the last; the caller is talking meanwhile
+                self._silence_at = None
         elif kind == "dtmf":
             self._dtmf(message)
         elif kind == "interrupt":
             self._interrupt(message)
         elif kind == "error":
-            description = message.get("description")
-            text = description[:300] if isinstance(description, str) else ""
-            log.warning("call %s: ConversationRelay error: %s", self.call.state.call_sid, text)
-            self.turns.record(self.call, "call.error", {"kind": "relay", "detail": text})
+            self._error(message)
         elif kind != "info":
             log.info("relay session: unknown message type %r; ignored", kind[:20])
 
@@ -131,6 +171,48 @@ class RelaySession:
         if reply is not None and reply.thread is not None:
             reply.stop.set()
             reply.thread.join(timeout=STOP_WAIT)
+        self._silence_at = None
+        if not self.done and self.call is not None:
+            self.turns.record(self.call, "call.relay", {"status": "closed",
+                                                        "session": self.key})
+
+    # -- the session's own clock -----------------------------------------------------------------
+
+    def due_in(self) -> float:
+        """Seconds until the session next has something to do on its own: the shell calls
+        `tick` again within them (at most `IDLE`; `POLL` while a reply is being written)."""
+        if self.done:
+            return IDLE
+        at = self._silence_at
+        if at is not None:
+            return max(0.0, min(IDLE, at - time.monotonic()))
+        return POLL if self._replying() else IDLE
+
+    def tick(self) -> None:
+        """Do what is due: step the caller's silence once the node's `timeout` has passed
+        since they were last told something, with no answer."""
+        at = self._silence_at
+        if at is None or self.done or time.monotonic() < at or self._replying():
+            return
+        with self._turn_lock:
+            if self._silence_at != at or self.done or self.call is None:
+                return  # the caller answered meanwhile
+            self._silence_at = None
+            event = Silence(self.turns.clock())
+            self._apply(self.turns.step(self.call, event, self._request_key()), event)
+
+    def _replying(self) -> bool:
+        reply = self._reply
+        return reply is not None and reply.thread is not None and reply.thread.is_alive()
+
+    def _listen(self, spoken: str, since: float | None = None) -> None:
+        """The caller's turn has begun: silence counts once `spoken` (sent from `since`, else
+        now) has been said."""
+        if self.done or self.call is None:
+            return
+        now = time.monotonic()
+        said = (now if since is None else since) + len(spoken.split()) * SPOKEN_WORD
+        self._silence_at = max(now, said) + self.call.node.timeout
 
     # -- the turns -----------------------------------------------------------------------------
 
@@ -148,7 +230,14 @@ class RelaySession:
             self._refuse(call_sid, found)
             return
         self.call = found
+        if not logs.call_sid.get():  # the URL named no call: tag the session's lines now
+            logs.push(call_sid, logs.route.get())
         log.info("call %s: relay session on '%s'", call_sid, found.node.id)
+        self.turns.record(found, "call.relay", {"status": "connected", "session": self.key})
+        history = found.state.history
+        # Twilio says the welcome greeting (the node's opening) as the session starts.
+        greeting = history[-1].text if history and history[-1].role == "agent" else ""
+        self._listen(greeting)
 
     def _prompt(self, message: dict[str, Any]) -> None:
         text = message.get("voicePrompt")
@@ -164,6 +253,7 @@ class RelaySession:
     def _interrupt(self, message: dict[str, Any]) -> None:
         heard = message.get("utteranceUntilInterrupt")
         duration = message.get("durationUntilInterruptMs")
+        self._silence_at = None
         self._stop_reply(interrupted=True)
         with self._turn_lock:
             if self.done or self.call is None:
@@ -175,11 +265,30 @@ class RelaySession:
 
     def _turn(self, event: Heard) -> None:
         """A caller's turn: a reply still going is cut off first (they are talking)."""
+        self._silence_at = None
         self._stop_reply(interrupted=True)
         with self._turn_lock:
             if self.done or self.call is None:
                 return
+            self._silence_at = None
             self._apply(self.turns.step(self.call, event, self._request_key()), event)
+
+    def _error(self, message: dict[str, Any]) -> None:
+        """Twilio's `error`: about speech, the node goes on by `<Gather>` in the Twilio voice
+        (the session ends with a speech failure); else recorded, and the session goes on."""
+        assert self.call is not None
+        description = message.get("description")
+        text = " ".join(description.split())[:300] if isinstance(description, str) else ""
+        log.warning("call %s: ConversationRelay error: %s", self.call.state.call_sid, text)
+        if not about_speech(text):
+            self.turns.record(self.call, "call.error", {"kind": "relay", "detail": text})
+            return
+        self._silence_at = None
+        self._stop_reply(interrupted=False)
+        with self._turn_lock:
+            if self.done or self.call is None:
+                return
+            self._end(SpeechFailed(self.turns.clock(), self.call.node.id, "relay", text))
 
     def _apply(self, turn: Turn, event: Event) -> None:
         """Carry out a stepped turn (the turn lock held): hand off, or speak and reply."""
@@ -192,15 +301,20 @@ class RelaySession:
             return
         self.call = turn.call
         ask: AskModel | None = None
+        said: list[str] = []
         for action in turn.actions:
             if isinstance(action, Say) and not isinstance(event, Replied):
                 self._text(action.text, last=True)  # a reprompt: the reply's own was streamed
+                said.append(action.text)
             elif isinstance(action, Converse) and action.greeting:
                 self._text(action.greeting, last=True)  # the node entered again by a route
+                said.append(action.greeting)
             elif isinstance(action, AskModel):
                 ask = action
         if ask is not None:
             self._start_reply(ask)
+        elif not isinstance(event, Replied):  # a reply's own end starts the clock (the thread)
+            self._listen(" ".join(said))
 
     def _stop_reply(self, interrupted: bool) -> None:
         reply = self._reply
@@ -211,6 +325,7 @@ class RelaySession:
         reply.thread.join(timeout=STOP_WAIT)
 
     def _start_reply(self, ask: AskModel) -> None:
+        self._silence_at = None
         reply = _Reply()
         context = contextvars.copy_context()  # its log lines carry the call
         reply.thread = threading.Thread(target=context.run, args=(self._run_reply, reply, ask),
@@ -229,13 +344,19 @@ class RelaySession:
     def _reply_rounds(self, reply: _Reply, ask: AskModel) -> None:
         """Ask the model until it answers or the node's error strategy gives up."""
         budget = self.turns.budget()
+        failed: Failed | None = None  # the failure the request is asked again for
         for _ in range(MAX_ROUNDS):
             with self._turn_lock:
                 call = self.call
             if call is None or self.done:
                 return
-            if ask.attempt > 0:
-                self.sleep(backoff(ask.attempt, self.rng))
+            if ask.attempt > 0 and failed is not None and failed.kind in ("network",
+                                                                          "rate_limit"):
+                # Backoff with jitter, and no sooner than a short Retry-After allows; a caller
+                # who talks meanwhile stops the wait (their turn takes over).
+                wait = max(backoff(ask.attempt, self.rng),
+                           min(RETRY_AFTER_CAP, call.state.hold_until - self.turns.clock()))
+                reply.stop.wait(wait)
             if reply.stop.is_set():
                 return
             refused = budget.refuse(call.state, ask, self.turns.clock())
@@ -250,10 +371,15 @@ class RelaySession:
                 if self.done or self.call is None:
                     return
                 nxt = self._after_reply(outcome, news)
+                if nxt is None and not reply.stop.is_set():
+                    self._listen(reply.sent, reply.first_sent)
             if nxt is None:
                 return
+            failed = outcome if isinstance(outcome, Failed) else None
             ask = nxt
         log.error("relay session %s: too many model rounds in one turn", self.key)
+        with self._turn_lock:
+            self._listen(reply.sent, reply.first_sent)
 
     def _after_reply(self, outcome: Replied | Failed,
                      news: tuple[Action, ...]) -> AskModel | None:
@@ -266,7 +392,10 @@ class RelaySession:
                 self._apply(turn, outcome)
                 return None
             self.call = turn.call
-            return next((a for a in turn.actions if isinstance(a, AskModel)), None)
+            again = next((a for a in turn.actions if isinstance(a, AskModel)), None)
+            if again is not None and outcome.kind == "rate_limit":
+                self._hold(turn.call)
+            return again
         exit_ = outcome.exit
         if outcome.text:
             spoken = Replied(outcome.now, outcome.text, personality=outcome.personality,
@@ -302,7 +431,7 @@ class RelaySession:
             if piece:
                 self._text(piece, last=False, reply=reply)
                 if first_sent is None:
-                    first_sent = time.monotonic()
+                    first_sent = reply.first_sent = time.monotonic()
             if chunker.full:
                 break
         outcome = reply.outcome
@@ -316,7 +445,7 @@ class RelaySession:
                 self._text(rest, last=True, reply=reply)
                 reply.complete = True
                 if first_sent is None:
-                    first_sent = time.monotonic()
+                    first_sent = reply.first_sent = time.monotonic()
         text = reply.sent.strip()
         if failure is not None and not text:
             return failure
@@ -397,10 +526,22 @@ class RelaySession:
             reply.sent += token
         self.send({"type": "text", "token": token, "last": last})
 
+    def _hold(self, call: RelayCall) -> None:
+        """Say the hold line before a rate-limited request is made again (turn lock held)."""
+        line = hold_line(call, self.turns.clock())
+        self._text(line, last=True)
+        self.turns.record(call, "call.say", {"text": line, "personality": call.state.personality,
+                                             "hold": True})
+
     def _end(self, event: Event | None, reason: str = "") -> None:
         """End the session, handing `event` (None: carry on) to the `<Connect action>`."""
         assert self.call is not None
         self.done = True
+        self._silence_at = None
+        why = encode_event(event)["type"] if event is not None else "resume"
+        self.turns.record(self.call, "call.relay", {
+            "status": "ended", "session": self.key, "handoff": why,
+            **({"reason": reason} if reason else {})})
         self.send({"type": "end", "handoffData": handoff(self.call, event, reason)})
 
     def _refuse(self, call_sid: str, reason: str) -> None:

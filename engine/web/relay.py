@@ -3,7 +3,9 @@
 Twilio opens it with an `X-Twilio-Signature` over the WebSocket URL it connects to, signed like
 a webhook with no parameters: the handshake is refused (403, before any upgrade) without a valid
 one. Once open, every message goes to a `RelaySession` (engine/relay/session.py), whose replies
-are written back as JSON; the socket is closed once the session has sent its `end`. It works
+are written back as JSON; between messages the loop wakes when the session has something due
+(`due_in`, `tick`: a caller's silence), and the socket is closed once the session has sent its
+`end`. It works
 under the dev server and under gunicorn's threaded workers: a session holds one worker thread
 for as long as the caller talks (see README "Deploying").
 """
@@ -33,8 +35,6 @@ sock = Sock()
 
 MAX_MESSAGE_BYTES = 256 * 1024
 """The largest message a session reads (a prompt is at most a few kB; 100 kB is survived)."""
-IDLE_SECONDS = 1.0
-"""How often the session's loop wakes with nothing received (to notice a finished session)."""
 PING_SECONDS = 25
 """Pings keep proxies from closing a quiet session."""
 
@@ -84,9 +84,10 @@ def relay_socket(ws: Any) -> None:
                            expected_call=request.args.get("call", ""))
     try:
         while not session.done:
-            raw = ws.receive(timeout=IDLE_SECONDS)
+            raw = ws.receive(timeout=session.due_in())
             if raw is not None:
                 session.receive(raw)
+            session.tick()
     except ConnectionClosed:
         log.info("relay session %s: Twilio closed the socket", session.key)
     finally:
