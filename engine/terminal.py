@@ -14,7 +14,13 @@ A line the caller types (or a script holds):
     !hangup       the caller hangs up
     !no-answer    how a transfer ends: !answered, !busy, !no-answer, !failed, !canceled
     !record 10    a recording 10 seconds long
+    !text         on a ConversationRelay call: the caller talks over the reply, having heard
+                  `text` of it (how it began; `!` alone: nothing)
     # a comment   (scripts only: `#` and a space) skipped
+
+On a relay ai node the call converses over the session's WebSocket (`engine.authoring.
+relay_caller`; in process the app is served on a local port for it): a line is a `prompt`, keys
+are `dtmf`, and the reply is printed as its tokens arrive.
 
 End of input (Ctrl-D, or the end of the script) hangs up. Either way the call ends with the status
 callback Twilio sends, whose CallDuration is the call's real length.
@@ -38,11 +44,13 @@ from urllib.parse import quote
 
 from flask import Flask
 
+from engine.authoring.relay_caller import RelayCaller
 from engine.authoring.run_errors import template_failures
-from engine.authoring.runner import epoch
-from engine.authoring.transports import app_transport, http_transport
+from engine.authoring.runner import epoch, interrupt_problem
+from engine.authoring.transports import LocalServer, app_transport, http_transport
 from engine.calls.test_calls import mark_test_call
 from engine.flows.schema import did_you_mean
+from engine.relay.simulator import HandshakeRefused, RelayError
 from engine.simulator import CallError, Heard, SimulatedCall, Transport
 from engine.store import CallStore, StoredEvent
 from engine.web.services import Services
@@ -54,6 +62,10 @@ DIAL_OUTCOMES = {"answered": "completed", "completed": "completed", "busy": "bus
 KEYPAD = frozenset("0123456789*#")
 RECORD_DEFAULT = 5
 DIAL_PROMPT = "answered/busy/no-answer/failed? [answered] "
+SILENCE_SECONDS = 5.0
+"""The silence a relay session is given to notice (an ai node's default `timeout`)."""
+RELAY_HINT = ("(a ConversationRelay session: replies stream as they are written; !TEXT talks "
+              "over the reply, having heard TEXT of it)")
 
 
 class ScriptError(ValueError):
@@ -62,7 +74,8 @@ class ScriptError(ValueError):
 
 @dataclass(frozen=True)
 class Turn:
-    """What the caller does: say, silence, press, hangup, dial (status) or record (seconds)."""
+    """What the caller does: say, silence, press, hangup, dial (status), record (seconds) or,
+    on a relay call, interrupt (having heard `value` of the reply)."""
 
     kind: str
     value: str = ""
@@ -72,8 +85,8 @@ class Turn:
         """The turn as the timings show it: `say 'hi'`, `#12`, `dial busy`, `record 10`,
         `silence`.
         """
-        if self.kind == "say":
-            return f"say {self.value!r}"
+        if self.kind in ("say", "interrupt"):
+            return f"{self.kind} {self.value!r}"
         if self.kind == "press":
             return f"#{self.value}"
         if self.kind in ("dial", "record"):
@@ -81,8 +94,9 @@ class Turn:
         return self.kind
 
 
-def parse_line(line: str) -> Turn:
-    """A caller's line, whatever the call waits for (`check_turn` says if it fits)."""
+def parse_line(line: str, waiting: str = "") -> Turn:
+    """A caller's line, whatever the call waits for (`check_turn` says if it fits); while it
+    waits on a relay session, `!` and text other than a command is an interruption."""
     text = line.strip()
     if not text:
         return Turn("silence")
@@ -93,6 +107,8 @@ def parse_line(line: str) -> Turn:
         return Turn("press", digits)
     if text.startswith("!"):
         command, _, argument = text[1:].strip().partition(" ")
+        if waiting == "relay" and command not in ("hangup", "record", *DIAL_OUTCOMES):
+            return Turn("interrupt", text[1:].strip())
         if command == "hangup":
             return Turn("hangup")
         if command in DIAL_OUTCOMES:
@@ -114,7 +130,8 @@ def check_turn(turn: Turn, waiting: str, listens_for: str = "speech dtmf",
     `listens_for` is the waiting <Gather>'s `input` attribute; `shown` the line as typed.
     """
     allowed = {"gather": ("say", "silence", "press"), "dial": ("dial",),
-               "record": ("record",)}.get(waiting, ())
+               "record": ("record",),
+               "relay": ("say", "silence", "press", "interrupt")}.get(waiting, ())
     if turn.kind == "say" and waiting == "gather" and "speech" not in listens_for:
         raise ScriptError("this question takes keypad input only: type # and the keys, e.g. #1")
     if turn.kind == "press" and waiting == "gather" and "dtmf" not in listens_for:
@@ -125,7 +142,9 @@ def check_turn(turn: Turn, waiting: str, listens_for: str = "speech dtmf",
                        "or # and keys (#1)",
              "dial": "the call is dialing a transfer: how does it end? !answered, !busy, "
                      "!no-answer or !failed",
-             "record": "the call is recording: type !record and the seconds, e.g. !record 10"}
+             "record": "the call is recording: type !record and the seconds, e.g. !record 10",
+             "relay": "it is the caller's turn in a relay session: type what they say, # and "
+                      "keys (#1), or ! and what they heard of the reply to talk over it"}
     raise ScriptError(f"'{shown or turn.label()}' does not fit here: "
                       f"{hints.get(waiting, 'the call has ended')}")
 
@@ -208,15 +227,28 @@ def path_line(events: Sequence[StoredEvent]) -> str | None:
 
 @dataclass
 class TurnTiming:
-    """The webhooks one caller turn caused: (last URL segment, round-trip seconds) each."""
+    """The webhooks one caller turn caused: (last URL segment, round-trip seconds) each; on a
+    relay session, when the reply's first and last text tokens came, seconds after the turn
+    began (None: no reply)."""
 
     label: str
     webhooks: list[tuple[str, float]] = field(default_factory=list)
+    first_text: float | None = None
+    last_text: float | None = None
 
     @property
     def total(self) -> float:
-        """Seconds of all the turn's webhooks together."""
-        return sum(seconds for _, seconds in self.webhooks)
+        """Seconds of all the turn's webhooks together, and of its streamed reply."""
+        return sum(seconds for _, seconds in self.webhooks) + (self.last_text or 0.0)
+
+    def parts(self) -> list[str]:
+        """`incoming-call 7 ms`, `first text 12 ms`, ...: what the turn's time went on."""
+        parts = [f"{name} {_ms(seconds)}" for name, seconds in self.webhooks]
+        if self.first_text is not None:
+            parts.append(f"first text {_ms(self.first_text)}")
+        if self.last_text is not None and self.last_text != self.first_text:
+            parts.append(f"last text {_ms(self.last_text)}")
+        return parts
 
 
 def _ms(seconds: float) -> str:
@@ -229,9 +261,9 @@ def timing_lines(turns: Sequence[TurnTiming], events: Sequence[StoredEvent]) -> 
     """
     lines = ["timings (webhook round trips per turn):"]
     for turn in turns:
-        detail = ", ".join(f"{name} {_ms(seconds)}" for name, seconds in turn.webhooks)
+        detail = ", ".join(turn.parts())
         label = turn.label if len(turn.label) <= 30 else turn.label[:29] + "…"
-        lines.append(f"  {label:<30} {_ms(turn.total):>8}  ({detail})")
+        lines.append(f"  {label:<30} {_ms(turn.total):>8}" + (f"  ({detail})" if detail else ""))
     every = [seconds for turn in turns for _, seconds in turn.webhooks]
     if every:
         lines.append(f"  {len(every)} webhooks: median {_ms(statistics.median(every))}, "
@@ -242,9 +274,11 @@ def timing_lines(turns: Sequence[TurnTiming], events: Sequence[StoredEvent]) -> 
         data = dict(event.data)
         node = data.pop("node", "?")
         offline = " (offline)" if data.pop("offline", False) else ""
+        relay = ", relay" if data.pop("transport", "") == "relay" else ""
+        interrupted = ", interrupted" if data.pop("interrupted", 0) else ""
         parts = ", ".join(f"{name} {value:.2f} s" for name, value in data.items()
                           if isinstance(value, (int, float)) and not isinstance(value, bool))
-        lines.append(f"  model on {node}{offline}: {parts}")
+        lines.append(f"  model on {node}{offline}{relay}: {parts}{interrupted}")
     return lines
 
 
@@ -255,29 +289,70 @@ class TerminalCall:
 
     def __init__(self, call: SimulatedCall, caller: CallerInput, echo: Echo,
                  on_ring: Callable[[], None] | None = None,
-                 store: CallStore | None = None) -> None:
+                 store: CallStore | None = None, relay: RelayCaller | None = None,
+                 write: Echo | None = None) -> None:
         self.call = call
         self.store = store  # where the call's events are, to show what failed as it happens
         self.seen_event = 0
         self.on_ring = on_ring  # once the call has rung (marks it a test call)
         self.caller = caller
         self.echo = echo
+        # Writes without a newline, to print a relay reply token by token; without one, the
+        # reply is printed whole once it is done.
+        self.write = write
+        self.line = ""  # the agent's line being streamed
         self.shown = 0
         self.turns: list[TurnTiming] = []
         self.status_sent = False
+        self.relay = relay or RelayCaller(call)
+        self.streaming = False  # a reply's tokens are being printed on the current line
+        self.hinted = False
+        self.turn_started = time.monotonic()
+        self.first_text: float | None = None
+        self.last_text: float | None = None
+        call.on_relay_text = self._token
+
+    def _token(self, token: str, last: bool) -> None:
+        """Print a relay reply as it comes: the first token opens the agent's line."""
+        now = time.monotonic() - self.turn_started
+        self.first_text = now if self.first_text is None else self.first_text
+        self.last_text = now
+        if not self.streaming:
+            verb = self.call.waiting.verb
+            voice = verb.get("voice", "") if verb is not None else ""
+            self.streaming, token = True, token.lstrip()
+            self._put(f"  agent [{voice or 'relay voice'}, relay]: ")
+        self._put(token)
+        if last:
+            self._end_line()
+
+    def _put(self, text: str) -> None:
+        self.line += text
+        if self.write is not None and text:
+            self.write(text)
+
+    def _end_line(self) -> None:
+        if self.streaming:
+            self.echo("" if self.write is not None else self.line.rstrip())
+            self.streaming, self.line = False, ""
 
     def _timed(self, label: str, action: Callable[[], object]) -> None:
         before = len(self.call.exchanges)
+        self.turn_started, self.first_text, self.last_text = time.monotonic(), None, None
         try:
             action()
         finally:
+            self._end_line()  # a reply cut short, or a session that ended mid-reply
             self.turns.append(TurnTiming(label, [
                 (exchange.url.split("?")[0].rsplit("/", 1)[-1], exchange.answer.seconds)
-                for exchange in self.call.exchanges[before:]]))
+                for exchange in self.call.exchanges[before:]], self.first_text, self.last_text))
 
     def show(self) -> None:
-        """Print what the caller has heard since the last call, once each."""
-        for line in heard_lines(self.call.heard[self.shown:]):
+        """Print what the caller has heard since the last call, once each (a relay reply was
+        printed as it streamed), and connect a relay session the call now waits for."""
+        self._end_line()
+        fresh = [item for item in self.call.heard[self.shown:] if not item.streamed]
+        for line in heard_lines(fresh):
             self.echo(line)
         self.shown = len(self.call.heard)
         if self.store is not None and self.call.call_sid:
@@ -286,6 +361,11 @@ class TerminalCall:
                 self.seen_event = events[-1].id
             for line in template_failures(events):
                 self.echo(f"  ! {line}")
+        if self.relay.in_session:
+            self.relay.connect()
+            if not self.hinted and not self.caller.scripted:
+                self.hinted = True
+                self.echo(RELAY_HINT)
 
     def run(self, incoming_path: str) -> None:
         """Ring, then follow the caller's lines until the call ends; always end it properly."""
@@ -314,6 +394,8 @@ class TerminalCall:
                 self._timed("status callback", self.call.hang_up)
             except (CallError, ConnectionError) as error:
                 self.echo(f"  (the status callback failed: {describe_error(error)})")
+            finally:
+                self.relay.close()
 
     def _next_turn(self) -> Turn | None:
         waiting = self.call.waiting
@@ -334,7 +416,7 @@ class TerminalCall:
     def _interpret(self, line: str, waiting: str, seconds: int) -> Turn:
         """A line as a turn; at the keyboard, a transfer or recording needs no `!`."""
         if self.caller.scripted or line.strip().startswith("!"):
-            return parse_line(line)
+            return parse_line(line, waiting)
         if waiting == "dial":
             outcome = line.strip() or "answered"
             if outcome not in DIAL_OUTCOMES:
@@ -342,7 +424,7 @@ class TerminalCall:
             return Turn("dial", outcome)
         if waiting == "record":
             return Turn("record", seconds=seconds)
-        return parse_line(line)
+        return parse_line(line, waiting)
 
     def _read(self, waiting: str) -> tuple[str | None, int]:
         """The caller's next line, and the seconds it took (a recording's length)."""
@@ -359,7 +441,9 @@ class TerminalCall:
         return self.caller.read("you> "), 0
 
     def _act(self, turn: Turn) -> None:
-        if turn.kind == "say":
+        if self.relay.in_session:
+            self._talk(turn)
+        elif turn.kind == "say":
             self.call.say(turn.value)
         elif turn.kind == "silence":
             self.call.silence()
@@ -370,6 +454,23 @@ class TerminalCall:
         elif turn.kind == "record":
             self.call.record(turn.seconds)
             self.echo(f"  (recorded {turn.seconds} s)")
+
+    def _talk(self, turn: Turn) -> None:
+        """A turn on a relay session, over its socket."""
+        if turn.kind == "say":
+            self.relay.say(turn.value)
+        elif turn.kind == "press":
+            self.relay.press(turn.value)
+        elif turn.kind == "interrupt":
+            spoken = next((item.text for item in reversed(self.call.heard) if item.text), None)
+            problem = interrupt_problem(turn.value, spoken)
+            if problem:  # Twilio would not say so: only what was said can have been heard
+                self.echo(f"  (note: {problem})")
+            self.relay.interrupt(turn.value)
+            self.echo(f"  (you talked over the reply after {turn.value!r})" if turn.value
+                      else "  (you talked over the reply before hearing any of it)")
+        elif turn.kind == "silence":
+            self.relay.silence(SILENCE_SECONDS)
 
     def summary(self, store: CallStore | None, where: str) -> list[str]:
         """The path through the graph and the timings, from the store's events."""
@@ -390,6 +491,10 @@ def describe_error(error: Exception) -> str:
     if isinstance(error, CallError):
         hint = " (is TWILIO_AUTH_TOKEN the server's token?)" if "HTTP 403" in str(error) else ""
         return f"the server's answer is not what Twilio accepts: {error}{hint}"
+    if isinstance(error, RelayError):
+        refused = isinstance(error, HandshakeRefused) and error.status == 403
+        hint = " (is TWILIO_AUTH_TOKEN the server's token?)" if refused else ""
+        return f"the relay session did not go as Twilio expects: {error}{hint}"
     return str(error)
 
 
@@ -478,17 +583,25 @@ def call_in_terminal(app: Flask, options: CallOptions, echo: Echo, stdin: TextIO
     # In process the call is in this app's store: mark it a test call for the dashboard.
     on_ring = None if options.url else partial(
         mark_test_call, found.recorder, call.call_sid, "flask call", found.call_service.clock())
+    # A relay session needs a real WebSocket: in process, the app is served on a local port
+    # (from the first session on); a server at --url is reached at the URL its TwiML names.
+    local = None if options.url else LocalServer(app)
+    relay = RelayCaller(call, address=local.address if local else None,
+                        store=None if options.url else found.store)
     terminal = TerminalCall(call, CallerInput(echo, stdin, options.script, prompt), echo,
-                            on_ring, store=found.store)
+                            on_ring, store=found.store, relay=relay, write=prompt)
     status = 0
     try:
         terminal.run(f"/api/incoming-call?flow={quote(options.flow_id)}")
     except ScriptError as error:
         echo(f"error: {error}")
         status = 1
-    except (CallError, ConnectionError) as error:
+    except (CallError, RelayError, ConnectionError) as error:
         echo(f"error: {describe_error(error)}")
         status = 1
+    finally:
+        if local is not None:
+            local.close()
     echo("")
     for line in terminal.summary(found.store, options.url or "the app"):
         echo(line)
