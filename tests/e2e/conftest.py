@@ -11,8 +11,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.e2e.harness import ROOT, Gunicorn, delete_prefix, new_prefix, redis_unreachable
+from engine.store.redis_store import RedisStore
+from tests.e2e.harness import (
+    ROOT,
+    Gunicorn,
+    delete_prefix,
+    new_prefix,
+    redis_unreachable,
+    store_url,
+)
 from tests.support import AUTH_TOKEN
 
 PASSWORD = "e2e-password"
@@ -40,10 +49,28 @@ def redis_prefix() -> Iterator[str]:
     delete_prefix(prefix)
 
 
-def server_env(store_url: str, **extra: str) -> dict[str, str]:
-    """What every test server gets: the bundled flows, the test token and password."""
-    return {"STORE_URL": store_url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+@pytest.fixture
+def store(redis_prefix: str) -> Iterator[RedisStore]:
+    """The servers' store, read directly: the Redis store on `redis_prefix`."""
+    opened = RedisStore(store_url(redis_prefix))
+    yield opened
+    opened.close()
+
+
+def server_env(url: str, **extra: str) -> dict[str, str]:
+    """What every test server gets: the store at `url`, the bundled flows (unless `extra` names
+    a PROJECT_ROOT), the test token and password."""
+    return {"STORE_URL": url, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "DASHBOARD_PASSWORD": PASSWORD, "PROJECT_ROOT": str(ROOT), **extra}
+
+
+def login(server: Gunicorn) -> requests.Session:
+    """A dashboard session signed in on `server` (any server: they share the session key)."""
+    session = requests.Session()
+    answer = session.post(server.url + "/login", data={"password": PASSWORD},
+                          allow_redirects=False, timeout=10)
+    assert answer.status_code in (302, 303), answer.text[:300]
+    return session
 
 
 @pytest.fixture

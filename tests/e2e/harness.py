@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import redis
@@ -33,7 +34,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from engine.settings import ENV_KEYS
-from engine.simulator import HttpAnswer
+from engine.simulator import HttpAnswer, Transport
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -329,6 +330,33 @@ class SpreadTransport:
         with self._lock:
             self.sent.append(record)
         return HttpAnswer(status, body, content_type, seconds)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The event ids (first, last] stored while one webhook was being answered."""
+
+    server: int
+    path: str
+    first: int
+    last: int
+
+
+class LastEventId(Protocol):
+    def last_event_id(self) -> int: ...
+
+
+def windowed(spread: SpreadTransport, store: LastEventId, windows: list[Window]) -> Transport:
+    """`spread`, noting which events each webhook stored (the calls here run one at a time)."""
+
+    def post(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> HttpAnswer:
+        before = store.last_event_id()
+        answer = spread(url, params, headers)
+        sent = spread.sent[-1]
+        windows.append(Window(sent.server, sent.path, before, store.last_event_id()))
+        return answer
+
+    return post
 
 
 # -- the dashboard's event stream -----------------------------------------------------------------

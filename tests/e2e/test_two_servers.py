@@ -11,8 +11,7 @@ server B, since both read the same store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import canonicalize
 
@@ -20,12 +19,20 @@ import pytest
 import requests
 
 from engine.flows.loader import load_project
-from engine.simulator import HttpAnswer, SimulatedCall, Transport
+from engine.simulator import SimulatedCall
 from engine.store import StoredEvent
 from engine.store.redis_store import RedisStore
 from tests.doubles.openai_server import OpenAIDouble, Text, synthesise, tokens
-from tests.e2e.conftest import PASSWORD, StartServers, server_env
-from tests.e2e.harness import ROOT, EventStream, Gunicorn, SpreadTransport, store_url
+from tests.e2e.conftest import StartServers, login, server_env
+from tests.e2e.harness import (
+    ROOT,
+    EventStream,
+    Gunicorn,
+    SpreadTransport,
+    Window,
+    store_url,
+    windowed,
+)
 from tests.support import AUTH_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -37,44 +44,6 @@ FIRST = "Sure thing."
 REST = ("We offer cleanings, checkups, fillings and whitening for the whole family. "
         "Would you like me to connect you with the front desk to book a visit?")
 REPLY = f"{FIRST} {REST}"
-
-
-@dataclass(frozen=True)
-class Window:
-    """The event ids (first, last] stored while one webhook was being answered."""
-
-    server: int
-    path: str
-    first: int
-    last: int
-
-
-def windowed(spread: SpreadTransport, store: RedisStore, windows: list[Window]) -> Transport:
-    """`spread`, noting which events each webhook stored (the calls here run one at a time)."""
-
-    def post(url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> HttpAnswer:
-        before = store.last_event_id()
-        answer = spread(url, params, headers)
-        sent = spread.sent[-1]
-        windows.append(Window(sent.server, sent.path, before, store.last_event_id()))
-        return answer
-
-    return post
-
-
-def login(server: Gunicorn) -> requests.Session:
-    session = requests.Session()
-    answer = session.post(server.url + "/login", data={"password": PASSWORD},
-                          allow_redirects=False, timeout=10)
-    assert answer.status_code in (302, 303), answer.text[:300]
-    return session
-
-
-@pytest.fixture
-def store(redis_prefix: str) -> Iterator[RedisStore]:
-    opened = RedisStore(store_url(redis_prefix))
-    yield opened
-    opened.close()
 
 
 def caused_by(windows: list[Window], server: int, events: list[StoredEvent]) -> list[int]:
