@@ -242,7 +242,7 @@ class RelayTurns:
         events = [NewEvent(a.name, a.data) for a in (*news, *actions) if isinstance(a, Emit)]
         if isinstance(event, Replied) and event.timings:
             events.append(NewEvent("call.timing", {"node": call.node.id, "transport": "relay",
-                                                   **event.timings}))
+                                                   **event.timings, "offline": event.offline}))
         converse = Converse(call.node.id, new_state.call_sid, new_state.personality,
                             flow.language, call.node.hints)
         answer = render([connect_relay(converse, call.pinned.registry)],

@@ -8,7 +8,10 @@ tell).
 `/api/calls/<CallSid>`: the same summary plus the transcript and the call's events. The transcript
 is built from the events: caller turns from `call.transcript` (speech, digits or a silence), agent
 lines from `call.say` (the flow's text) and `call.response` (the model's replies, each spoken
-part), each with `at` (epoch seconds) and `offset` (seconds since the call started).
+part), each with `at` (epoch seconds) and `offset` (seconds since the call started). `relay`
+says whether the call held a ConversationRelay session (`call.relay` events); an agent line
+spoken in one has `transport: "relay"`, and a reply the caller talked over has `interrupted:
+true` and, when Twilio said, `heard`: what they heard of it (`call.interrupt`).
 """
 
 from __future__ import annotations
@@ -52,12 +55,22 @@ def summary_json(call: CallSummary, test: str | None = None) -> dict[str, Any]:
 
 def transcript(events: Sequence[StoredEvent], started_at: float | None) -> list[dict[str, Any]]:
     """The transcript lines of `events`, in their order: caller turns (`call.transcript`) and
-    agent lines (`call.say`, `call.response`); other events are skipped. `offset` is seconds
-    since `started_at` (None when that is unknown).
+    agent lines (`call.say`, `call.response`); other events are skipped, but for what they
+    say of those lines (a relay session, an interruption). `offset` is seconds since
+    `started_at` (None when that is unknown).
     """
     lines: list[dict[str, Any]] = []
+    relay = False  # inside a relay session
+    reply: dict[str, Any] | None = None  # the last reply, until the caller's next turn
     for event in events:
         data = event.data
+        if event.name == "call.relay":
+            relay = data.get("status") == "connected"
+            continue
+        if event.name == "call.interrupt":
+            if reply is not None:
+                reply.update(interrupted=True, heard=str(data.get("heard") or ""))
+            continue
         line: dict[str, Any] = {"event_id": event.id, "at": event.at,
                                 "offset": (round(event.at - started_at, 3)
                                            if started_at is not None else None),
@@ -70,11 +83,19 @@ def transcript(events: Sequence[StoredEvent], started_at: float | None) -> list[
             line.update(role="agent", kind="say", text=str(data.get("text") or ""),
                         personality=data.get("personality"))
         elif event.name == "call.response":
+            timings = data.get("timings")
             line.update(role="agent", kind="response", text=str(data.get("text") or ""),
                         personality=data.get("personality"), offline=data.get("offline"),
-                        final=data.get("final", True), timings=data.get("timings"))
+                        final=data.get("final", True), timings=timings,
+                        interrupted=isinstance(timings, dict)
+                        and timings.get("interrupted") == 1.0)
+            reply = line
         else:
             continue
+        if line["role"] == "caller":
+            reply = None
+        elif relay:
+            line["transport"] = "relay"
         lines.append(line)
     return lines
 
@@ -125,6 +146,7 @@ def get_call(call_sid: str) -> Response | tuple[Response, int]:
     started_at = summary.started_at if summary is not None else (
         events[0].at if events else None)
     body["transcript"] = transcript(events, started_at)
+    body["relay"] = any(event.name == "call.relay" for event in events)
     body["events"] = [event_json(event) for event in events]
     body["events_truncated"] = truncated
     return jsonify(body)

@@ -6,6 +6,10 @@ What is measured, and where:
 - `phoney_model_first_token_seconds`, `phoney_model_first_sentence_seconds`: from the start of
   the webhook, as the call service writes them in `call.timing` (the offline responder's are
   not model times and are left out);
+- `phoney_relay_reply_seconds{moment}`: a ConversationRelay reply's moments, from its model
+  request: `first_token` (the model's), `first_sent` (the first text sent to Twilio) and
+  `done` (its end), from the session's `call.timing`; `phoney_relay_interruptions_total`: the
+  replies a caller talked over (`call.interrupt`);
 - `phoney_speech_synthesis_seconds{outcome}`: each text-to-speech request made while answering
   a webhook (`speech_timed`, which `create_app` hands the composition root for its voices);
 - `phoney_call_errors_total{kind}`: every `call.error` event written, with a step or without
@@ -72,6 +76,8 @@ ERROR_LABELS = frozenset({*ERROR_KINDS, "template", "flow", "condition", "intern
                           "rate_limit_caller", "rate_limit_live_calls", "model_budget"})
 """Kinds counted under their own name; any other is counted as `other` (labels stay bounded)."""
 SPEECH_OUTCOMES = ("ok", "failed")
+RELAY_MOMENTS = ("first_token", "first_sent", "done")
+"""The moments of a relay reply timed (`phoney_relay_reply_seconds{moment}`)."""
 """What `speech_timed` is told of a synthesis (engine/speech/tts.py)."""
 LIVE_SCAN = 1000
 """Most recently updated calls looked at for `phoney_live_calls`."""
@@ -91,6 +97,8 @@ class Instruments:
     first_token: Histogram
     first_sentence: Histogram
     speech: Histogram
+    relay: Histogram
+    interruptions: Counter
     errors: Counter
     delivered: Counter
     failed: Counter
@@ -113,6 +121,12 @@ def instruments() -> Instruments:
         speech=Histogram("phoney_speech_synthesis_seconds",
                          "Text-to-speech requests made while answering a webhook.",
                          ["outcome"], buckets=SPEECH_BUCKETS),
+        relay=Histogram("phoney_relay_reply_seconds",
+                        "ConversationRelay replies: from the model request to its first "
+                        "token, its first text sent, and its end.", ["moment"],
+                        buckets=MODEL_BUCKETS),
+        interruptions=Counter("phoney_relay_interruptions_total",
+                              "ConversationRelay replies the caller talked over."),
         errors=Counter("phoney_call_errors_total", "call.error events, by error kind.",
                        ["kind"]),
         delivered=Counter("phoney_events_delivered_total",
@@ -140,12 +154,21 @@ def events_written(events: Sequence[NewEvent]) -> None:
             if event.name == "call.error":
                 kind = str(event.data.get("kind", ""))
                 found.errors.labels(kind if kind in ERROR_LABELS else "other").inc()
+            elif event.name == "call.timing" and event.data.get("transport") == "relay":
+                if event.data.get("offline"):
+                    continue  # the offline responder's are not model times
+                for moment in RELAY_MOMENTS:  # from the model request, not from a webhook
+                    value = event.data.get(moment)
+                    if isinstance(value, int | float) and value >= 0:
+                        found.relay.labels(moment).observe(value)
             elif event.name == "call.timing" and not event.data.get("offline"):
                 for key, histogram in (("first_token", found.first_token),
                                        ("first_sentence", found.first_sentence)):
                     value = event.data.get(key)
                     if isinstance(value, int | float) and value >= 0:
                         histogram.observe(value)
+            elif event.name == "call.interrupt":
+                found.interruptions.inc()
     except Exception:  # metrics never fail a webhook
         log.exception("metrics: could not count events")
 
@@ -334,8 +357,9 @@ def install_metrics(app: Flask) -> None:
 
 def zero_known_labels(app: Flask, publisher: Publisher | None) -> None:
     """Give every known label of the instruments a sample at 0 (see the module docstring):
-    each error kind and `other`, each of `publisher`'s sinks, each speech outcome, and each of
-    the app's webhook routes. Making a child adds nothing to it, so this is safe to repeat."""
+    each error kind and `other`, each of `publisher`'s sinks, each speech outcome, each relay
+    reply moment, and each of the app's webhook routes. Making a child adds nothing to it, so
+    this is safe to repeat."""
     found = instruments()
     for kind in sorted({*ERROR_LABELS, "other"}):
         found.errors.labels(kind)
@@ -344,5 +368,7 @@ def zero_known_labels(app: Flask, publisher: Publisher | None) -> None:
             counter.labels(sink.name)
     for outcome in SPEECH_OUTCOMES:
         found.speech.labels(outcome)
+    for moment in RELAY_MOMENTS:
+        found.relay.labels(moment)
     for route in WEBHOOK_ROUTES:
         found.webhook.labels(route)
