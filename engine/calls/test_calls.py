@@ -13,7 +13,7 @@ from engine.calls.recorder import EventRecorder
 from engine.store import CallStore, NewEvent
 
 EVENT = "call.test"
-SOURCES = ("flask call", "scenario")
+SOURCES = ("flask call", "scenario", "editor")
 
 
 def _key(call_sid: str) -> str:

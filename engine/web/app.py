@@ -23,11 +23,15 @@ from engine.store import CallStore, Pruned
 from engine.web.auth import auth, configure_auth
 from engine.web.control import control
 from engine.web.dashboard import dashboard
+from engine.web.editor import editor
+from engine.web.editor_api import editor_api
+from engine.web.editor_try import editor_try
 from engine.web.flows_api import flows_api
 from engine.web.health import health
 from engine.web.live import install_live_events
 from engine.web.media import media
 from engine.web.metrics import events_written, install_metrics, speech_timed, webhook_observer
+from engine.web.outbound import install_webhooks
 from engine.web.proxy import install_proxy_fix
 from engine.web.relay import relay
 from engine.web.request_keys import RequestKeys
@@ -92,10 +96,12 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     if runtime.warmup is not None and runtime.library.ok \
             and app.config.get("SPEECH_WARMUP", True) and serving:
         runtime.warmup.start()
-    for blueprint in (relay, auth, control, dashboard, media, flows_api):
+    for blueprint in (relay, auth, control, dashboard, media, flows_api, editor, editor_api,
+                      editor_try):
         app.register_blueprint(blueprint)
     install_watcher(app, runtime.library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, runtime.store)  # publisher, /api/events, /api/calls
+    install_webhooks(app, runtime)  # signed posts to the business, a thread per URL
     app.register_blueprint(health)  # /healthz, /readyz
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
     install_security(app, settings)  # headers; login and call control rate limits

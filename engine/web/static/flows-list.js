@@ -1,0 +1,24 @@
+/* Phoney: the flows page's form for a new flow from a template (POST /api/flows), then its editor. */
+(function () {
+  "use strict";
+  var config = JSON.parse(document.getElementById("phoney-config").textContent);
+  if (window.Phoney && window.Phoney.live) { window.Phoney.live({ onEvent: function () {} }); }  // the status pill
+  var form = document.getElementById("new-flow");
+  var error = document.getElementById("new-flow-error");
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    error.textContent = "";
+    var flow = document.getElementById("new-flow-id").value.trim();
+    var template = document.getElementById("new-flow-template").value;
+    fetch("/api/flows", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": config.csrf_token },
+      body: JSON.stringify({ flow: flow, template: template })
+    }).then(function (response) {
+      return response.json().then(function (body) {
+        if (!response.ok) { throw new Error(body.error || ("HTTP " + response.status)); }
+        window.location.href = "/flows/" + encodeURIComponent(flow);
+      });
+    }).catch(function (failure) { error.textContent = failure.message; });
+  });
+})();
