@@ -17,7 +17,7 @@ ENV_KEYS = (
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
     "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
     "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS", "MAX_LIVE_CALLS",
-    "MODEL_CALLS_PER_HOUR",
+    "MODEL_CALLS_PER_HOUR", "CALL_WEBHOOK_URL", "WEBHOOK_SECRET",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
@@ -70,6 +70,8 @@ class Settings:
     sse_streams_per_session: int = 4  # open /api/events streams of one dashboard session
     sse_streams_per_process: int = 0  # of a process; 0: a quarter of GUNICORN_THREADS
     retention_days: str = ""  # days finished calls are kept; empty: 30; 0 or off: forever
+    call_webhook_url: str = ""  # every flow's call.end and call.analysis posted here; empty: none
+    webhook_secret: str = ""  # signs every webhook post (X-Phoney-Signature)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

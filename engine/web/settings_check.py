@@ -190,6 +190,30 @@ def _alert_webhook_url(settings: Settings) -> str | None:
     return None
 
 
+MIN_WEBHOOK_SECRET = 16
+
+
+def _call_webhook_url(settings: Settings) -> str | None:
+    if not settings.call_webhook_url.strip():
+        return None
+    if _raises(lambda: check_url(settings.call_webhook_url)):
+        # Not shown: a webhook URL may hold a token.
+        return "CALL_WEBHOOK_URL: write an http(s) URL, such as https://crm.example.com/phoney"
+    if not settings.webhook_secret.strip():
+        return ("CALL_WEBHOOK_URL is set but WEBHOOK_SECRET is not: set WEBHOOK_SECRET (16 or "
+                "more characters, e.g. from `openssl rand -hex 32`) so the receiver can verify "
+                "that posts come from this server")
+    return None
+
+
+def _webhook_secret(settings: Settings) -> str | None:
+    value = settings.webhook_secret.strip()
+    if value and len(value) < MIN_WEBHOOK_SECRET:
+        return (f"WEBHOOK_SECRET: {len(value)} characters is too short to sign with; write "
+                f"{MIN_WEBHOOK_SECRET} or more, e.g. from `openssl rand -hex 32`")
+    return None
+
+
 def _at_least_one(key: str) -> Check:
     def check(settings: Settings) -> str | None:
         value = getattr(settings, key.lower())
@@ -242,6 +266,8 @@ CHECKS: Mapping[str, Check | None] = {
         lambda: parse_ceiling(s.max_live_calls, "MAX_LIVE_CALLS")),
     "MODEL_CALLS_PER_HOUR": lambda s: _raises(
         lambda: parse_ceiling(s.model_calls_per_hour, "MODEL_CALLS_PER_HOUR")),
+    "CALL_WEBHOOK_URL": _call_webhook_url,
+    "WEBHOOK_SECRET": _webhook_secret,
 }
 """The check of each setting (None: free text, or checked only by `flask doctor`). A test keeps
 it in step with `ENV_KEYS`: a new setting needs its entry here."""
