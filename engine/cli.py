@@ -179,8 +179,10 @@ def call_command(flow_id: str, caller: str, called: str | None, script: TextIO |
     """Call FLOW_ID in the terminal through the webhooks Twilio uses.
 
     Type what the caller says; an empty line is silence, #1 presses keys, and at a transfer or
-    recording the prompt asks how it ends (in a script: !no-answer, !record 10). !hangup or
-    Ctrl-D hangs up. At the end: the path through the graph and the timings.
+    recording the prompt asks how it ends (in a script: !no-answer, !record 10). On a
+    ConversationRelay node the call converses over the session's WebSocket: the reply prints
+    as it streams, and ! with what was heard of it talks over it. !hangup or Ctrl-D hangs up.
+    At the end: the path through the graph and the timings.
     """
     options = CallOptions(flow_id, caller, called, script.read().splitlines() if script else None,
                           url.rstrip("/") if url else None, at)
