@@ -82,6 +82,22 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+PATIENT_FLOW = RELAY_FLOW.replace("    opening: Hello", "    timeout: 60\n    opening: Hello", 1)
+"""The relay flow with the longest silence a node may wait (60 s, then a reprompt and 60 s more):
+for sessions that must stay open while a test does other things."""
+assert "timeout: 60" in PATIENT_FLOW
+
+
+@pytest.fixture
+def patient_project(tmp_path: Path) -> Path:
+    """The bundled personalities and the patient relay flow (`PATIENT_FLOW`)."""
+    root = tmp_path / "patient-project"
+    shutil.copytree(ROOT / "personalities", root / "personalities")
+    (root / "flows").mkdir()
+    (root / "flows" / "relay_desk.yaml").write_text(PATIENT_FLOW, encoding="utf-8")
+    return root
+
+
 @pytest.fixture
 def app_config(app_config: dict[str, Any], double: OpenAIDouble,
                project: Path) -> dict[str, Any]:
