@@ -8,6 +8,10 @@
  * AI replies stream in: `call.response.partial` carries the whole reply so far and updates one
  * bubble; `call.response` (each spoken part, the last one `final`) replaces it with what was
  * said. `call.timing` puts the turn's latency under the reply it belongs to.
+ *
+ * A call that converses over ConversationRelay (`call.relay`) gets a relay badge; a reply the
+ * caller talked over (`call.interrupt`, or a relay reply whose timings say `interrupted`) is
+ * marked, with what they heard of it when Twilio said.
  */
 (function () {
   "use strict";
@@ -19,7 +23,7 @@
   var ui = {
     caller: byId("call-caller"), status: byId("call-status"), flow: byId("call-flow"),
     personality: byId("call-personality"), node: byId("call-node"), duration: byId("call-duration"),
-    offline: byId("call-offline"), transcript: byId("transcript"), transcriptEmpty: byId("transcript-empty"),
+    offline: byId("call-offline"), relay: byId("call-relay"), transcript: byId("transcript"), transcriptEmpty: byId("transcript-empty"),
     graph: byId("graph"), graphFlow: byId("graph-flow"), errors: byId("errors"), errorsEmpty: byId("errors-empty"),
     target: byId("transfer-target"), transfer: byId("transfer-button"), end: byId("end-button"),
     note: byId("controls-note"), confirm: byId("confirm"), confirmText: byId("confirm-text"),
@@ -54,6 +58,7 @@
     setText(ui.node, path.current);
     renderDuration();
     ui.offline.hidden = !call.offline;
+    ui.relay.hidden = !call.relay;
     renderControls();
   }
 
@@ -138,17 +143,47 @@
     reply = null;
   }
 
+  // A <Gather> turn is timed from its webhook (first token, first sentence, answer); a relay
+  // reply from its model request (first token, first text sent to Twilio, reply done).
+  var TIMINGS = [["first_token", "first token"], ["first_sentence", "first sentence"],
+                 ["first_sent", "first sent"], ["done", "reply done"], ["answer", "answer"]];
+
   function addTiming(item, data) {
     if (!item) { return; }
     var bits = [];
-    [["first_token", "first token"], ["first_sentence", "first sentence"], ["answer", "answer"]].forEach(function (pair) {
+    TIMINGS.forEach(function (pair) {
       var text = P.formatSeconds(data[pair[0]]);
       if (text !== null) { bits.push(pair[1] + " " + text); }
     });
+    if (data.interrupted === 1) { markInterrupted(item, null); }
     if (!bits.length) { return; }
     var footer = item.querySelector(".timing") || item.appendChild(el("div", { className: "timing" }));
-    footer.textContent = "latency: " + bits.join(" · ") + (data.offline ? " · offline" : "");
+    footer.textContent = "latency: " + bits.join(" · ") + (data.offline ? " · offline" : "") +
+      (data.transport === "relay" ? " · relay" : "");
     item.dataset.answer = typeof data.answer === "number" ? String(data.answer) : "";
+  }
+
+  // The caller talked over this reply: say so under it, with what they heard when known.
+  function markInterrupted(item, heard) {
+    if (!item) { return; }
+    item.classList.remove("streaming");
+    item.classList.add("interrupted");
+    item.dataset.interrupted = "true";
+    var note = item.querySelector(".interruption") ||
+      item.insertBefore(el("div", { className: "interruption" }), item.querySelector(".timing"));
+    if (heard !== null && heard !== undefined) { item.dataset.heard = heard; }
+    var said = item.dataset.heard;
+    note.textContent = said ? "interrupted · the caller heard: “" + said + "”" :
+      (said === "" ? "interrupted · the caller heard none of it" : "interrupted");
+    // What was sent but not heard is struck through; what was heard stays as it was.
+    var text = item.querySelector(".text");
+    var full = text.textContent;
+    if (said && full.indexOf(said) === 0 && full.length > said.length && !text.querySelector(".unheard")) {
+      P.clear(text);
+      text.appendChild(document.createTextNode(said));
+      text.appendChild(el("span", { className: "unheard", text: full.slice(said.length) }));
+      item.classList.add("heard-part");
+    }
   }
 
   // -- errors -----------------------------------------------------------------------------------
@@ -275,6 +310,21 @@
         addTiming(reply ? reply.item : lastAgent, data);
         touched = reply ? reply.item : lastAgent;
         break;
+      case "call.relay":
+        if (data.status === "connected") {
+          call.relay = true;
+          touched = systemLine(event, "relay session connected on " + (data.node || "?"), "relay");
+        } else if (data.status === "ended") {
+          touched = systemLine(event, "relay session ended" + (data.handoff && data.handoff !== "resume" ? " (" + data.handoff.replace("_", " ") + ")" : "") + (data.reason ? ": " + data.reason : ""), "relay");
+        } else {
+          touched = systemLine(event, "relay session: the socket closed", "relay");
+        }
+        break;
+      case "call.interrupt":
+        touched = reply ? reply.item : lastAgent;
+        if (touched && touched.dataset.kind === "response") { markInterrupted(touched, data.heard || ""); }
+        else { touched = systemLine(event, "the caller talked over the reply", "relay"); }
+        break;
       case "call.node":
         // The edge's id names the one edge taken; events recorded before edges had ids (and the
         // server-wide ceiling's goodbye, which is no edge of the graph) fall back to the ends.
@@ -326,7 +376,8 @@
   function applySnapshot(snapshot) {
     reset();
     Object.assign(call, { caller: snapshot.caller, flow: snapshot.flow, personality: snapshot.personality,
-                          status: snapshot.status, live: !!snapshot.live, offline: !!snapshot.offline });
+                          status: snapshot.status, live: !!snapshot.live, offline: !!snapshot.offline,
+                          relay: !!snapshot.relay });
     var timings = snapshot.timings || {};
     call.started_at = timings.started_at;
     call.ended_at = timings.ended_at;

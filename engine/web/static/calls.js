@@ -4,7 +4,9 @@
  * live feed takes over; each event updates its call's row in place. An event for a call the page
  * does not know (started before the list was read, or past its limit) fetches that call once.
  * Test calls (`flask call`, scenario runs: `test` in the summary, or a `call.test` event) are
- * marked, and hidden while "show test calls" is unchecked (remembered in localStorage).
+ * marked, and hidden while "show test calls" is unchecked (remembered in localStorage). A call
+ * seen holding a ConversationRelay session (`call.relay`, or `relay` in its details) gets a
+ * relay badge.
  */
 (function () {
   "use strict";
@@ -57,6 +59,7 @@
     var callerCell = el("td", { className: "caller" }, link);
     if (call.errors) { callerCell.appendChild(el("span", { className: "badge bad", title: "errors in this call", text: String(call.errors) })); }
     if (call.test) { callerCell.appendChild(el("span", { className: "badge test", title: "a test call (" + call.test + ")", text: "test" })); }
+    if (call.relay) { callerCell.appendChild(el("span", { className: "badge relay", title: "converses over ConversationRelay", text: "relay" })); }
     row.appendChild(callerCell);
     row.appendChild(cell(call.flow, "flow"));
     row.appendChild(cell(call.personality, "personality"));
@@ -102,7 +105,7 @@
     fetching.add(callSid);
     P.api("/api/calls/" + encodeURIComponent(callSid)).then(function (found) {
       var summary = {};
-      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings", "test"].forEach(function (key) { summary[key] = found[key]; });
+      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings", "test", "relay"].forEach(function (key) { summary[key] = found[key]; });
       P.shown(upsert(summary), null);
       renderAll();
     }, function () { /* gone or not stored yet: the next event tries again */ })
@@ -126,6 +129,7 @@
       if (data.node) { change.node = data.node; }
       if (event.name === "call.error") { change.errors = (known.errors || 0) + 1; }
       if (event.name === "call.test") { change.test = data.source || "test"; }
+      if (event.name === "call.relay") { change.relay = true; }
       if (event.name === "call.response" && data.personality) { change.personality = data.personality; }
       if (event.name === "call.end") {
         if (data.status === "requested") {
