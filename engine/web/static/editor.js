@@ -167,6 +167,8 @@
     if (!state.graph) { return; }
     state.drawn = P.graph.draw(ui.graph, state.graph);
     var svgRoot = ui.graph.querySelector("svg");
+    var box = svgRoot.viewBox.baseVal;  // a small flow is not blown up to the panel's width
+    if (box && box.width) { svgRoot.style.maxWidth = Math.round(box.width * 1.15) + "px"; svgRoot.style.margin = "0 auto"; }
     var byNode = {};
     state.problems.forEach(function (p) { if (p.node) { (byNode[p.node] = byNode[p.node] || []).push(p); } });
     ui.graph.querySelectorAll("g[data-node]").forEach(function (group) {
@@ -577,11 +579,13 @@
   ui.period.addEventListener("change", loadTraffic);
   ui.tests.addEventListener("change", loadTraffic);
   var liveTimer = null;
-  P.live({ onEvent: function (event) {  // live calls move: redraw their positions soon
+  var feed = P.live({ onEvent: function (event) {  // live calls move: redraw their positions soon
     if (!state.traffic || (event.name !== "call.node" && event.name !== "call.end" && event.name !== "call.start")) { return; }
     clearTimeout(liveTimer);
     liveTimer = setTimeout(loadTraffic, 500);
-  } });
+  }, onResync: function () { if (state.traffic) { loadTraffic(); } } });
+  feed.ready.then(function () { return api("/api/calls?limit=1"); })  // events from now on
+    .then(function (answer) { feed.start(answer.last_event_id); });
 
   // -- call this flow ---------------------------------------------------------------------------
 

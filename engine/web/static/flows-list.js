@@ -2,7 +2,11 @@
 (function () {
   "use strict";
   var config = JSON.parse(document.getElementById("phoney-config").textContent);
-  if (window.Phoney && window.Phoney.live) { window.Phoney.live({ onEvent: function () {} }); }  // the status pill
+  if (window.Phoney && window.Phoney.live) {  // the status pill: events from now on
+    var feed = window.Phoney.live({ onEvent: function () {} });
+    feed.ready.then(function () { return window.Phoney.api("/api/calls?limit=1"); })
+      .then(function (answer) { feed.start(answer.last_event_id); });
+  }
   var form = document.getElementById("new-flow");
   var error = document.getElementById("new-flow-error");
   form.addEventListener("submit", function (event) {

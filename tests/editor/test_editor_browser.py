@@ -1,0 +1,163 @@
+"""The flow editor in Debian's Chromium: a flow built from a template, a node added from the
+palette and connected by dragging, a route broken and its problem seen on the node and its line,
+fixed and saved (the file on disk keeps its comments), called in the page through the webhooks,
+and the previous revision restored.
+
+`PHONEY_UPDATE_SCREENSHOT=1` also writes the editor to docs/flow-editor.png; otherwise the
+screenshot goes to the test's tmp_path only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from engine.editor import template_text
+from tests.dashboard.conftest import (  # noqa: F401  (fixtures used by name)
+    LiveServer,
+    _clean_environment,
+    chromium,
+    make_dashboard_app,
+    twilio_api,
+)
+from tests.dashboard.test_dashboard_browser import ROOT, browser_page, sign_in
+
+SCREENSHOT = ROOT / "docs" / "flow-editor.png"
+FLOW = "pizza_line"
+
+
+def _center(page: Any, selector: str) -> tuple[float, float]:
+    box = page.locator(selector).bounding_box()
+    assert box is not None, selector
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def _drag_connect(page: Any, source: str, target: str, kind: str) -> None:
+    """Drag from node `source` to node `target` and choose `kind` in the menu that opens."""
+    x, y = _center(page, f"g[data-node={source}] rect")
+    to_x, to_y = _center(page, f"g[data-node={target}] rect")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move((x + to_x) / 2, (y + to_y) / 2, steps=5)
+    page.mouse.move(to_x, to_y, steps=5)
+    page.mouse.up()
+    page.click(f"#connect-menu button[data-kind='{kind}']")
+
+
+def _wait_state(page: Any, condition: str) -> None:
+    """Wait until `condition` (JavaScript over `s`, the editor's state) holds."""
+    page.wait_for_function(f"() => {{ const s = window.PhoneyEditor.state; return {condition}; }}")
+
+
+def _idle(page: Any) -> None:
+    page.wait_for_selector("#editor-status:not([data-state=busy])")
+
+
+def test_build_break_fix_save_call_and_restore_a_flow(
+        chromium: Any, make_dashboard_app: Callable[..., Flask],  # noqa: F811
+        tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for folder in ("flows", "personalities"):
+        shutil.copytree(ROOT / folder, project / folder)
+    app = make_dashboard_app(PROJECT_ROOT=str(project), SPEECH_WARMUP=False)
+    path = project / "flows" / f"{FLOW}.yaml"
+    with LiveServer(app) as server, browser_page(chromium, server) as page:
+        sign_in(page, server)
+
+        # A new flow from a template.
+        page.goto(f"{server.url}/flows")
+        page.fill("#new-flow-id", FLOW)
+        page.select_option("#new-flow-template", "greeting")
+        page.click("#new-flow-create")
+        page.wait_for_url(f"{server.url}/flows/{FLOW}")
+        page.wait_for_selector("#editor-status[data-state=ok]")
+        page.wait_for_selector("g[data-node=greet]")
+        assert path.read_text() == template_text("greeting", FLOW)
+
+        # A gather node from the palette, connected by dragging: greet -> menu -> goodbye.
+        page.once("dialog", lambda dialog: dialog.accept("menu"))
+        page.click("#palette button[data-type=gather]")
+        page.wait_for_selector("g[data-node=menu]")
+        _idle(page)
+        _drag_connect(page, "greet", "menu", "next")
+        _wait_state(page, "s.data.nodes.greet.next === 'menu'")
+        _idle(page)
+        _drag_connect(page, "menu", "goodbye", "route")
+        _wait_state(page, "(s.data.nodes.menu.routes || []).length === 1")
+        _idle(page)
+        _drag_connect(page, "menu", "goodbye", "next")
+        _wait_state(page, "s.data.nodes.menu.next === 'goodbye'")
+        _idle(page)
+        # Still a dead end for a caller who says nothing: shown on the node.
+        page.wait_for_selector("g[data-node=menu].has-error")
+        _drag_connect(page, "menu", "goodbye", "no_input")
+        _wait_state(page, "s.problems.length === 0 && !!s.data.nodes.menu.no_input")
+        page.wait_for_selector("#editor-status[data-state=dirty]")
+        assert page.locator("g.has-error").count() == 0
+        assert "when: said_any('goodbye')" in page.input_value("#yaml")
+
+        # Break the route in the inspector: the problem shows on the node and on its line.
+        page.click("g[data-node=menu] rect")
+        page.wait_for_selector("#inspector-title:has-text('Node menu')")
+        routes = json.loads(page.input_value("#inspector [data-field=routes]"))
+        routes[0]["to"] = "nowhere"
+        page.fill("#inspector [data-field=routes]", json.dumps(routes))
+        page.press("#inspector [data-field=routes]", "Tab")
+        page.wait_for_selector("g[data-node=menu].has-error")
+        problem = page.text_content("#problems li.problem.error") or ""
+        assert "unknown node 'nowhere'" in problem and "[menu]" in problem
+        broken_line = page.input_value("#yaml").splitlines().index("        to: nowhere") + 1
+        page.wait_for_selector(f"#yaml-gutter .line.error[data-line='{broken_line}']")
+        assert page.is_disabled("#save")
+
+        # Fixed with Undo, then saved.
+        page.click("#undo")
+        page.wait_for_selector("g[data-node=menu]:not(.has-error)")
+        _wait_state(page, "s.problems.length === 0")
+        page.click("#save")
+        page.wait_for_selector("#editor-status:has-text('saved: revision 2')")
+        saved = path.read_text()
+        assert "# A greeting, then goodbye. Add nodes from the palette and connect them." in saved
+        assert "text: Thanks for calling.   # what the caller hears first" in saved
+        assert "# the personalities say this name" in saved
+        assert "      - when: said_any('goodbye')\n        to: goodbye" in saved
+        assert saved == page.input_value("#yaml")
+
+        # Call it in the page: through the webhooks, on the version just saved.
+        page.click(".tab[data-tab=call]")
+        page.click("#call-ring")
+        page.wait_for_selector("#call-log:has-text('waiting for gather')")
+        assert "agent: Thanks for calling." in (page.text_content("#call-log") or "")
+        page.fill("#call-input", "goodbye")
+        page.press("#call-input", "Enter")
+        page.wait_for_selector("#call-log:has-text('the call ended')")
+        log = page.text_content("#call-log") or ""
+        assert "caller: goodbye" in log and "agent: Goodbye!" in log
+        page.wait_for_selector("g[data-node=goodbye].current")
+        _screenshot(page, tmp_path)
+
+        # Restore the revision before the save: the template's text, on disk and in the page.
+        page.click(".tab[data-tab=revisions]")
+        page.wait_for_selector("#revisions li[data-revision='2']")
+        page.click("#revisions li[data-revision='1'] button[data-restore='1']")
+        page.wait_for_selector("#editor-status:has-text('restored revision 1 as revision 3')")
+        assert path.read_text() == template_text("greeting", FLOW)
+        assert page.input_value("#yaml") == template_text("greeting", FLOW)
+        page.wait_for_selector("#revisions li[data-revision='3']")
+        assert page.locator("g[data-node=menu]").count() == 0
+
+
+def _screenshot(page: Any, tmp_path: Path) -> None:
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "flow-editor.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"editor screenshot: {shot}")
+    if os.environ.get("PHONEY_UPDATE_SCREENSHOT"):
+        shutil.copyfile(shot, SCREENSHOT)
+        print(f"updated {SCREENSHOT.relative_to(ROOT)}")
