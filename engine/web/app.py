@@ -20,6 +20,7 @@ from engine.cli import call_command, calls_cli, flows_cli, speech_cli
 from engine.doctor import doctor_command
 from engine.retention import RETENTION, retention_days, start_retention
 from engine.store import CallStore, Pruned
+from engine.web.after_call import install_analysis
 from engine.web.auth import auth, configure_auth
 from engine.web.control import control
 from engine.web.dashboard import dashboard
@@ -102,6 +103,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     install_watcher(app, runtime.library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, runtime.store)  # publisher, /api/events, /api/calls
     install_webhooks(app, runtime)  # signed posts to the business, a thread per URL
+    install_analysis(app, runtime)  # each ended call's analysis, in a thread of its own
     app.register_blueprint(health)  # /healthz, /readyz
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
     install_security(app, settings)  # headers; login and call control rate limits

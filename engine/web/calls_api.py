@@ -5,13 +5,15 @@ flow, node, personality, caller and timings, and `last_event_id`, read before th
 that then subscribes with `?after=<last_event_id>` misses nothing (it may see an event twice: ids
 tell).
 
-`/api/calls/<CallSid>`: the same summary plus the transcript and the call's events. The transcript
-is built from the events: caller turns from `call.transcript` (speech, digits or a silence), agent
-lines from `call.say` (the flow's text) and `call.response` (the model's replies, each spoken
-part), each with `at` (epoch seconds) and `offset` (seconds since the call started). `relay`
-says whether the call held a ConversationRelay session (`call.relay` events); an agent line
-spoken in one has `transport: "relay"`, and a reply the caller talked over has `interrupted:
-true` and, when Twilio said, `heard`: what they heard of it (`call.interrupt`).
+`/api/calls/<CallSid>`: the same summary plus the transcript, the call's events and `analysis`
+(its `call.analysis` event's data: status, summary, fields; null until there is one). The
+transcript is built from the events: caller turns from `call.transcript` (speech, digits or a
+silence), agent lines from `call.say` (the flow's text) and `call.response` (the model's
+replies, each spoken part), each with `at` (epoch seconds) and `offset` (seconds since the
+call started). `relay` says whether the call held a ConversationRelay session (`call.relay`
+events); an agent line spoken in one has `transport: "relay"`, and a reply the caller talked
+over has `interrupted: true` and, when Twilio said, `heard`: what they heard of it
+(`call.interrupt`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from engine.calls.test_calls import source_of_test_call
+from engine.events.analysis_sink import stored_analysis
 from engine.events.payload import event_json
 from engine.store import CallSummary, StoredEvent
 from engine.web.auth import login_required
@@ -147,6 +150,7 @@ def get_call(call_sid: str) -> Response | tuple[Response, int]:
         events[0].at if events else None)
     body["transcript"] = transcript(events, started_at)
     body["relay"] = any(event.name == "call.relay" for event in events)
+    body["analysis"] = stored_analysis(events)  # null until the ended call is analysed
     body["events"] = [event_json(event) for event in events]
     body["events_truncated"] = truncated
     return jsonify(body)

@@ -1,11 +1,12 @@
 """Wiring of the webhooks to the business (engine/events/webhooks.py) into an app.
 
 `install_webhooks(app, runtime)` keeps a `Webhooks` on `app.extensions["phoney.webhooks"]` and,
-when the app serves requests and its config does not say `WEBHOOKS=False` (nor `PUBLISHER=False`,
-which the scenario runner and most tests set), starts it: one delivery thread per URL, off the
-request path. `WEBHOOK_OPTIONS` (app config) holds keyword arguments for `Webhooks`, such as
-`publisher_options={"backoff": 0.01}` and `sink_options={"give_up_after": 60}` in tests.
-CALL_WEBHOOK_URL, and the path of every URL (which may hold a token), are masked in the logs.
+when the app serves requests and its config does not say `WEBHOOKS=False` (nor
+`PUBLISHER=False`, as the scenario runner does; a testing app wants `WEBHOOKS=True`), starts
+it: one delivery thread per URL, off the request path. `WEBHOOK_OPTIONS` (app config) holds
+keyword arguments for `Webhooks`, such as `publisher_options={"backoff": 0.01}` and
+`sink_options={"give_up_after": 60}` in tests. CALL_WEBHOOK_URL (which may hold a token) is
+masked in the logs; the deliveries' own messages name hosts only.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def install_webhooks(app: Flask, runtime: Runtime) -> Webhooks:
                         global_url=settings.call_webhook_url, secret=settings.webhook_secret,
                         **dict(app.config.get("WEBHOOK_OPTIONS") or {}))
     app.extensions[EXTENSION] = webhooks
-    wanted = app.config.get("WEBHOOKS", app.config.get("PUBLISHER", True))
+    wanted = app.config.get("WEBHOOKS", not app.testing and app.config.get("PUBLISHER", True))
     if wanted and serving_requests():
         webhooks.start()
         if not _running:

@@ -116,7 +116,7 @@ def test_each_url_gets_its_flows_events_and_the_global_url_every_flows_defaults(
 
 def test_a_call_end_is_posted_once_signed_with_its_call(
         new_app: Callable[..., Flask], receiver: Receiver) -> None:
-    app = new_app(CALL_WEBHOOK_URL=receiver.url(), WEBHOOK_SECRET=SECRET,
+    app = new_app(CALL_WEBHOOK_URL=receiver.url(), WEBHOOK_SECRET=SECRET, WEBHOOKS=True,
                   WEBHOOK_OPTIONS={"publisher_options": FAST})
     call = simulated_call(app)
     call.start("/api/incoming-call?flow=receptionist")
@@ -238,7 +238,7 @@ def test_an_event_still_failing_after_a_day_is_given_up_and_recorded(
 def test_a_hanging_receiver_times_out_and_never_slows_a_call(
         new_app: Callable[..., Flask], receiver: Receiver) -> None:
     receiver.hang()
-    app = new_app(CALL_WEBHOOK_URL=receiver.url(), WEBHOOK_SECRET=SECRET,
+    app = new_app(CALL_WEBHOOK_URL=receiver.url(), WEBHOOK_SECRET=SECRET, WEBHOOKS=True,
                   WEBHOOK_OPTIONS={"publisher_options": FAST,
                                    "sink_options": {"timeout": 30.0}})
     first = simulated_call(app)
