@@ -294,6 +294,13 @@ class RelaySession:
         """Carry out a stepped turn (the turn lock held): hand off, or speak and reply."""
         assert self.call is not None
         if turn.moved:
+            if isinstance(event, Replied) and event.text:
+                # Said to the caller before the call moved on (a hang-up, the dashboard): kept,
+                # though no step of the node can take it any more.
+                self.turns.record(self.call, "call.response", {
+                    "text": event.text, "offline": event.offline,
+                    "personality": event.personality, "final": True, "part": 0,
+                    "timings": dict(event.timings)})
             self._end(None, "the call moved on")
             return
         if turn.left:

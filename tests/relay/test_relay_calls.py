@@ -295,3 +295,20 @@ def test_a_setup_for_a_call_that_has_ended_ends_the_session(relay_call: Call,
     assert json.loads(line.wait_end())["reason"] == "the call has ended"
     line.wait_closed()
     assert double.chat_requests == []
+
+
+def test_a_hang_up_mid_reply_keeps_what_was_sent(app: Flask, relay_call: Call,
+                                                 double: OpenAIDouble) -> None:
+    double.chat(Text("Our hours are eight to five on weekdays and eight to one on Fridays.",
+                     tokens_per_second=8))
+    c = relay_call().start()
+    line = c.relay()
+    line.say("when are you open", wait=False)
+    sent = line.tokens(2)
+    assert c.hang_up().status == 200  # the status callback ends the call mid-reply
+    line.close()  # and Twilio closes the socket
+    wait_for(lambda: bool(events(app, c.call_sid, "call.response")), timeout=10)
+    [response] = events(app, c.call_sid, "call.response")
+    assert response["text"].startswith(sent.text)
+    assert response["timings"]["first_sent"] is not None
+    assert [e["status"] for e in events(app, c.call_sid, "call.end")] == ["completed"]
