@@ -287,3 +287,24 @@ def test_a_secret_makes_every_post_verifiable_and_the_body_is_json(
     [post] = receiver.taken()
     assert post.headers[SIGNATURE_HEADER].startswith("sha256=")
     assert json.loads(post.body)["event"] == "call.end"
+
+
+def test_the_analysis_of_an_ended_call_follows_its_end_to_the_receiver(
+        new_app: Callable[..., Flask], receiver: Receiver) -> None:
+    app = new_app(CALL_WEBHOOK_URL=receiver.url(), WEBHOOK_SECRET=SECRET, WEBHOOKS=True,
+                  ANALYSIS=True, ANALYSIS_OPTIONS={"poll_interval": 0.02},
+                  WEBHOOK_OPTIONS={"publisher_options": FAST})
+    call = simulated_call(app)
+    call.start("/api/incoming-call?flow=support_triage")
+    call.say("I have a question about something else.")
+    call.hang_up()
+    assert wait_until(lambda: [p.json["event"] for p in receiver.taken()]
+                      == ["call.end", "call.analysis"])
+    analysis = receiver.taken()[1].json
+    assert analysis["call"]["sid"] == call.call_sid
+    assert analysis["data"]["status"] == "offline"  # no model key in this app
+    assert analysis["data"]["fields"] == {"reason": None, "resolved": None,
+                                          "callback_requested": None}
+    assert all(verified(post) for post in receiver.taken())
+    app.extensions[EXTENSION].stop()
+    app.extensions["phoney.analysis"].stop()
