@@ -13,6 +13,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Protocol
 
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
 MAX_SCORED_CHARS = 1000
 """Characters of an utterance that are scored: speech results are far shorter, and a relay prompt
 of thousands of emoji must not cost more than a short sentence would."""
@@ -28,8 +30,6 @@ class Analyzer(Protocol):
 @lru_cache(maxsize=1)
 def _analyzer() -> Analyzer:
     # Its lexicon is read from the package on first use (about 10 ms), once per process.
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
     analyzer: Analyzer = SentimentIntensityAnalyzer()
     return analyzer
 
