@@ -24,9 +24,9 @@ def test_the_loaded_set(make_app: Callable[..., Flask]) -> None:
     listing = logged_in(app).get("/api/flows").get_json()
     library = app.extensions["phoney"].library
     assert listing["loaded_at"] and listing["refused"] is None
-    assert [flow["id"] for flow in listing["flows"]] == ["after_hours", "receptionist",
-                                                         "support_triage"]
-    receptionist = listing["flows"][1]
+    assert [flow["id"] for flow in listing["flows"]] == ["after_hours", "concierge",
+                                                         "receptionist", "support_triage"]
+    receptionist = listing["flows"][2]
     assert receptionist == {
         "id": "receptionist", "description": library.live.flows["receptionist"].description,
         "version": library.live.versions["receptionist"], "numbers": ["+15550001000"],

@@ -16,9 +16,11 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from engine.authoring.runner import make_harness, run_scenario
+from engine.flows.loader import load_project
+from engine.flows.model import AiNode
 from engine.flows.scenarios import load_scenarios
 from engine.web.app import create_app
-from tests.authoring.conftest import AUTH_TOKEN, PERSONALITY, Project, dedent, line_of
+from tests.authoring.conftest import AUTH_TOKEN, PERSONALITY, ROOT, Project, dedent, line_of
 
 RELAY_MINI = """\
 flow: relay_mini
@@ -305,3 +307,10 @@ def test_flask_call_reaches_a_running_servers_relay_socket(
     assert "→ dialing +15550009999" in result.output  # the route, from the server's session
     [response] = events(app, "call.response")
     assert response["text"] == OPENING_HOURS
+
+
+def test_a_bundled_flow_converses_over_relay() -> None:
+    registry = load_project(ROOT).registry
+    assert registry is not None
+    concierge = registry.flows["concierge"].nodes["concierge"]
+    assert isinstance(concierge, AiNode) and concierge.conversation == "relay"
