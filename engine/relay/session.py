@@ -183,10 +183,10 @@ class RelaySession:
         `tick` again within them (at most `IDLE`; `POLL` while a reply is being written)."""
         if self.done:
             return IDLE
+        if self._replying():
+            return POLL
         at = self._silence_at
-        if at is not None:
-            return max(0.0, min(IDLE, at - time.monotonic()))
-        return POLL if self._replying() else IDLE
+        return IDLE if at is None else max(0.0, min(IDLE, at - time.monotonic()))
 
     def tick(self) -> None:
         """Do what is due: step the caller's silence once the node's `timeout` has passed
@@ -199,7 +199,11 @@ class RelaySession:
                 return  # the caller answered meanwhile
             self._silence_at = None
             event = Silence(self.turns.clock())
-            self._apply(self.turns.step(self.call, event, self._request_key()), event)
+            try:
+                self._apply(self.turns.step(self.call, event, self._request_key()), event)
+            except Exception:  # the store, say: the caller's next turn tries again
+                log.exception("call %s: could not step the caller's silence",
+                              self.call.state.call_sid)
 
     def _replying(self) -> bool:
         reply = self._reply
