@@ -173,8 +173,14 @@ class FlowFiles:
         revision = Revision(number=(history[-1].number + 1) if history else 1,
                             at=self.clock(), who=who, note=note, etag=etag(text), text=text,
                             diff=unified(previous, text, f"flows/{flow_id}.yaml"))
-        with open(self._log(flow_id), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(revision.as_json(), sort_keys=True) + "\n")
+        log = self._log(flow_id)
+        with open(log, "a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell():
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a line cut short by a crash stays on its own
+                    handle.write(b"\n")
+            handle.write(json.dumps(revision.as_json(), sort_keys=True).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
         history.append(revision)

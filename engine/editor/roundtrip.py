@@ -19,6 +19,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.tokens import CommentToken
 
 __all__ = ["RoundTripError", "apply_data"]
 
@@ -95,17 +96,30 @@ def _take_trailing(value: Any) -> Any:
             return _take_trailing(value[last])
         slot = value.ca.items.get(last)
         if slot and len(slot) > 2 and slot[2] is not None:
-            token, slot[2] = slot[2], None
-            return token
+            return _split_trailing(slot, 2)
         return None
     last_index = len(value) - 1
     if _block(value[last_index]):
         return _take_trailing(value[last_index])
     slot = value.ca.items.get(last_index)
     if slot and slot[0] is not None:
-        token, slot[0] = slot[0], None
-        return token
+        return _split_trailing(slot, 0)
     return None
+
+
+def _split_trailing(slot: list[Any], index: int) -> Any:
+    """Take what follows the line from the comment at `slot[index]`: a comment on the entry's
+    own line (`next: support  # anything else`) stays with it, the lines after it move."""
+    token = slot[index]
+    value = str(token.value)
+    if value.startswith("\n"):
+        slot[index] = None
+        return token
+    own, _, rest = value.partition("\n")
+    token.value = own + "\n"
+    if not rest:
+        return None
+    return CommentToken("\n" + rest, token.start_mark, None)
 
 
 def _put_trailing(holder: CommentedMap, key: Any, token: Any) -> None:
@@ -203,12 +217,19 @@ def apply_data(text: str, data: Mapping[str, Any]) -> str:
     head, old_blocks, _ = _blocks(text)
     _, new_blocks, order = _blocks(dumped)
     out = list(head)
+    # Nodes the author set apart with blank lines: a node added after the last one is too.
+    spaced = any(key[0] == "nodes" and len(key) == 2 and lines and not lines[-1].strip()
+                 for key, lines in old_blocks.items())
+    previous: tuple[str, ...] = ()
     for block in order:
         keep = block in old_blocks and _value(before, block) == _value(data, block)
         lines = old_blocks[block] if keep else new_blocks[block]
         if out and not out[-1].endswith("\n"):
             out[-1] += "\n"  # an entry that ended the old file now has one after it
+        if spaced and len(block) == 2 and len(previous) == 2 and out and out[-1].strip():
+            out.append("\n")
         out += lines
+        previous = block
     merged = "".join(out)
     # A removed last node leaves the blank line that came before it at the end of the file.
     return merged.rstrip("\n") + "\n" if merged.endswith("\n") else merged
