@@ -17,7 +17,7 @@ ENV_KEYS = (
     "CALLER_CALL_LIMIT", "MAX_CALL_TURNS", "MAX_CALL_SECONDS", "LOGIN_RATE_LIMIT",
     "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
     "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS", "MAX_LIVE_CALLS",
-    "MODEL_CALLS_PER_HOUR", "CALL_WEBHOOK_URL", "WEBHOOK_SECRET",
+    "MODEL_CALLS_PER_HOUR", "CALL_WEBHOOK_URL", "WEBHOOK_SECRET", "HTTP_ALLOW_HOSTS",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
@@ -72,6 +72,7 @@ class Settings:
     retention_days: str = ""  # days finished calls are kept; empty: 30; 0 or off: forever
     call_webhook_url: str = ""  # every flow's call.end and call.analysis posted here; empty: none
     webhook_secret: str = ""  # signs every webhook post (X-Phoney-Signature)
+    http_allow_hosts: str = ""  # hosts a flow's http nodes and tools may reach; empty: none
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from engine.actions.hosts import HostPolicy
 from engine.calls.limits import parse_ceiling, parse_rate
 from engine.events.alerts import check_url
 from engine.events.pusher_sink import ChannelNames
@@ -268,6 +269,7 @@ CHECKS: Mapping[str, Check | None] = {
         lambda: parse_ceiling(s.model_calls_per_hour, "MODEL_CALLS_PER_HOUR")),
     "CALL_WEBHOOK_URL": _call_webhook_url,
     "WEBHOOK_SECRET": _webhook_secret,
+    "HTTP_ALLOW_HOSTS": lambda s: _raises(lambda: HostPolicy.parse(s.http_allow_hosts)),
 }
 """The check of each setting (None: free text, or checked only by `flask doctor`). A test keeps
 it in step with `ENV_KEYS`: a new setting needs its entry here."""

@@ -77,7 +77,7 @@ BAD: list[tuple[str, str]] = [
     ("TRUSTED_PROXIES", "yes"), ("CALLER_CALL_LIMIT", "lots"), ("MAX_CALL_TURNS", "-1"),
     ("LOGIN_RATE_LIMIT", "5"), ("API_RATE_LIMIT", "fast"), ("ALERT_WEBHOOK_URL", "hooks"),
     ("SESSION_HOURS", "0"), ("SESSION_HOURS", "many"), ("SSE_STREAMS_PER_SESSION", "0"),
-    ("RETENTION_DAYS", "forever"),
+    ("RETENTION_DAYS", "forever"), ("HTTP_ALLOW_HOSTS", "https://api.example.com/v1"),
 ]
 
 
