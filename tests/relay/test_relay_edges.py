@@ -280,6 +280,21 @@ def test_the_servers_turn_ceiling_ends_a_relay_call(serve: Serve,
     assert limit["by"] == "server"
 
 
+def test_the_servers_seconds_ceiling_ends_a_relay_call(serve: Serve, double: OpenAIDouble,
+                                                       clock: Clock) -> None:
+    app, ring = serve(MAX_CALL_SECONDS=120)
+    c = ring()  # relay_desk has no max_seconds of its own
+    line = c.relay()
+    clock.advance(121)
+    line.press("5", wait=False)
+    line.wait_end()
+    assert double.chat_requests == []
+    assert c.ended and c.heard[-1].text == (
+        "We've reached the limit for this call. Thank you for calling. Goodbye.")
+    [limit] = [e for e in events(app, c.call_sid, "call.node") if e["edge"] == "limit"]
+    assert (limit["by"], limit["reason"]) == ("server", "max_seconds")
+
+
 def test_the_model_budget_refuses_inside_the_session_as_an_ai_failure(
         serve: Serve, double: OpenAIDouble) -> None:
     app, ring = serve(MODEL_CALLS_PER_HOUR="1")
