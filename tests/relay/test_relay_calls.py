@@ -312,3 +312,36 @@ def test_a_hang_up_mid_reply_keeps_what_was_sent(app: Flask, relay_call: Call,
     assert response["text"].startswith(sent.text)
     assert response["timings"]["first_sent"] is not None
     assert [e["status"] for e in events(app, c.call_sid, "call.end")] == ["completed"]
+
+
+def test_messages_before_setup_and_a_second_setup_are_ignored(
+        app: Flask, relay_call: Call, double: OpenAIDouble) -> None:
+    c = relay_call().start()
+    line = c.relay(setup=False)
+    line.say("hello before setup", wait=False)
+    line.press("0", wait=False)  # would take the route, were it a turn
+    line.setup(c.call_sid)
+    line.setup(c.call_sid)
+    double.chat(Text("Hi, how can I help?"))
+    assert line.say("hello").text == "Hi, how can I help?"
+    assert [e["speech"] for e in events(app, c.call_sid, "call.transcript")] == ["hello"]
+    assert [e["status"] for e in events(app, c.call_sid, "call.relay")] == ["connected"]
+    assert c.waiting.kind == "relay" and c.dialed == []
+
+
+def test_a_message_over_the_size_limit_closes_the_socket_and_loses_nothing(
+        app: Flask, relay_call: Call, double: OpenAIDouble) -> None:
+    double.chat(Text("Yes, we do cleanings."))
+    c = relay_call().start()
+    line = c.relay()
+    assert line.say("do you do cleanings").text == "Yes, we do cleanings."
+    wait_for(lambda: bool(events(app, c.call_sid, "call.response")))
+    line.say("x" * 300_000, wait=False)  # past what a session reads (256 kB)
+    line.wait_closed()
+    wait_for(lambda: [e["status"] for e in events(app, c.call_sid, "call.relay")] == [
+        "connected", "closed"])
+    assert [e["speech"] for e in events(app, c.call_sid, "call.transcript")] == [
+        "do you do cleanings"]
+    assert [e["text"] for e in events(app, c.call_sid, "call.response")] == [
+        "Yes, we do cleanings."]
+    assert len(double.chat_requests) == 1
