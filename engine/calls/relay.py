@@ -220,6 +220,8 @@ class RelayTurns:
         node = pinned.flow.nodes.get(state.node)
         if not isinstance(node, AiNode) or node.conversation != "relay":
             return f"the call is on node '{state.node}', not a relay ai node"
+        if state.relay_lost == node.id:
+            return f"node '{node.id}' goes on by <Gather>: its relay session lost its speech"
         return RelayCall(pinned, state, node)
 
     def budget(self) -> ModelBudget:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from engine.relay.simulator import RelayLine
 from engine.simulator import SimulatedCall
 from tests.ai.conftest import events
 from tests.conftest import LiveServer
@@ -223,6 +224,10 @@ def test_a_speech_error_from_twilio_goes_on_by_gather_in_the_twilio_voice(
     assert errors == [("relay", "Speech recognition: ASR provider connection error"),
                       ("tts_failure", "TTS provider error: could not synthesize speech")]
     assert edges_taken(app, c.call_sid) == ["assist/error:tts_failure/voice"]
+    # A session opened again for the node (a stale <Connect>) is refused.
+    again = RelayLine.connect(line.url, AUTH_TOKEN)
+    again.setup(c.call_sid)
+    assert "goes on by <Gather>" in json.loads(again.wait_end())["reason"]
     # The node's next turn is a <Gather> turn, answered in the Twilio voice.
     double.chat(Text("On Saturdays we are closed."))
     c.say("and on saturday")
