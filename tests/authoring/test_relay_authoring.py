@@ -91,6 +91,12 @@ scenarios:
       - say: Hello?
         model: [{error: network}, {error: network}]
         expect: {node: sorry, heard: Sorry about that, hangup: true}
+  - name: the caller hangs up mid-session
+    steps:
+      - say: Hello?
+        model: {reply: "Hi there."}
+      - hangup: true
+        expect: {hangup: true, events: [call.end]}
 """
 
 
@@ -129,7 +135,7 @@ def test_scenario_steps_drive_a_relay_call_and_count_its_edges(
     relay_project.scenarios(CONVERSATION, "relay_mini")
     result = flows_test(make_app(relay_project.root), "relay_mini")
     assert result.exit_code == 0, result.output
-    assert "4 passed, 0 failed" in result.output
+    assert "5 passed, 0 failed" in result.output
     coverage = result.output[result.output.index("edge coverage:"):]
     for edge in ("chat -exit-> bye", "chat -route-> desk", "chat -error:network-> chat (retry 1)",
                  "chat -error:network-> sorry", "desk -transfer_failed-> bye"):
