@@ -210,6 +210,7 @@ class ModelAnalyst:
                               model=self.model, attempts=ATTEMPTS, raw=answer)
 
     def _ask(self, messages: list[dict[str, Any]], schema: Mapping[str, Any]) -> str:
+        """The model's answer text to `messages`, asked for in the shape of `schema`."""
         response_format: Any = {"type": "json_schema", "json_schema": {
             "name": "call_analysis", "strict": True, "schema": dict(schema)}}
         chat: Any = messages  # plain dicts, as the SDK sends them

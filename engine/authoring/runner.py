@@ -36,6 +36,7 @@ from engine.ai.scripted import (
     Unscripted,
     scripted_voicing,
 )
+from engine.ai.scripted_analysis import run_scripted_analysis
 from engine.authoring.relay_caller import RelayCaller
 from engine.authoring.run_errors import template_failures
 from engine.authoring.transports import LocalServer, app_transport
@@ -562,6 +563,12 @@ def run_scenario(harness: Harness, flow: Flow, path: str, scenario: Scenario) ->
         finally:
             result.node_events = run.finish()
             result.template_failures = run.failures
+        script = scenario.analysis
+        if result.failure is None and script is not None:  # the call has ended: analyse it
+            problems = run_scripted_analysis(run.store, flow, run.call.call_sid, script,
+                                             harness.clock())
+            if problems:
+                result.failure = f"{path}:{script.line}: the analysis: " + "; ".join(problems)
         result.log = log.lines
     return result
 

@@ -103,6 +103,46 @@ class Step:
         return f"step {self.number} ({self.action_text()})"
 
 
+ANALYSIS_STATUSES = ("ok", "failed", "offline", "empty")
+
+
+@dataclass(frozen=True)
+class AnalysisScript:
+    """A scenario's post-call analysis: the model's answers (`model`: JSON objects or texts,
+    in order; `scripted` False means the offline analysis) and what the result must hold
+    (each `None` not checked; `fields` only the names given)."""
+
+    line: int
+    model: tuple[Any, ...] = ()
+    scripted: bool = False
+    status: str | None = None
+    summary: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=frozen_mapping)
+    reason: str | None = None
+
+    def check(self, result: Mapping[str, Any]) -> list[str]:
+        """What differs between the stored analysis `result` and this script's expectations."""
+        problems: list[str] = []
+        if self.status is not None and result.get("status") != self.status:
+            why = f" ({result.get('reason')})" if result.get("reason") else ""
+            problems.append(f"expected the analysis to be {self.status}; it is "
+                            f"{result.get('status')}{why}")
+        summary = str(result.get("summary") or "")
+        if self.summary is not None and self.summary.lower() not in summary.lower():
+            problems.append(f"expected the analysis summary to contain {self.summary!r}; it "
+                            f"is {summary or 'empty'!r}")
+        reason = str(result.get("reason") or "")
+        if self.reason is not None and self.reason.lower() not in reason.lower():
+            problems.append(f"expected the analysis reason to contain {self.reason!r}; it is "
+                            f"{reason or 'empty'!r}")
+        found = result.get("fields") or {}
+        for name, wanted in self.fields.items():
+            if found.get(name) != wanted:
+                problems.append(f"expected analysis field {name} = {wanted!r}; it is "
+                                f"{found.get(name)!r}")
+        return problems
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One scripted call: who calls whom, when, with which `vars`, and its steps in order."""
@@ -114,6 +154,7 @@ class Scenario:
     called: str | None
     vars: Mapping[str, Any]
     steps: tuple[Step, ...]
+    analysis: AnalysisScript | None = None  # checked once the call has ended
 
     @property
     def rings_with_first_step(self) -> bool:
@@ -188,6 +229,19 @@ def _step(number: int, raw: Mapping[str, Any], line: int) -> Step:
                 model=_model(raw.get("model")), expect=_expect(raw.get("expect", {})))
 
 
+def _analysis(raw: Mapping[str, Any] | None, line: int) -> AnalysisScript | None:
+    if raw is None:
+        return None
+    model = raw.get("model")
+    expect = raw.get("expect", {})
+    return AnalysisScript(line=line, model=tuple(model if isinstance(model, list) else
+                                                 [model] if model is not None else []),
+                          scripted=model is not None, status=expect.get("status"),
+                          summary=expect.get("summary"),
+                          fields=frozen_mapping(expect.get("fields", {})),
+                          reason=expect.get("reason"))
+
+
 def _at(text: str | None) -> datetime:
     return datetime.fromisoformat((text or DEFAULT_AT).replace("Z", "+00:00"))
 
@@ -202,7 +256,9 @@ def compile_scenarios(document: Document) -> ScenarioFile:
             caller=raw.get("from", DEFAULT_CALLER), called=raw.get("to"),
             vars=frozen_mapping(raw.get("vars", {})),
             steps=tuple(_step(at + 1, step, document.mark((*base, "steps", at)).line)
-                        for at, step in enumerate(raw["steps"]))))
+                        for at, step in enumerate(raw["steps"])),
+            analysis=_analysis(raw.get("analysis"), document.key_mark(
+                (*base, "analysis")).line if "analysis" in raw else 0)))
     minimum = document.data.get("min_coverage")
     return ScenarioFile(document.path, document.data["flow"], tuple(scenarios),
                         None if minimum is None else float(minimum))
@@ -289,6 +345,8 @@ def _references(document: Document, flow: Flow) -> Iterator[Problem]:
                 yield document.problem(where, f"{dotted(where)}: flow '{flow.id}' has no var "
                                        f"'{name}'{did_you_mean(name, list(flow.vars))}",
                                        at_key=True)
+    for index, scenario in enumerate(document.data["scenarios"]):
+        yield from _analysis_references(document, flow, index, scenario.get("analysis"))
     for path, step in _steps(document):
         node = step.get("expect", {}).get("node")
         if node is not None and node not in flow.nodes:
@@ -310,6 +368,26 @@ def _references(document: Document, flow: Flow) -> Iterator[Problem]:
                 message = (f"no ai node of flow '{flow.id}' has an exit to '{target}'; its "
                            f"exits: {', '.join(exits) or 'none'}")
             yield document.problem((*where, "exit"), f"{dotted(where)}.exit: {message}")
+
+
+def _analysis_references(document: Document, flow: Flow, index: int,
+                         raw: Mapping[str, Any] | None) -> Iterator[Problem]:
+    """A scripted analysis needs a flow that declares one, and names only its fields."""
+    if raw is None:
+        return
+    where: KeyPath = ("scenarios", index, "analysis")
+    if flow.analysis is None:
+        yield document.problem(where, f"{dotted(where)}: flow '{flow.id}' declares no "
+                                      f"analysis; add `analysis:` to the flow or remove this",
+                               at_key=True)
+        return
+    known = [item.name for item in flow.analysis.fields]
+    for name in raw.get("expect", {}).get("fields", {}):
+        if name not in known:
+            path = (*where, "expect", "fields", name)
+            yield document.problem(path, f"{dotted(path)}: the analysis of flow '{flow.id}' has "
+                                         f"no field '{name}'{did_you_mean(name, known)}; its "
+                                         f"fields: {', '.join(known) or 'none'}", at_key=True)
 
 
 def _context_name(name: str, flow: Flow) -> str | None:
