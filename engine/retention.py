@@ -1,5 +1,5 @@
-"""Retention: finished calls, their events and stored answers, and cached speech are removed
-once older than RETENTION_DAYS (default 30; `0` or `off` keeps everything).
+"""Retention: finished calls, their events and stored answers, cached speech and audit log entries
+are removed once older than RETENTION_DAYS (default 30; `0` or `off` keeps everything).
 
 `prune_older_than(store, days, now)` does it once (`flask calls prune`); a `Retention` job does it
 on its own, off the request path: every server process registers one (`start`), one daemon
@@ -59,8 +59,11 @@ def retention_days(value: str | float | None) -> float | None:
 
 def prune_older_than(store: CallStore, days: float, now: float,
                      dry_run: bool = False) -> Pruned:
-    """Prune what is older than `days` before `now` (see `CallStore.prune`)."""
-    return store.prune(now - days * DAY, dry_run=dry_run)
+    """Prune what is older than `days` before `now` (see `CallStore.prune`), the audit log's
+    entries included (`CallStore.prune_audit`): it is kept as long as the calls it is about."""
+    before = now - days * DAY
+    pruned = store.prune(before, dry_run=dry_run)
+    return pruned + Pruned(audit=store.prune_audit(before, dry_run=dry_run))
 
 
 def claim_run(store: CallStore, now: float, every: float, owner: str) -> bool:

@@ -2,6 +2,7 @@
 
 from engine.store.base import (
     LIVE_AT_MOST,
+    AuditEntry,
     CallStore,
     CallSummary,
     LinesBusy,
@@ -21,6 +22,7 @@ from engine.store.sqlite import SQLiteStore
 
 __all__ = [
     "LIVE_AT_MOST",
+    "AuditEntry",
     "CallStore",
     "CallSummary",
     "EncryptedStore",

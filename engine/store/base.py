@@ -124,15 +124,44 @@ class Pruned:
     events: int = 0
     responses: int = 0  # the answers kept for repeated webhooks
     blobs: int = 0  # cached speech and streamed replies
+    audit: int = 0  # audit log entries (`prune_audit`)
 
     def __add__(self, other: Pruned) -> Pruned:
         return Pruned(self.calls + other.calls, self.events + other.events,
-                      self.responses + other.responses, self.blobs + other.blobs)
+                      self.responses + other.responses, self.blobs + other.blobs,
+                      self.audit + other.audit)
 
     def describe(self) -> str:
-        """One line for people: `12 calls, 340 events, 80 stored answers, 5 audio/streams`."""
+        """One line for people: `12 calls, 340 events, 80 stored answers, 5 cached audio and
+        streamed replies, 9 audit entries`."""
         return (f"{self.calls} calls, {self.events} events, {self.responses} stored answers, "
-                f"{self.blobs} cached audio and streamed replies")
+                f"{self.blobs} cached audio and streamed replies, {self.audit} audit entries")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log: who did what, when, from where, and how it ended.
+
+    Kept in the call store, beside the calls it is about: every server process writes to the
+    one log and reads the same one, it is pruned with the calls (RETENTION_DAYS,
+    `prune_audit`), and no other service is needed. `what` holds identifiers and outcomes
+    only (a CallSid, a flow id, a revision, a reason); never a password, token or code.
+    """
+
+    at: float  # epoch seconds
+    who: str  # the signed-in user (e-mail or subject), or "" when nobody was
+    role: str  # their role then ("" when none)
+    where: str  # the client's address, as the app derives it behind TRUSTED_PROXIES
+    action: str  # e.g. "sign-in", "sign-in.failed", "call.transfer", "request.refused"
+    outcome: str  # "ok", "refused" or "failed"
+    what: Mapping[str, Any]
+    id: int = 0  # given by the store: increases with every entry
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict (`what` copied to a plain dict)."""
+        return {"id": self.id, "at": self.at, "who": self.who, "role": self.role,
+                "where": self.where, "action": self.action, "outcome": self.outcome,
+                "what": dict(self.what)}
 
 
 class StepConflict(Exception):
@@ -241,6 +270,17 @@ class CallStore(Protocol):
         meanwhile wait for none of it; the newest event is kept, so event ids never go back.
         `dry_run` counts what would go and removes nothing.
         """
+
+    def record_audit(self, entry: AuditEntry) -> int:
+        """Append `entry` to the audit log (its `id` is ignored); the id it was given, larger
+        than every id given before."""
+
+    def audit_entries(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+        """The newest `limit` entries (with ids below `before_id`, when given), newest first."""
+
+    def prune_audit(self, before: float, dry_run: bool = False) -> int:
+        """Remove audit entries recorded before `before` (epoch seconds); how many (in a dry
+        run: would be). The newest entry is kept, so ids never go back."""
 
     def ping(self) -> bool:
         """True when the store answers; False, rather than an exception, when it does not."""

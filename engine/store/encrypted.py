@@ -34,6 +34,7 @@ import binascii
 import dataclasses
 import hashlib
 import hmac
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.runtime.state import Caller, CallState
 from engine.store.base import (
+    AuditEntry,
     CallStore,
     CallSummary,
     LiveCeiling,
@@ -285,6 +287,27 @@ class EncryptedStore:
 
     def prune(self, before: float, dry_run: bool = False) -> Pruned:
         return self.inner.prune(before, dry_run)
+
+    def record_audit(self, entry: AuditEntry) -> int:
+        # What was acted on may name a number (a transfer's target): sealed, as callers are.
+        sealed = self.seal(json.dumps(dict(entry.what), sort_keys=True))
+        return self.inner.record_audit(dataclasses.replace(entry, what={"sealed": sealed}))
+
+    def audit_entries(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+        return [self._opened_audit(entry) for entry in self.inner.audit_entries(limit, before_id)]
+
+    def _opened_audit(self, entry: AuditEntry) -> AuditEntry:
+        sealed = entry.what.get("sealed")
+        if not isinstance(sealed, str) or set(entry.what) != {"sealed"}:
+            return entry  # written before ENCRYPTION_KEY was set
+        try:
+            what = json.loads(self.open(sealed))
+        except ValueError:
+            what = {"unreadable": "sealed with a key no longer in ENCRYPTION_KEY"}
+        return dataclasses.replace(entry, what=what)
+
+    def prune_audit(self, before: float, dry_run: bool = False) -> int:
+        return self.inner.prune_audit(before, dry_run)
 
     def ping(self) -> bool:
         return self.inner.ping()

@@ -21,6 +21,8 @@ Keys, all under a configurable prefix P (default `phoney:`; URL `?prefix=`):
 | `P blob:<key>` | string | `put_blob` values | by key prefix |
 | `P window:<key>` | string | `incr_window` count | when its window closes |
 | `P live` | sorted set | live calls (`LiveCeiling`), score when counted | ended: removed |
+| `P audit` | sorted set | audit entries as JSON (id included), score the id | by `prune_audit` |
+| `P audit-id` | string | the last audit id given (INCR in the script that adds the entry) | kept |
 
 Expiry ("hot" above): the state and the answered requests are what the webhooks of a live call
 need. When a call ends (a step whose state is ended or has a final status, or `close_call` with a
@@ -69,6 +71,7 @@ from redis.retry import Retry
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
     LIVE_AT_MOST,
+    AuditEntry,
     CallSummary,
     LinesBusy,
     LiveCeiling,
@@ -305,6 +308,13 @@ if ARGV[1] ~= '1' then
 end
 return #ARGV - 1
 """
+_RECORD_AUDIT = """
+local id = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], id, string.sub(ARGV[1], 1, -2) .. ',"id":' .. id .. '}')
+return id
+"""
+# The entry's JSON gets its id appended as text, not by cjson (which would round `at`).
+
 PRUNE_BATCH = 100
 """Calls one round trip of `prune` looks at (events: five times as many)."""
 CLOCK_SLACK = 3600.0
@@ -395,6 +405,13 @@ def _event(member: bytes | str) -> StoredEvent:
                        data=data["data"], at=data["at"])
 
 
+def _audit(member: bytes | str) -> AuditEntry:
+    found = json.loads(member)
+    return AuditEntry(id=int(found["id"]), at=float(found["at"]), who=found["who"],
+                      role=found["role"], where=found["where"], action=found["action"],
+                      outcome=found["outcome"], what=found["what"])
+
+
 def _redacted(url: str) -> str:
     """`url` without its password (in the authority or as a query parameter)."""
     url = re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
@@ -437,6 +454,7 @@ class RedisStore:
         self._incr_window = self.client.register_script(_INCR_WINDOW)
         self._prune_call = self.client.register_script(_PRUNE_CALL)
         self._prune_orphans = self.client.register_script(_PRUNE_ORPHANS)
+        self._record_audit = self.client.register_script(_RECORD_AUDIT)
 
     @staticmethod
     def _ttl(given: float | Literal[_From.URL] | None, own: Mapping[str, str], name: str,
@@ -645,6 +663,39 @@ class RedisStore:
             removed += went
             kept += looked_at - (0 if dry_run else went)
             if done:
+                return removed
+
+    def record_audit(self, entry: AuditEntry) -> int:
+        body = _ENCODER.encode({"at": entry.at, "who": entry.who, "role": entry.role,
+                                "where": entry.where, "action": entry.action,
+                                "outcome": entry.outcome, "what": dict(entry.what)})
+        return int(self._record_audit(keys=[self._key("audit"), self._key("audit-id")],
+                                      args=[body]))
+
+    def audit_entries(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+        if limit <= 0:
+            return []
+        top = "+inf" if before_id is None else f"({before_id}"
+        members = cast("list[bytes]", self.client.zrevrangebyscore(
+            self._key("audit"), top, "-inf", start=0, num=limit))
+        return [_audit(member) for member in members]
+
+    def prune_audit(self, before: float, dry_run: bool = False) -> int:
+        """Oldest first, a batch at a time, until an entry at or after `before` (ids follow
+        time, give or take the servers' clocks); the newest entry is kept."""
+        key, removed, start = self._key("audit"), 0, 0
+        while True:
+            batch = cast("list[bytes]", self.client.zrange(key, start, start + PRUNE_BATCH - 1))
+            newest = cast("list[bytes]", self.client.zrevrange(key, 0, 0))
+            old = [member for member in batch
+                   if member not in newest and _audit(member).at < before]
+            if old:
+                removed += len(old)
+                if dry_run:
+                    start += len(old)
+                else:
+                    self.client.zrem(key, *old)
+            if len(old) < len(batch) or len(batch) < PRUNE_BATCH:
                 return removed
 
     def ping(self) -> bool:

@@ -39,6 +39,7 @@ from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, sta
 from engine.store.base import (
     LIVE_AT_MOST,
     PRUNED_BLOB_PREFIXES,
+    AuditEntry,
     CallSummary,
     LinesBusy,
     LiveCeiling,
@@ -137,6 +138,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             call_sid TEXT PRIMARY KEY,
             at       REAL NOT NULL
         ) WITHOUT ROWID""",
+    ),
+    (
+        # The audit log (`record_audit`): who did what on the dashboard, pruned by age.
+        """CREATE TABLE IF NOT EXISTS audit (
+            id      INTEGER PRIMARY KEY,
+            at      REAL NOT NULL,
+            who     TEXT NOT NULL,
+            role    TEXT NOT NULL,
+            address TEXT NOT NULL,
+            action  TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            what    TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at)",
     ),
 )
 
@@ -863,6 +878,47 @@ class SQLiteStore:
                 f" (SELECT count(*) FROM blobs WHERE at < :before AND ({_PRUNED_BLOB}))",
                 params).fetchone()
         return Pruned(calls=row[0], events=row[1], responses=row[2], blobs=row[3])
+
+    # The audit log: ids as events' are (the largest plus one; the newest row never pruned).
+
+    def record_audit(self, entry: AuditEntry) -> int:
+        what = json.dumps(dict(entry.what), sort_keys=True)
+        with self._transaction() as db:
+            row = db.execute(
+                "INSERT INTO audit (at, who, role, address, action, outcome, what)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (entry.at, entry.who, entry.role, entry.where, entry.action, entry.outcome,
+                 what)).fetchone()
+        return int(row[0])
+
+    def audit_entries(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+        query = "SELECT id, at, who, role, address, action, outcome, what FROM audit"
+        params: list[Any] = []
+        if before_id is not None:
+            query += " WHERE id < ?"
+            params.append(before_id)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(max(limit, 0))
+        with self._connection() as db:
+            rows = db.execute(query, params).fetchall()
+        return [AuditEntry(id=row["id"], at=row["at"], who=row["who"], role=row["role"],
+                           where=row["address"], action=row["action"], outcome=row["outcome"],
+                           what=json.loads(row["what"])) for row in rows]
+
+    def prune_audit(self, before: float, dry_run: bool = False) -> int:
+        where = "at < ? AND id < (SELECT max(id) FROM audit)"
+        if dry_run:
+            with self._connection() as db:
+                return int(db.execute(f"SELECT count(*) FROM audit WHERE {where}",
+                                      (before,)).fetchone()[0])
+        removed = 0
+        while True:
+            with self._transaction() as db:
+                count = db.execute(f"DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE"
+                                   f" {where} LIMIT {PRUNE_BATCH})", (before,)).rowcount
+            removed += count
+            if count < PRUNE_BATCH:
+                return removed
 
     def ping(self) -> bool:
         try:
