@@ -382,9 +382,33 @@ class TerminalCall:
                 if turn is None or turn.kind == "hangup":
                     self.echo("☎ you hung up")
                     break
+                if not self._still_fits(turn):
+                    continue
                 self._timed(turn.label(), partial(self._act, turn))
         finally:
             self.hang_up()
+
+    def _still_fits(self, turn: Turn) -> bool:
+        """Whether `turn`, read for a relay session, still fits once whatever the server sent
+        meanwhile has been read (a handoff after the reply, over --url): the session may have
+        ended and the call moved on while the caller typed."""
+        if not self.relay.in_session:
+            return True
+        self.relay.drain()
+        if self.relay.in_session:
+            return True
+        self.show()
+        waiting = self.call.waiting
+        try:
+            check_turn(turn, waiting.kind,
+                       waiting.verb.get("input", "") if waiting.verb is not None else "")
+        except ScriptError as error:
+            if self.caller.scripted:
+                raise ScriptError(f"script line {self.caller.line_number}: the relay session "
+                                  f"ended before it: {error}") from None
+            self.echo(f"  (the relay session ended before your line: {error})")
+            return False
+        return True
 
     def hang_up(self) -> None:
         """The status callback Twilio sends at the end of every call, once."""

@@ -144,6 +144,13 @@ class RelayCaller:
             line.next_message(min(left, POLL * 5))
         self._settle(line)
 
+    def drain(self) -> None:
+        """Read what the open session sent until now (its `end` included, whose `<Connect
+        action>` is then followed)."""
+        line = self.call.line
+        if line is not None and line.ended is None and not line.closed:
+            line.barrier(self.timeout)
+
     def close(self) -> None:
         """Hang up the open session's socket, if any."""
         line = self.call.line
