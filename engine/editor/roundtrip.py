@@ -203,17 +203,37 @@ def _value(tree: Mapping[str, Any], block: tuple[str, ...]) -> Any:
     return found
 
 
-def apply_data(text: str, data: Mapping[str, Any]) -> str:
+def _rename_nodes(tree: CommentedMap, renames: Mapping[str, str]) -> None:
+    """Rename nodes in place, so a renamed node keeps its place and its comments."""
+    nodes = tree.get("nodes")
+    if not isinstance(nodes, CommentedMap):
+        return
+    for old, new in renames.items():
+        if old not in nodes or new in nodes:
+            continue
+        position = list(nodes).index(old)
+        comment = nodes.ca.items.pop(old, None)
+        nodes.insert(position, new, nodes.pop(old))
+        if comment is not None:
+            nodes.ca.items[new] = comment
+
+
+def apply_data(text: str, data: Mapping[str, Any],
+               renames: Mapping[str, str] | None = None) -> str:
     """`text` changed to hold `data`, comments and untouched entries kept as written.
 
-    `data` is the whole flow as plain JSON values. Raises RoundTripError when `text` is not a
-    YAML mapping (the page then edits the YAML itself, not the graph).
+    `data` is the whole flow as plain JSON values; `renames` (old node id -> new) says which
+    nodes of `data` are nodes of the text under a new name, so they keep their place and
+    comments instead of moving to the end. Raises RoundTripError when `text` is not a YAML
+    mapping (the page then edits the YAML itself, not the graph).
     """
     original = _load(text)
     before = _plain(original)
     if before == _plain(dict(data)):
         return text
-    dumped = _dump(_merge(_load(text), data))
+    tree = _load(text)
+    _rename_nodes(tree, renames or {})
+    dumped = _dump(_merge(tree, data))
     head, old_blocks, _ = _blocks(text)
     _, new_blocks, order = _blocks(dumped)
     out = list(head)

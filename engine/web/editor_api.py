@@ -3,8 +3,9 @@
 - `POST /api/flows/validate` `{yaml, flow?}`: the checks of `flask flows validate` on the text,
   every problem with line, column and node (engine/editor/validation.py), the flow as data
   and its graph.
-- `POST /api/flows/apply` `{yaml, data, flow?}`: the text changed to hold `data` (the page's
-  graph and inspector edits), comments and untouched entries kept as written, then validated.
+- `POST /api/flows/apply` `{yaml, data, flow?, renames?}`: the text changed to hold `data` (the
+  page's graph and inspector edits; `renames` maps renamed nodes' old ids to new ones), comments
+  and untouched entries kept as written, then validated.
 - `GET /api/flows/<id>/source`: the file's text and its `etag`, the version a save is based on.
 - `PUT /api/flows/<id>` `{yaml, base}` (or `If-Match: <etag>`): validate (422 with the problems),
   write `flows/<id>.yaml` and record a revision, then reload the flows: new calls start on the
@@ -146,8 +147,12 @@ def apply() -> tuple[Response, int] | Response:
     text, data = _text(body), body.get("data")
     if not isinstance(data, dict):
         raise BadRequest("'data' must be the flow as a JSON object")
+    renames = body.get("renames") or {}
+    if not isinstance(renames, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in renames.items()):
+        raise BadRequest("'renames' must map old node ids to new ones")
     try:
-        changed = apply_data(text, data)
+        changed = apply_data(text, data, renames)
     except RoundTripError as error:
         return jsonify(error=f"{error}; fix the YAML first"), 422
     checked = check_text(services().settings.project_root, _draft_id(body, data), changed)

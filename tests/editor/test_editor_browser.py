@@ -50,6 +50,17 @@ def _drag_connect(page: Any, source: str, target: str, kind: str) -> None:
     page.click(f"#connect-menu button[data-kind='{kind}']")
 
 
+def _click_edge(page: Any, edge_id: str) -> None:
+    """Click on the drawn line of an edge, a third of the way along (its label sits midway)."""
+    point = page.evaluate("""(id) => {
+        const path = document.querySelector(`path[data-edge-id="${id}"]`);
+        const at = path.getPointAtLength(path.getTotalLength() / 3);
+        const screen = new DOMPoint(at.x, at.y).matrixTransform(path.getScreenCTM());
+        return {x: screen.x, y: screen.y};
+    }""", edge_id)
+    page.mouse.click(point["x"], point["y"])
+
+
 def _wait_state(page: Any, condition: str) -> None:
     """Wait until `condition` (JavaScript over `s`, the editor's state) holds."""
     page.wait_for_function(f"() => {{ const s = window.PhoneyEditor.state; return {condition}; }}")
@@ -140,6 +151,14 @@ def test_build_break_fix_save_call_and_restore_a_flow(
         log = page.text_content("#call-log") or ""
         assert "caller: goodbye" in log and "agent: Goodbye!" in log
         page.wait_for_selector("g[data-node=goodbye].current")
+
+        # The call's traffic on the graph: counts on the edges it took, none on the others.
+        page.check("#traffic-tests")
+        page.select_option("#traffic-period", "1h")
+        page.wait_for_selector("#traffic-summary:has-text('1 call')")
+        assert page.text_content("text[data-edge-count='menu/route/0']") == "1"
+        assert page.text_content("text[data-edge-count='greet/next']") == "1"
+        assert page.text_content("text[data-edge-count='menu/next']") == "0"
         _screenshot(page, tmp_path)
 
         # Restore the revision before the save: the template's text, on disk and in the page.
@@ -161,3 +180,55 @@ def _screenshot(page: Any, tmp_path: Path) -> None:
     if os.environ.get("PHONEY_UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, SCREENSHOT)
         print(f"updated {SCREENSHOT.relative_to(ROOT)}")
+
+
+def test_edit_an_edge_rename_a_node_undo_and_run_the_scenarios(
+        chromium: Any, make_dashboard_app: Callable[..., Flask],  # noqa: F811
+        tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for folder in ("flows", "personalities"):
+        shutil.copytree(ROOT / folder, project / folder)
+    original = (project / "flows" / "after_hours.yaml").read_text()
+    app = make_dashboard_app(PROJECT_ROOT=str(project), SPEECH_WARMUP=False)
+    with LiveServer(app) as server, browser_page(chromium, server) as page:
+        sign_in(page, server)
+        page.goto(f"{server.url}/flows/after_hours")
+        page.wait_for_selector("#editor-status[data-state=ok]")
+
+        # An edge's own fields: the first route's condition.
+        _click_edge(page, "check_hours/route/0")
+        page.wait_for_selector("#inspector-title:has-text('Edge')")
+        page.fill("#inspector [data-field=edge-when]", "vars.closed_today == true")
+        page.press("#inspector [data-field=edge-when]", "Tab")
+        _wait_state(page, "s.data.nodes.check_hours.routes[0].when === "
+                          "'vars.closed_today == true'")
+        assert "      - when: vars.closed_today == true\n" in page.input_value("#yaml")
+
+        # A renamed node is renamed wherever the flow names it, in its place in the file.
+        page.click("g[data-node=office_busy] rect")
+        page.fill("#inspector [data-field=id]", "office_engaged")
+        page.press("#inspector [data-field=id]", "Tab")
+        _wait_state(page, "!!s.data.nodes.office_engaged && !s.data.nodes.office_busy")
+        page.wait_for_selector("g[data-node=office_engaged]")
+        text = page.input_value("#yaml")
+        assert "    on_fail: office_engaged\n" in text and "  office_engaged:\n" in text
+        assert text.index("  office_engaged:") < text.index("  closed:")
+        _wait_state(page, "s.problems.length === 0")
+
+        # Undo, twice: the text as it was; nothing was saved.
+        page.click("#undo")
+        page.wait_for_selector("g[data-node=office_busy]")
+        page.click("#undo")
+        _wait_state(page, "s.data.nodes.check_hours.routes[0].when === 'vars.closed_today'")
+        assert page.input_value("#yaml") == original
+        page.wait_for_selector("#editor-status[data-state=ok]")
+        assert (project / "flows" / "after_hours.yaml").read_text() == original
+
+        # The flow's scenarios, run from the page, with their coverage on the graph.
+        page.click(".tab[data-tab=scenarios]")
+        page.click("#scenarios-run")
+        page.wait_for_selector("#scenarios-summary:has-text('edge coverage 100%')",
+                               timeout=120_000)
+        assert "0 failed" in (page.text_content("#scenarios-summary") or "")
+        assert "PASS after_hours:" in (page.text_content("#scenarios-log") or "")
+        page.wait_for_selector("path[data-edge-id='office/transfer_failed'].visited")

@@ -88,3 +88,16 @@ def test_text_that_is_not_a_mapping_is_refused() -> None:
     for text in ("- a\n- b\n", "flow: [\n", "just words\n"):
         with pytest.raises(RoundTripError):
             apply_data(text, {"flow": "x"})
+
+
+def test_a_renamed_node_keeps_its_place_and_its_comments() -> None:
+    text = template_text("menu", "shop")
+    data = _data(text)
+    nodes = data["nodes"]
+    data["nodes"] = {("front" if key == "menu" else key): value for key, value in nodes.items()}
+    data["start"] = "front"
+    changed = apply_data(text, data, {"menu": "front"})
+    assert _data(changed) == data
+    assert list(_data(changed)["nodes"]) == ["front", "sales", "support", "goodbye"]
+    assert "    next: support              # anything else\n" in changed
+    assert _changed_lines(text, changed) == ["start: front", "  front:"]

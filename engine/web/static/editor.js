@@ -89,13 +89,13 @@
   }
 
   // A change to the flow as data: the server writes it into the text, comments kept.
-  function change(mutate) {
+  function change(mutate, renames) {
     if (!state.data) { setStatus("fix the YAML first: the graph edits the flow as data", "bad"); return; }
     var data = copy(state.data);
     mutate(data);
     var seq = ++state.seq;
     setStatus("applying…", "busy");
-    api("/api/flows/apply", { method: "POST", body: { yaml: state.yaml, data: data, flow: flowId } })
+    api("/api/flows/apply", { method: "POST", body: { yaml: state.yaml, data: data, flow: flowId, renames: renames || {} } })
       .then(function (answer) {
         if (seq !== state.seq) { return; }
         setText(answer.yaml, true);
@@ -295,6 +295,74 @@
     select(null);
   }
 
+  // Every place a flow names a node: renaming one renames it there too.
+  function renameNode(data, from, to) {
+    var swap = function (id) { return id === from ? to : id; };
+    var policies = function (holder) {
+      if (holder && holder.no_input && holder.no_input.then) { holder.no_input.then = swap(holder.no_input.then); }
+      Object.keys((holder && holder.on_error) || {}).forEach(function (kind) {
+        var policy = holder.on_error[kind];
+        if (policy && policy.then) { policy.then = swap(policy.then); }
+      });
+    };
+    var nodes = {};
+    Object.keys(data.nodes).forEach(function (id) { nodes[id === from ? to : id] = data.nodes[id]; });
+    data.nodes = nodes;
+    data.start = swap(data.start);
+    if (data.limits && data.limits.then) { data.limits.then = swap(data.limits.then); }
+    policies(data.defaults);
+    Object.keys(nodes).forEach(function (id) {
+      var node = nodes[id];
+      if (node.next) { node.next = swap(node.next); }
+      if (node.on_fail) { node.on_fail = swap(node.on_fail); }
+      (node.routes || []).forEach(function (route) { route.to = swap(route.to); });
+      if (node.exits && Object.prototype.hasOwnProperty.call(node.exits, from)) {
+        var exits = {};
+        Object.keys(node.exits).forEach(function (key) { exits[swap(key)] = node.exits[key]; });
+        node.exits = exits;
+      }
+      policies(node);
+    });
+  }
+
+  // Where an edge lives in the flow's data: {fields: [[name, schema, value, set]], target, retarget}
+  // or null for an edge the node inherits (from `defaults` or `limits`).
+  function edgeSpec(edge) {
+    var parts = edge.id.split("/"), kind = parts[1], part = parts[2];
+    var node = state.data.nodes[edge.source];
+    if (!node) { return null; }
+    var nodeIds = Object.keys(state.data.nodes);
+    var target = { "enum": nodeIds, description: "The node this edge leads to." };
+    var at = function (set) { return function (value) { change(function (data) { set(data.nodes[edge.source], value); }); }; };
+    if (kind === "next" && node.next) {
+      return [["to", target, node.next, at(function (n, v) { n.next = v; })]];
+    }
+    if (kind === "transfer_failed" && node.on_fail) {
+      return [["to", target, node.on_fail, at(function (n, v) { n.on_fail = v; })]];
+    }
+    if (kind === "route" && node.routes && node.routes[Number(part)]) {
+      var index = Number(part), route = node.routes[index];
+      return [["when", { type: "string", description: "The condition (a Jinja2 expression)." }, route.when,
+               at(function (n, v) { n.routes[index].when = v; })],
+              ["to", target, route.to, at(function (n, v) { n.routes[index].to = v; })]];
+    }
+    if (kind === "exit" && node.exits && part in node.exits) {
+      return [["description", { type: "string", description: "When the model should go there." }, node.exits[part],
+               at(function (n, v) { n.exits[part] = v; })]];
+    }
+    if (kind === "no_input" && node.no_input) {
+      return [["retries", { type: "integer" }, node.no_input.retries, at(function (n, v) { n.no_input.retries = v; })],
+              ["then", target, node.no_input.then, at(function (n, v) { n.no_input.then = v; })]];
+    }
+    if (kind.indexOf("error:") === 0 && node.on_error && node.on_error[kind.slice(6)]) {
+      var name = kind.slice(6), policy = node.on_error[name];
+      if (part === "then") { return [["then", target, policy.then, at(function (n, v) { n.on_error[name].then = v; })]]; }
+      if (part === "retry") { return [["retry", { type: "integer" }, policy.retry, at(function (n, v) { n.on_error[name].retry = v; })]]; }
+      return [[part, { type: "string" }, policy[part], at(function (n, v) { n.on_error[name][part] = v; })]];
+    }
+    return null;
+  }
+
   // -- selection and the inspector -------------------------------------------------------------
 
   function select(what) {
@@ -328,10 +396,10 @@
     return found ? resolve(found.then) : node;
   }
 
-  function fieldFor(name, schema, value, onChange) {
+  function fieldFor(name, schema, value, onChange, shown) {
     schema = resolve(schema);
     var id = "field-" + name;
-    var label = el("label", { "for": id, title: schema.description || "" }, name);
+    var label = el("label", { "for": id, title: schema.description || "" }, shown || name);
     var input;
     var kind = schema.type || (schema["enum"] ? "enum" : schema["const"] !== undefined ? "const" : "json");
     if (schema["enum"]) {
@@ -377,6 +445,16 @@
       ui.inspector.appendChild(el("p", { className: "muted" }, edge.kind + (edge.strategy ? " (" + edge.strategy + ")" : "") +
                                   (edge.label ? ": " + edge.label : "")));
       ui.inspector.appendChild(el("p", { className: "muted" }, "id " + edge.id));
+      var spec = edgeSpec(edge);
+      if (!spec) {
+        ui.inspector.appendChild(el("p", { className: "muted" }, "Inherited from the flow's defaults or limits: edit them in the flow's fields."));
+        return;
+      }
+      spec.forEach(function (field) {
+        ui.inspector.appendChild(fieldFor("edge-" + field[0], field[1], field[2], function (value) {
+          if (value !== undefined) { field[3](value); }
+        }, field[0]));
+      });
       var del = el("button", { type: "button", className: "danger", id: "delete-edge" }, "Delete edge");
       del.addEventListener("click", function () { removeEdge(edge.id); });
       ui.inspector.appendChild(del);
@@ -385,6 +463,19 @@
     if (what && what.node && state.data.nodes && state.data.nodes[what.node]) {
       var nodeId = what.node, node = state.data.nodes[nodeId];
       ui.inspectorTitle.textContent = "Node " + nodeId;
+      ui.inspector.appendChild(fieldFor("id", { type: "string", pattern: "^[a-z][a-z0-9_]*$",
+                                                description: "The node's id; renaming it renames it wherever the flow names it." },
+                                        nodeId, function (value) {
+        if (!value || value === nodeId) { return; }
+        if (!/^[a-z][a-z0-9_]*$/.test(value) || state.data.nodes[value]) {
+          setStatus("'" + value + "' cannot be this node's id (lower case, digits, _; not taken)", "bad");
+          return;
+        }
+        var renames = {};
+        renames[nodeId] = value;
+        change(function (data) { renameNode(data, nodeId, value); }, renames);
+        state.selected = { node: value };
+      }));
       var branch = branchFor(node.type);
       var properties = Object.assign({ type: resolve(state.schema.$defs.node).properties.type }, branch.properties || {});
       Object.keys(properties).forEach(function (name) {
@@ -539,7 +630,7 @@
         (ui.tests.checked ? "&tests=1" : ""))
       .then(function (answer) {
         state.traffic = answer;
-        ui.trafficSummary.textContent = answer.calls + " calls" + (answer.truncated ? " (the most recent only)" : "");
+        ui.trafficSummary.textContent = answer.calls + (answer.calls === 1 ? " call" : " calls") + (answer.truncated ? " (the most recent only)" : "");
         draw();
       })
       .catch(function (error) { ui.trafficSummary.textContent = error.message; });
