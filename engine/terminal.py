@@ -401,7 +401,8 @@ class TerminalCall:
         waiting = self.call.waiting
         try:
             check_turn(turn, waiting.kind,
-                       waiting.verb.get("input", "") if waiting.verb is not None else "")
+                       waiting.verb.get("input", "") if waiting.verb is not None else "",
+                       shown=turn.value if turn.kind == "say" else None)
         except ScriptError as error:
             if self.caller.scripted:
                 raise ScriptError(f"script line {self.caller.line_number}: the relay session "
