@@ -111,7 +111,15 @@ def test_a_relay_sessions_log_lines_carry_the_call_sid(
     caplog.handler.addFilter(ContextFilter())  # the call and route, as the server's handler
     c, line, _ = talk_and_interrupt(app, relay_call, double)
     line.close()
-    wait_for(lambda: any("Twilio closed the socket" in r.getMessage() for r in caplog.records))
-    session = [r for r in caplog.records if r.name in ("engine.relay.session", "engine.web.relay")]
-    assert any("relay session on 'assist'" in r.getMessage() for r in session)
-    assert session and all(getattr(r, "call_sid", "") == c.call_sid for r in session)
+    wait_for(lambda: any(e.get("status") == "closed" for e in events(app, c.call_sid,
+                                                                     "call.relay")))
+    [opened] = [r for r in caplog.records
+                if r.getMessage() == f"call {c.call_sid}: relay session on 'assist'"]
+    # Every line of the socket's thread from the setup to its close names the call (other
+    # tests' sessions may still be logging from threads of their own).
+    session = [r for r in caplog.records
+               if r.thread == opened.thread and r.created >= opened.created
+               and r.name.startswith(("engine.relay", "engine.web.relay", "engine.calls"))]
+    assert any("Twilio closed the socket" in r.getMessage() for r in session)
+    assert all(getattr(r, "call_sid", "") == c.call_sid for r in session), [
+        (r.getMessage(), getattr(r, "call_sid", "")) for r in session]
