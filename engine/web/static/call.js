@@ -27,7 +27,10 @@
     graph: byId("graph"), graphFlow: byId("graph-flow"), errors: byId("errors"), errorsEmpty: byId("errors-empty"),
     target: byId("transfer-target"), transfer: byId("transfer-button"), end: byId("end-button"),
     note: byId("controls-note"), confirm: byId("confirm"), confirmText: byId("confirm-text"),
-    confirmYes: byId("confirm-yes"), confirmNo: byId("confirm-no"), result: byId("control-result")
+    confirmYes: byId("confirm-yes"), confirmNo: byId("confirm-no"), result: byId("control-result"),
+    analysis: byId("analysis"), analysisStatus: byId("analysis-status"),
+    analysisSummary: byId("analysis-summary"), analysisFields: byId("analysis-fields"),
+    analysisReason: byId("analysis-reason")
   };
 
   var call, reply, lastAgent, path, graphView, graphFlow, lastError, targetsLoaded, busy = false;
@@ -40,6 +43,7 @@
     path = { nodes: new Set(), edgeIds: new Set(), edges: new Set(), current: null };
     P.clear(ui.transcript);
     P.clear(ui.errors);
+    ui.analysis.hidden = true;
     ui.transcriptEmpty.hidden = false;
     ui.errorsEmpty.hidden = false;
   }
@@ -195,6 +199,28 @@
     template: "text failed at run time, not said"
   };
 
+  // -- the post-call analysis (a call.analysis event, once the call has ended) ------------------
+
+  function fieldText(value) {
+    if (value === null || value === undefined) { return "not known"; }
+    if (typeof value === "boolean") { return value ? "yes" : "no"; }
+    return String(value);
+  }
+
+  function renderAnalysis(data) {
+    ui.analysis.hidden = false;
+    ui.analysisStatus.textContent = data.status || "";
+    ui.analysisStatus.dataset.status = data.status || "";
+    ui.analysisSummary.textContent = data.summary || "No summary.";
+    P.clear(ui.analysisFields);
+    Object.keys(data.fields || {}).forEach(function (name) {
+      ui.analysisFields.appendChild(el("div", {},
+        el("dt", { text: name.replace(/_/g, " ") }), el("dd", { text: fieldText(data.fields[name]) })));
+    });
+    ui.analysisReason.hidden = !data.reason;
+    ui.analysisReason.textContent = data.reason || "";
+  }
+
   function errorTitle(kind) {
     return FLOW_FAILURES[kind] || kind || "error";
   }
@@ -261,6 +287,9 @@
     var box = ui.transcript;
     var stick = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
     switch (event.name) {
+      case "call.analysis":
+        renderAnalysis(data);
+        break;
       case "call.start":
         Object.assign(call, { caller: data.caller, flow: data.flow, personality: data.personality,
                               status: "in-progress", live: true, started_at: event.at });

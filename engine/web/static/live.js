@@ -21,7 +21,7 @@
   var EVENT_NAMES = [
     "call.start", "call.transcript", "call.say", "call.response.partial", "call.response",
     "call.node", "call.transfer", "call.error", "call.timing", "call.recording", "call.end",
-    "call.test", "call.relay", "call.interrupt"
+    "call.test", "call.relay", "call.interrupt", "call.sentiment", "call.analysis"
   ];
 
   function readConfig() {
