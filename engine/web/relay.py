@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -82,6 +83,8 @@ def relay_socket(ws: Any) -> None:
 
     session = RelaySession(RelayTurns(services().call_service), send,
                            expected_call=request.args.get("call", ""))
+    thread = threading.current_thread()
+    name, thread.name = thread.name, f"relay-socket-{session.key}"  # for whoever waits on it
     try:
         while not session.done:
             raw = ws.receive(timeout=session.due_in())
@@ -92,3 +95,4 @@ def relay_socket(ws: Any) -> None:
         log.info("relay session %s: Twilio closed the socket", session.key)
     finally:
         session.close()
+        thread.name = name  # a pooled thread (gunicorn's) serves other requests next

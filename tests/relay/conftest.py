@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from engine.relay.simulator import RelayLine
 from engine.simulator import SimulatedCall
 from tests.conftest import ROOT, LiveServer
 from tests.doubles.openai_server import OpenAIDouble
@@ -106,10 +107,22 @@ def app_config(app_config: dict[str, Any], double: OpenAIDouble,
 
 
 @pytest.fixture(autouse=True)
-def sessions_end_before_the_store_closes(make_app: Callable[..., Flask],
-                                         double: OpenAIDouble) -> Iterator[None]:
-    """Replies run in threads of their own; let them end before the app's store closes."""
+def sessions_end_before_the_store_closes(make_app: Callable[..., Flask], double: OpenAIDouble,
+                                         monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Replies run in threads of their own, and a session's socket is served by a thread that
+    keeps the session's clock (its silences): the test's sessions are hung up at its end, and
+    those threads end before the app's store closes."""
+    opened: list[RelayLine] = []
+    connect = RelayLine.__init__
+
+    def tracked(line: RelayLine, *args: Any, **kwargs: Any) -> None:
+        connect(line, *args, **kwargs)
+        opened.append(line)
+
+    monkeypatch.setattr(RelayLine, "__init__", tracked)
     yield
+    for line in opened:
+        line.close()
     double.close()
     for thread in threading.enumerate():
         if thread.name.startswith(("relay-", "model-")):
