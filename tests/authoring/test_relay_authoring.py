@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from engine.authoring.runner import make_harness, run_scenario
 from engine.flows.loader import load_project
 from engine.flows.model import AiNode
 from engine.flows.scenarios import load_scenarios
+from engine.terminal import CallOptions, call_in_terminal
 from engine.web.app import create_app
 from tests.authoring.conftest import AUTH_TOKEN, PERSONALITY, ROOT, Project, dedent, line_of
 
@@ -320,3 +322,49 @@ def test_a_bundled_flow_converses_over_relay() -> None:
     assert registry is not None
     concierge = registry.flows["concierge"].nodes["concierge"]
     assert isinstance(concierge, AiNode) and concierge.conversation == "relay"
+
+
+class Typing:
+    """A caller at a keyboard (not a TTY): each line comes once its condition holds, as if
+    typed while the session went on."""
+
+    def __init__(self, lines: list[str], before: dict[int, Callable[[], bool]]) -> None:
+        self.lines = lines
+        self.before = before
+        self.count = 0
+
+    def readline(self) -> str:
+        index, self.count = self.count, self.count + 1
+        condition = self.before.get(index)
+        if condition is not None:
+            deadline = time.monotonic() + 20
+            while not condition():
+                assert time.monotonic() < deadline, "the condition did not hold in time"
+                time.sleep(0.05)
+        return self.lines[index] if index < len(self.lines) else ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_line_typed_after_the_session_ended_goes_where_the_call_is(
+        relay_project: Project, make_app: Callable[..., Flask]) -> None:
+    relay_project.write("flows/relay_mini.yaml", RELAY_MINI.replace(
+        "    input: [speech, dtmf]\n", "    input: [speech, dtmf]\n    timeout: 1\n"))
+    app = make_app(relay_project.root)
+
+    def ended_in_silence() -> bool:
+        return any(data["status"] == "ended" and data.get("handoff") == "silence"
+                   for data in events(app, "call.relay"))
+
+    output: list[str] = []
+    status = call_in_terminal(app, CallOptions("relay_mini"), output.append,
+                              Typing(["thanks\n"], {0: ended_in_silence}))  # type: ignore[arg-type]
+    assert status == 0, output
+    assert output.index("you> thanks") < output.index("  agent [Matthew-Neural, relay]: "
+                                                      "Still there?")  # the reprompt, read late
+    assert "  agent [Polly.Matthew-Neural]: Goodbye." in output
+    assert ("  (the relay session ended before your line: 'thanks' does not fit here: the call "
+            "has ended)") in output
+    assert "☎ the call ended" in output
+    assert [data["edge"] for data in events(app, "call.node")] == ["no_input"]
