@@ -14,7 +14,8 @@ idempotency id: a receiver that sees an id twice drops the second), the event's 
 call and data, and two headers (DESIGN 8.4):
     X-Phoney-Timestamp: <epoch seconds of this attempt>
     X-Phoney-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with WEBHOOK_SECRET>
-Without WEBHOOK_SECRET the posts carry no signature (the settings check warns).
+Without WEBHOOK_SECRET the posts carry no signature (a warning is logged; CALL_WEBHOOK_URL
+requires the secret, engine/web/settings_check.py).
 
 Delivery: a 2xx answer delivers; anything else (an error, a timeout, a 3xx redirect, which is
 never followed) is retried with the publisher's exponential backoff and jitter, in order, until
@@ -273,6 +274,9 @@ class Webhooks:
                 publisher.prepare()  # events from now on are posted, whenever the thread runs
                 self.lanes[url] = (target, publisher)
                 if self._started:
+                    if not self.secret:
+                        log.warning("webhooks: WEBHOOK_SECRET is not set, so the posts to %s "
+                                    "are not signed", sink.host)
                     publisher.start()
                     log.info("webhooks: posting %s to %s", ", ".join(sorted(
                         {name for names in target.events.values() for name in names})),
