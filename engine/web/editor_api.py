@@ -7,7 +7,8 @@
   page's graph and inspector edits; `renames` maps renamed nodes' old ids to new ones), comments
   and untouched entries kept as written, then validated.
 - `GET /api/flows/<id>/source`: the file's text and its `etag`, the version a save is based on.
-- `PUT /api/flows/<id>` `{yaml, base}` (or `If-Match: <etag>`): validate (422 with the problems),
+- `PUT /api/flows/<id>` `{yaml, base, base_yaml?}` (or `If-Match: <etag>`; `base_yaml`, the text
+  of that version, lets a conflict say what changed when no revision holds it): validate (422),
   write `flows/<id>.yaml` and record a revision, then reload the flows: new calls start on the
   new version, calls in progress finish on the one they started on. 409 when the file changed
   since `base`: nothing written, the answer holds the text on disk, the text the edit was based
@@ -172,8 +173,9 @@ def source(flow_id: str) -> Response:
                    revisions=len(files.revisions(flow_id)))
 
 
-def _conflict(flow_id: str, conflict: Conflict, text: str) -> tuple[Response, int]:
-    base = conflict.base
+def _conflict(flow_id: str, conflict: Conflict, text: str,
+              base_text: str | None = None) -> tuple[Response, int]:
+    base = conflict.base if conflict.base is not None else base_text
     name = f"flows/{flow_id}.yaml"
     return jsonify(
         error="the flow was saved by someone else since you opened it; nothing was written. "
@@ -196,7 +198,8 @@ def _saved(flow_id: str, revision: Any) -> Response:
                    refused=refused)
 
 
-def _write(flow_id: str, text: str, base: str | None, note: str) -> tuple[Response, int]:
+def _write(flow_id: str, text: str, base: str | None, note: str,
+           base_text: str | None = None) -> tuple[Response, int]:
     if len(text.encode("utf-8")) > MAX_BODY:
         raise BadRequest(f"the flow is over {MAX_BODY // 1024} kB", 413)
     checked = check_text(services().settings.project_root, flow_id, text)
@@ -206,7 +209,7 @@ def _write(flow_id: str, text: str, base: str | None, note: str) -> tuple[Respon
     try:
         revision = _files().save(flow_id, text, base, _who(), note)
     except Conflict as conflict:
-        return _conflict(flow_id, conflict, text)
+        return _conflict(flow_id, conflict, text, base_text)
     except UnknownFlow as error:
         raise BadRequest(f"{error}; make a new flow with POST /api/flows", 404) from None
     except FlowExists as error:
@@ -227,7 +230,11 @@ def save(flow_id: str) -> tuple[Response, int]:
         raise BadRequest("'base' must be the etag the edit was based on (GET .../source)")
     if not _files().path(flow_id).exists():
         raise BadRequest(f"no flow {flow_id!r}; make a new flow with POST /api/flows", 404)
-    return _write(flow_id, text, base, "saved")
+    # The text the edit started from, which the page holds: what a conflict's `changes` are
+    # measured from when no revision has it (a file never saved from the editor before).
+    base_text = body.get("base_yaml")
+    known = base_text if isinstance(base_text, str) and etag(base_text) == base else None
+    return _write(flow_id, text, base, "saved", known)
 
 
 @editor_api.post("/api/flows")

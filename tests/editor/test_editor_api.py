@@ -355,3 +355,23 @@ def test_the_pages_and_the_schema(editor: Send) -> None:
     assert "editor.js" in page and '"flow": "receptionist"' in page
     schema = editor("GET", "/api/flows/schema").get_json()
     assert "say_node" in schema["$defs"]
+
+
+def test_a_conflict_on_a_file_never_saved_here_says_what_changed_from_the_text_sent(
+        editor: Send, project: Path) -> None:
+    path = project / "flows" / "receptionist.yaml"
+    original = path.read_text()
+    theirs = original.replace("Goodbye!", "So long!")
+    path.write_text(theirs)  # changed on disk: no revision holds the text the page started from
+    mine = original.replace("Connecting you to the front desk now.", "One moment.")
+    late = editor("PUT", "/api/flows/receptionist",
+                  json={"yaml": mine, "base": etag(original), "base_yaml": original})
+    assert late.status_code == 409
+    body = late.get_json()
+    assert body["base_yaml"] == original and "+    text: Thanks for calling {{ vars.business }}. " \
+        "So long!" in body["changes"]
+    # A base_yaml that is not the text of `base` is not taken for it.
+    forged = editor("PUT", "/api/flows/receptionist",
+                    json={"yaml": mine, "base": etag(original), "base_yaml": "flow: x\n"})
+    assert forged.status_code == 409 and forged.get_json()["changes"] is None
+    assert path.read_text() == theirs

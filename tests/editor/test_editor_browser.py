@@ -224,6 +224,33 @@ def test_edit_an_edge_rename_a_node_undo_and_run_the_scenarios(
         page.wait_for_selector("#editor-status[data-state=ok]")
         assert (project / "flows" / "after_hours.yaml").read_text() == original
 
+        # Saved meanwhile by someone else (here: on disk): the save is refused and says what
+        # changed; kept on top of their version, it saves, and theirs stays a revision.
+        path = project / "flows" / "after_hours.yaml"
+        theirs = original.replace("Goodbye.", "Bye now.")
+        assert theirs != original
+        path.write_text(theirs)
+        page.fill("#yaml", original + "# checked by the night shift\n")
+        page.wait_for_selector("#editor-status[data-state=dirty]")
+        page.keyboard.press("Control+s")
+        page.wait_for_selector("#conflict:not([hidden])")
+        assert "+    text: Thank you for calling {{ vars.business }}. Bye now." in (
+            page.text_content("#conflict-diff") or "")
+        assert path.read_text() == theirs
+        page.click("#conflict-rebase")
+        page.click("#save")
+        page.wait_for_selector("#editor-status:has-text('saved: revision')")
+        assert path.read_text() == original + "# checked by the night shift\n"
+        page.click(".tab[data-tab=revisions]")
+        page.wait_for_selector("#revisions li[data-revision='2']")
+        assert "as it was on disk" in (page.text_content("#revisions li[data-revision='1']") or "")
+        page.click("#revisions li[data-revision='1'] button.link")  # its diff: their version
+        assert "+    text: Thank you for calling {{ vars.business }}. Bye now." in (
+            page.text_content("#revisions li[data-revision='1'] pre.diff") or "")
+        page.fill("#yaml", original)
+        page.click("#save")
+        page.wait_for_selector("#editor-status:has-text('saved: revision 3')")
+
         # The flow's scenarios, run from the page, with their coverage on the graph.
         page.click(".tab[data-tab=scenarios]")
         page.click("#scenarios-run")

@@ -43,7 +43,7 @@
     switch: ["route", "next"], transfer: ["next", "transfer_failed"], record: ["next"], hangup: []
   };
   var state = {
-    yaml: "", etag: null, saved: "", data: null, graph: null, problems: [], elsewhere: [],
+    yaml: "", etag: null, saved: "", based: "", data: null, graph: null, problems: [], elsewhere: [],
     undo: [], selected: null, schema: null, drawn: null, seq: 0, traffic: null, path: null,
     call: null, revisions: []
   };
@@ -539,6 +539,7 @@
     return api("/api/flows/" + encodeURIComponent(flowId) + "/source").then(function (source) {
       state.etag = source.etag;
       state.saved = source.yaml;
+      state.based = source.yaml;
       setText(source.yaml, false);
       return check();
     });
@@ -547,10 +548,11 @@
   ui.save.addEventListener("click", function () {
     setStatus("saving…", "busy");
     var text = state.yaml;
-    api("/api/flows/" + encodeURIComponent(flowId), { method: "PUT", body: { yaml: text, base: state.etag } })
+    api("/api/flows/" + encodeURIComponent(flowId), { method: "PUT", body: { yaml: text, base: state.etag, base_yaml: state.based } })
       .then(function (answer) {
         state.etag = answer.etag;
         state.saved = text;
+        state.based = text;
         ui.conflict.hidden = true;
         setStatus("saved: revision " + answer.revision.number + (answer.live_version ? ", live as " + answer.live_version : ""), "ok");
         refreshButtons();
@@ -573,6 +575,7 @@
   byId("conflict-rebase").addEventListener("click", function () {
     if (!state.conflict) { return; }
     state.etag = state.conflict.current.etag;  // the next save is based on their version
+    state.based = state.conflict.current.yaml;
     ui.conflict.hidden = true;
     setStatus("based on their version now: check, then save", "dirty");
     refreshButtons();
@@ -581,6 +584,7 @@
     if (!state.conflict) { return; }
     state.etag = state.conflict.current.etag;
     state.saved = state.conflict.current.yaml;
+    state.based = state.conflict.current.yaml;
     setText(state.conflict.current.yaml, true);  // Undo brings my text back
     ui.conflict.hidden = true;
     check();
@@ -756,6 +760,22 @@
       document.querySelectorAll(".tab-panel").forEach(function (panel) { panel.hidden = panel.id !== "tab-" + tab.dataset.tab; });
       if (tab.dataset.tab === "revisions") { loadRevisions(); }
     });
+  });
+  document.addEventListener("keydown", function (event) {
+    var typingIn = /^(INPUT|TEXTAREA|SELECT)$/.test((event.target && event.target.tagName) || "");
+    var key = event.key.toLowerCase();
+    if ((event.ctrlKey || event.metaKey) && key === "s") {  // saves from anywhere, the text too
+      event.preventDefault();
+      if (!ui.save.disabled) { ui.save.click(); }
+      return;
+    }
+    if (typingIn) { return; }  // the text's own undo and delete are the browser's
+    if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); ui.undo.click(); }
+    else if ((key === "delete" || key === "backspace") && state.selected) {
+      event.preventDefault();
+      var button = byId(state.selected.node ? "delete-node" : "delete-edge");
+      if (button) { button.click(); }
+    } else if (key === "escape") { select(null); }
   });
   window.addEventListener("beforeunload", function (event) { if (dirty()) { event.preventDefault(); event.returnValue = ""; } });
 
