@@ -72,6 +72,11 @@ class Settings:
     retention_days: str = ""  # days finished calls are kept; empty: 30; 0 or off: forever
     call_webhook_url: str = ""  # every flow's call.end and call.analysis posted here; empty: none
     webhook_secret: str = ""  # signs every webhook post (X-Phoney-Signature)
+    oidc_issuer: str = ""  # OpenID Connect sign-in's provider (engine/web/sso.py); empty: off
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_roles_claim: str = "roles"  # the ID token's claim that names the user's roles
+    oidc_default_role: str = "viewer"  # without that claim; none: such users are refused
     http_allow_hosts: str = ""  # hosts a flow's http nodes and tools may reach; empty: none
 
     @classmethod

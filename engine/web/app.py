@@ -21,6 +21,7 @@ from engine.doctor import doctor_command
 from engine.retention import RETENTION, retention_days, start_retention
 from engine.store import CallStore, Pruned
 from engine.web.after_call import install_analysis
+from engine.web.audit import audit, install_audit, record_refusal
 from engine.web.auth import auth, configure_auth
 from engine.web.control import control
 from engine.web.dashboard import dashboard
@@ -36,6 +37,7 @@ from engine.web.outbound import install_webhooks
 from engine.web.proxy import install_proxy_fix
 from engine.web.relay import relay
 from engine.web.request_keys import RequestKeys
+from engine.web.roles import install_roles
 from engine.web.security import (
     BODY_LIMITS,
     install_log_redaction,
@@ -44,6 +46,7 @@ from engine.web.security import (
 )
 from engine.web.services import Services
 from engine.web.settings_check import checked_settings
+from engine.web.sso import install_sso
 from engine.web.twilio_rest import TwilioRest
 from engine.web.voice import install_voice_webhooks
 from engine.web.watcher import install_watcher, serving_requests
@@ -98,8 +101,10 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
             and app.config.get("SPEECH_WARMUP", True) and serving:
         runtime.warmup.start()
     for blueprint in (relay, auth, control, dashboard, media, flows_api, editor, editor_api,
-                      editor_try):
+                      editor_try, audit):
         app.register_blueprint(blueprint)
+    install_sso(app, settings)  # /login/sso, OpenID Connect when OIDC_ISSUER is set
+    install_audit(app)  # control actions, flow changes and refusals in the audit log
     install_watcher(app, runtime.library)  # hot reload of flows/ and personalities/
     install_live_events(app, settings, runtime.store)  # publisher, /api/events, /api/calls
     install_webhooks(app, runtime)  # signed posts to the business, a thread per URL
@@ -107,6 +112,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     app.register_blueprint(health)  # /healthz, /readyz
     install_metrics(app)  # /metrics, webhook timings; after the publisher it reports on
     install_security(app, settings)  # headers; login and call control rate limits
+    install_roles(app, record_refusal)  # the role of every route, after the rate limits
     # Twilio's voice webhooks, answered ahead of Flask with the same headers (engine/web/voice.py)
     install_voice_webhooks(app, security_headers(settings).items(), webhook_observer())
     install_proxy_fix(app, settings.trusted_proxies)  # client addresses behind proxies

@@ -58,6 +58,9 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.store import CallStore, SecretKeeper, secret_keeper
+from engine.web.audit import record
+from engine.web.roles import ROLE_KEY, Role, current_role
+from engine.web.roles import TWILIO_BLUEPRINTS as TWILIO_BLUEPRINTS  # (kept where it was)
 from engine.web.services import services
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,11 @@ ENDED_BLOB = "dashboard:sessions-ended"
 """JSON {session id: when the session would have expired} of the sessions signed out."""
 LOGIN_COUNT_BLOB = "dashboard:login-count:"
 """And an HMAC of a client address: the generation of that address's sign-in count."""
+SSO = "phoney.sso"
+"""Where engine/web/sso.py keeps the app's OpenID Connect client (None: off), on
+`app.extensions`: an object with `logout_url(back_to) -> str | None`."""
+SSO_KEY = "sso"
+"""True in a session signed in with OpenID Connect."""
 CSRF_HEADER = "X-CSRF-Token"
 LOGIN_LIMIT = "phoney.login_limit"
 LOGIN_WAIT = "Too many sign-in attempts from your address. Please wait a minute, then try again."
@@ -79,9 +87,6 @@ MAX_SESSION_HOURS = 24 * 31
 CLOCK_SKEW = 300.0  # seconds a session's start may lie ahead of this server's clock
 CAS_TRIES = 50
 
-TWILIO_BLUEPRINTS = frozenset({"relay"})
-"""The blueprints whose routes only Twilio calls: no session, no Flask-Limiter (security.py).
-The voice webhooks are not among them: they never reach Flask (engine/web/voice.py)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -406,10 +411,34 @@ def _sessions() -> Sessions:
     return interface.sessions
 
 
+def _sso_on() -> bool:
+    return current_app.extensions.get(SSO) is not None
+
+
+def _form(error: str | None) -> str:
+    return render_template("login.html", next=_safe_next(request.form.get("next")),
+                           error=error, sso=_sso_on())
+
+
+def start_session(user: str, role: Role, sso: bool = False) -> None:
+    """Sign this session in as `user` with `role`, anew: a new id, start and CSRF token, for
+    SESSION_HOURS; whatever the session held before is dropped (a sign-in's state, say)."""
+    session.clear()
+    session["user"] = user
+    session[ROLE_KEY] = role.label
+    if sso:
+        session[SSO_KEY] = True
+    session.permanent = True
+    _sessions().start(session)
+    csrf_token()
+
+
 @auth.get("/login")
 def login_page() -> str:
-    """The sign-in form; `next` is where signing in leads (a local path only, else `/`)."""
-    return render_template("login.html", next=_safe_next(request.args.get("next")), error=None)
+    """The sign-in form (with the company account's button when OpenID Connect is on); `next`
+    is where signing in leads (a local path only, else `/`)."""
+    return render_template("login.html", next=_safe_next(request.args.get("next")), error=None,
+                           sso=_sso_on())
 
 
 @auth.post("/login")
@@ -431,46 +460,61 @@ def login() -> WerkzeugResponse | tuple[str | Response, int]:
         except Exception:  # no count, no comparison: the limit must hold
             log.warning("dashboard login not checked: the store did not count it",
                         exc_info=True)
-            return render_template("login.html", next=_safe_next(request.form.get("next")),
-                                   error=LOGIN_UNAVAILABLE), 503
+            return _form(LOGIN_UNAVAILABLE), 503
         if attempts > limit.attempts:
             log.warning("dashboard login refused from %s: over LOGIN_RATE_LIMIT", address)
+            record("sign-in.failed", "refused", who="", role="", method="password",
+                   reason="over LOGIN_RATE_LIMIT")
             return login_wait_page(limit.window_seconds)
     given = request.form.get("password", "")
     expected = services().dashboard_password
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         log.warning("dashboard login refused from %s", address)
-        return render_template("login.html", next=_safe_next(request.form.get("next")),
-                               error="Wrong password."), 401
+        record("sign-in.failed", "refused", who="", role="", method="password",
+               reason="wrong password" if given else "no password")
+        return _form("Wrong password."), 401
     if limit is not None:
         try:
             restart_login_count(store, address)
         except Exception:
             log.warning("the sign-in count of %s was not started over", address, exc_info=True)
-    session.clear()
-    session["user"] = "admin"
-    session.permanent = True
-    _sessions().start(session)
-    csrf_token()
+    start_session("admin", Role.ADMIN)  # the password is the owner's: admin
+    record("sign-in", method="password")
     return redirect(_safe_next(request.form.get("next")))
 
 
 @auth.post("/logout")
 def logout() -> WerkzeugResponse:
     """End the session (all of it, the CSRF token included) for every server process, and
-    redirect to the sign-in page."""
+    redirect to the sign-in page; a session signed in with OpenID Connect goes by the
+    provider's end-session endpoint first, when it has one (which leads back here)."""
+    back_to = None
     if logged_in():
+        record("sign-out", method="oidc" if session.get(SSO_KEY) else "password")
+        provider = current_app.extensions.get(SSO)
+        if session.get(SSO_KEY) and provider is not None:
+            back_to = provider.logout_url(_login_page_url())
         try:
             _sessions().end(session)
         except Exception:  # the cookie is still removed; a copy of it stays valid
             log.error("dashboard session not recorded as ended: a copy of its cookie stays "
                       "valid until it expires", exc_info=True)
     session.clear()
-    return redirect(url_for("auth.login_page"))
+    return redirect(back_to or url_for("auth.login_page"))
+
+
+def _login_page_url() -> str:
+    """The sign-in page's absolute URL (under PUBLIC_BASE_URL when it is set)."""
+    base = services().settings.public_base_url.strip().rstrip("/")
+    return base + url_for("auth.login_page") if base else url_for("auth.login_page",
+                                                                   _external=True)
 
 
 @auth.get("/api/session")
 @login_required
 def session_info() -> Response:
-    """The CSRF token for scripts and the page's JavaScript."""
-    return jsonify(user=session.get("user"), csrf_token=csrf_token())
+    """Who is signed in, with which role, and the CSRF token for scripts and the page's
+    JavaScript."""
+    role = current_role()
+    return jsonify(user=session.get("user"), role=role.label if role else None,
+                   csrf_token=csrf_token())

@@ -29,6 +29,7 @@ from engine.settings import ENV_KEYS, Settings, SettingsError
 from engine.store.encrypted import fernet_key
 from engine.web.auth import session_hours
 from engine.web.proxy import trusted_proxies
+from engine.web.roles import ROLE_NAMES, parse_role
 
 LOG_FORMATS = ("text", "json")
 _CLUSTER = re.compile(r"\A[a-z0-9-]{1,40}\Z")
@@ -212,6 +213,60 @@ def _webhook_secret(settings: Settings) -> str | None:
     if value and len(value) < MIN_WEBHOOK_SECRET:
         return (f"WEBHOOK_SECRET: {len(value)} characters is too short to sign with; write "
                 f"{MIN_WEBHOOK_SECRET} or more, e.g. from `openssl rand -hex 32`")
+    return None
+
+
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_OIDC_TRIO = ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET")
+
+
+def _oidc_issuer(settings: Settings) -> str | None:
+    value = settings.oidc_issuer.strip()
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        parts = None
+    local = parts is not None and parts.hostname in _LOCAL_HOSTS
+    if parts is None or not parts.hostname or not (
+            parts.scheme == "https" or (parts.scheme == "http" and local)):
+        return (f"OIDC_ISSUER={value!r}: write the provider's https URL (its issuer, where "
+                f"/.well-known/openid-configuration is), such as https://login.example.com/"
+                f"realms/staff; http only for localhost")
+    if parts.query or parts.fragment:
+        return f"OIDC_ISSUER={value!r}: write the issuer URL without a query or fragment"
+    return None
+
+
+def _oidc_part(key: str) -> Check:
+    def check(settings: Settings) -> str | None:
+        given = [name for name in _OIDC_TRIO if getattr(settings, name.lower()).strip()]
+        if given and key not in given:
+            return (f"{key} is not set, but {', '.join(given)} is: OpenID Connect sign-in "
+                    f"needs all three of {', '.join(_OIDC_TRIO)} (or none of them)")
+        return None
+    return check
+
+
+def _oidc_issuer_check(settings: Settings) -> str | None:
+    return _oidc_part("OIDC_ISSUER")(settings) or _oidc_issuer(settings)
+
+
+def _oidc_roles_claim(settings: Settings) -> str | None:
+    value = settings.oidc_roles_claim
+    if not value.strip() or any(char.isspace() for char in value.strip()):
+        return (f"OIDC_ROLES_CLAIM={value!r}: write the name of the ID token's claim that lists "
+                f"the user's roles, such as roles or groups")
+    return None
+
+
+def _oidc_default_role(settings: Settings) -> str | None:
+    value = settings.oidc_default_role.strip()
+    if value and value.lower() != "none" and parse_role(value) is None:
+        return (f"OIDC_DEFAULT_ROLE={value!r}: use one of {', '.join(ROLE_NAMES)}, or none to "
+                f"refuse users whose ID token names no role")
     return None
 
 

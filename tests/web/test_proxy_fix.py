@@ -9,6 +9,7 @@ from flask import Flask, request
 
 from engine.simulator import SimulatedCall
 from engine.web.proxy import trusted_proxies
+from engine.web.roles import declare
 from tests.support import AUTH_TOKEN, client_transport
 
 PROXY = "10.0.0.5"  # the proxy's own address, as the server sees the connection
@@ -17,6 +18,7 @@ PROXY = "10.0.0.5"  # the proxy's own address, as the server sees the connection
 def whoami(app: Flask) -> Callable[..., str]:
     """The address the app takes for the client of a request with these headers."""
     app.add_url_rule("/_test/whoami", "whoami", lambda: request.remote_addr or "")
+    declare(app, "whoami", None)  # public: roles.py refuses undeclared routes
     client = app.test_client()
 
     def ask(forwarded_for: str | None = None) -> str:

@@ -19,6 +19,7 @@ from engine.calls.limits import CALLER_REFUSED, LIMIT_GOODBYE, mask_number, pars
 from engine.settings import Settings
 from engine.simulator import SimulatedCall, Transport
 from engine.store import EncryptedStore
+from engine.web.roles import declare
 from engine.web.security import LOGIN_WAIT, limiter_storage, pusher_hosts, security_headers
 from tests.store.conftest import delete_prefix, require_redis, server_url
 from tests.support import AUTH_TOKEN, client_transport
@@ -296,6 +297,7 @@ def test_a_response_keeps_a_security_header_it_set_itself(
         return answer
 
     app.add_url_rule("/framed-for-test", "framed_for_test", framed)
+    declare(app, "framed_for_test", None)  # public: roles.py refuses undeclared routes
     headers = app.test_client().get("/framed-for-test").headers
     assert headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
     assert headers["X-Content-Type-Options"] == "nosniff"  # the others still added
