@@ -66,7 +66,9 @@ def caller_turn(rng: random.Random, now: float, said: list[str]) -> Event:
     text = rng.choice(said)
     if text.isdigit():
         return Heard(now, digits=text)
-    return Heard(now, speech=text, confidence=0.9)
+    # The shell scores every utterance; a random mood here, so routes on it are taken too.
+    return Heard(now, speech=text, confidence=0.9,
+                 sentiment=rng.choice([0.8, 0.4, 0.0, -0.4, -0.9]))
 
 
 def next_event(rng: random.Random, flow: Flow, state: CallState, now: float,
