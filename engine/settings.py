@@ -18,6 +18,8 @@ ENV_KEYS = (
     "API_RATE_LIMIT", "ALERT_WEBHOOK_URL", "ALERT_KINDS", "SESSION_HOURS",
     "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS", "MAX_LIVE_CALLS",
     "MODEL_CALLS_PER_HOUR", "CALL_WEBHOOK_URL", "WEBHOOK_SECRET", "HTTP_ALLOW_HOSTS",
+    "OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLES_CLAIM",
+    "OIDC_DEFAULT_ROLE",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.

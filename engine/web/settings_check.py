@@ -325,6 +325,11 @@ CHECKS: Mapping[str, Check | None] = {
     "CALL_WEBHOOK_URL": _call_webhook_url,
     "WEBHOOK_SECRET": _webhook_secret,
     "HTTP_ALLOW_HOSTS": lambda s: _raises(lambda: HostPolicy.parse(s.http_allow_hosts)),
+    "OIDC_ISSUER": _oidc_issuer_check,
+    "OIDC_CLIENT_ID": _oidc_part("OIDC_CLIENT_ID"),
+    "OIDC_CLIENT_SECRET": _oidc_part("OIDC_CLIENT_SECRET"),
+    "OIDC_ROLES_CLAIM": _oidc_roles_claim,
+    "OIDC_DEFAULT_ROLE": _oidc_default_role,
 }
 """The check of each setting (None: free text, or checked only by `flask doctor`). A test keeps
 it in step with `ENV_KEYS`: a new setting needs its entry here."""
