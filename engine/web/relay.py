@@ -84,7 +84,7 @@ def relay_socket(ws: Any) -> None:
     session = RelaySession(RelayTurns(services().call_service), send,
                            expected_call=request.args.get("call", ""))
     thread = threading.current_thread()
-    name, thread.name = thread.name, f"relay-socket-{session.key}"  # for whoever waits on it
+    name, thread.name = thread.name, f"ws-relay-{session.key}"  # for whoever waits on it
     try:
         while not session.done:
             raw = ws.receive(timeout=session.due_in())

@@ -125,7 +125,7 @@ def sessions_end_before_the_store_closes(make_app: Callable[..., Flask], double:
         line.close()
     double.close()
     for thread in threading.enumerate():
-        if thread.name.startswith(("relay-", "model-")):
+        if thread.name.startswith(("relay-", "model-", "ws-relay-")):
             thread.join(timeout=10)
 
 
