@@ -11,7 +11,9 @@ each worker also keeps `GUNICORN_RELAY_THREADS` for them. With the webhook threa
 workers of 64), 200 sessions did not fit: the 109th handshake waited for a thread that never came
 free, and so did a webhook that reached the same worker (bench/relay.py). With 200 more, 200
 sessions open at once on one machine and webhooks and event streams answer as with none
-(tests/relay/test_relay_many_sessions.py; figures in docs/benchmarks.md).
+(tests/relay/test_relay_many_sessions.py; figures in docs/benchmarks.md). The worker class stays
+gthread: the app's blocking clients (SQLite, Redis, the model's SDK) and its threads are what it
+is written for, and threads hold these numbers; an async worker (gevent) was not tried.
 """
 
 import multiprocessing
@@ -32,7 +34,9 @@ relay_threads = int(os.environ.get("GUNICORN_RELAY_THREADS", "200"))
 threads = webhook_threads + relay_threads
 # Connections a worker holds at once: every thread busy, and as many idle keep-alive ones.
 worker_connections = threads + 1000
-timeout = 30  # longer than any webhook may take; Twilio stops waiting at 15 s
+# A worker's heartbeat, not a request's limit (gthread beats from its main loop): a webhook takes
+# at most Twilio's 15 s, and a relay session may last the whole call.
+timeout = 30
 graceful_timeout = 20
 keepalive = 5  # Twilio and proxies reuse connections
 # Behind a TLS proxy: where gunicorn accepts X-Forwarded-Proto from for the request's scheme.
