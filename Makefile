@@ -16,7 +16,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(STAMP)
 
-# System tools the tests render with (Graphviz, Node packages for Mermaid).
+# System tools the tests render with (Graphviz, Node packages for Mermaid), and the OpenID
+# Connect provider the sign-in tests start (tools/oidc).
 tools:
 	./scripts/ensure-tools
 
@@ -57,4 +58,4 @@ bench: install
 	$(BIN)/python -m bench.run_all --docs docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) tools/mermaid/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tools/mermaid/node_modules tools/oidc/node_modules .mypy_cache .ruff_cache .pytest_cache
