@@ -8,9 +8,8 @@ text}`, `{action: press, digits}`, `silence`, `dial` (`status`: completed, busy,
 `record`, `hangup`; each answer says what was heard since, what the call waits for, where it is
 and whether it ended.
 
-The simulated caller lives in the server process that rang it (a few at a time, each dropped
-after IDLE_SECONDS without a move): with several server processes, a move that lands on
-another one is answered 404 and the page says to ring again.
+Between moves the simulated caller is kept in the store (engine/editor/page_calls.py), so any
+server process can take the next move; it expires an hour after its last one.
 
 `POST /api/flows/<id>/scenarios` runs `flows/<id>.test.yaml` as `flask flows test` does and
 answers each scenario's result and the flow's edge coverage (edge ids taken and never taken).
@@ -18,78 +17,42 @@ answers each scenario's result and the flow's edge coverage (edge ids taken and 
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from engine.authoring.runner import run_scenarios
 from engine.authoring.transports import app_transport
 from engine.calls.test_calls import mark_test_call
+from engine.editor.page_calls import PageCall, call_key, dump_call, load_call
 from engine.flows.coverage import format_percent
 from engine.flows.loader import SCENARIO_SUFFIX
 from engine.flows.scenarios import load_scenarios
 from engine.simulator import CallError, SimulatedCall
 from engine.web.auth import csrf_protected, login_required
+from engine.web.control import CALL_SID
 from engine.web.editor_api import BadRequest, checked_id, json_body
 from engine.web.services import services
 
 editor_try = Blueprint("editor_try", __name__)
 
-EXTENSION = "phoney.editor_calls"
-MAX_CALLS = 8
-IDLE_SECONDS = 600.0
 EDITOR_CALLER = "+15551230000"
 
 
-@dataclass
-class PageCall:
-    """One call rung from an editor page, and when it last moved."""
-
-    call: SimulatedCall
-    flow_id: str
-    moved: float = field(default_factory=time.monotonic)
-    closed: bool = False
-
-    def close_if_ended(self) -> None:
-        """After a `<Hangup>`, send the status callback Twilio would, once: the call ends."""
-        if self.call.ended and not self.closed:
-            self.closed = True
-            self.call.hang_up()
-
-
-@dataclass
-class PageCalls:
-    """The calls rung from editor pages in this process."""
-
-    calls: dict[str, PageCall] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, page_call: PageCall) -> None:
-        """Keep `page_call`, dropping idle ones and, past MAX_CALLS, the one idle longest."""
-        with self.lock:
-            now = time.monotonic()
-            for sid in [sid for sid, item in self.calls.items()
-                        if now - item.moved > IDLE_SECONDS]:
-                del self.calls[sid]
-            while len(self.calls) >= MAX_CALLS:
-                del self.calls[min(self.calls, key=lambda sid: self.calls[sid].moved)]
-            self.calls[page_call.call.call_sid] = page_call
-
-    def get(self, call_sid: str) -> PageCall | None:
-        """The call, when this process rang it and it has not been dropped."""
-        with self.lock:
-            return self.calls.get(call_sid)
-
-
-def _calls(app: Flask) -> PageCalls:
-    found = app.extensions.get(EXTENSION)
-    if not isinstance(found, PageCalls):
-        found = app.extensions[EXTENSION] = PageCalls()
-    return found
+def _page_call(call_sid: str) -> tuple[PageCall, bytes] | None:
+    """The page's call from the store, and the blob it was read from (for the write back)."""
+    svc = services()
+    raw = svc.store.get_blob(call_key(call_sid))
+    if not raw:
+        return None
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        return load_call(raw, app_transport(app), svc.settings.twilio_auth_token,
+                         clock=time.time), raw
+    except ValueError:
+        return None
 
 
 def _answer(page_call: PageCall, heard_from: int) -> Response:
@@ -118,7 +81,7 @@ def ring(flow_id: str) -> tuple[Response, int]:
     call = SimulatedCall(app_transport(app), svc.settings.public_base_url or "http://localhost",
                          svc.settings.twilio_auth_token,
                          to=flow.numbers[0] if flow.numbers else "+15550001000",
-                         from_=EDITOR_CALLER, clock=time.monotonic)
+                         from_=EDITOR_CALLER, clock=time.time)  # the same clock in every process
     page_call = PageCall(call, flow_id)
     try:
         call.start(f"/api/incoming-call?flow={quote(flow_id)}")
@@ -127,7 +90,7 @@ def ring(flow_id: str) -> tuple[Response, int]:
     finally:
         mark_test_call(svc.recorder, call.call_sid, "editor", svc.call_service.clock())
     page_call.close_if_ended()
-    _calls(app).add(page_call)
+    svc.store.put_blob(call_key(call.call_sid), dump_call(page_call))
     return _answer(page_call, 0), 201
 
 
@@ -137,10 +100,11 @@ def ring(flow_id: str) -> tuple[Response, int]:
 def move(flow_id: str, call_sid: str) -> Response | tuple[Response, int]:
     """POST /api/flows/<id>/calls/<CallSid>: the caller's next move, and what followed."""
     checked_id(flow_id)
-    page_call = _calls(current_app).get(call_sid)
-    if page_call is None or page_call.flow_id != flow_id:
-        raise BadRequest("no such call in this server process (it ended, was idle too long, "
-                         "or another process rang it): ring again", 404)
+    found = _page_call(call_sid) if CALL_SID.fullmatch(call_sid) else None
+    if found is None or found[0].flow_id != flow_id:
+        raise BadRequest("no such call from the editor (it was not rung here, or has been idle "
+                         "for long): ring again", 404)
+    page_call, raw = found
     body = json_body()
     action = body.get("action")
     call = page_call.call
@@ -165,7 +129,11 @@ def move(flow_id: str, call_sid: str) -> Response | tuple[Response, int]:
         page_call.close_if_ended()
     except CallError as error:
         return jsonify(error=str(error)), 409
-    page_call.moved = time.monotonic()
+    # Only if nobody moved the call meanwhile (a second tab, a double click): that move's
+    # webhooks went through; this one's answer still shows what the caller heard.
+    if not services().store.compare_and_set_blob(call_key(call_sid), raw,
+                                                 dump_call(page_call)):
+        return jsonify(error="the call was moved from elsewhere meanwhile; ring again"), 409
     return _answer(page_call, before)
 
 

@@ -375,3 +375,24 @@ def test_a_conflict_on_a_file_never_saved_here_says_what_changed_from_the_text_s
                     json={"yaml": mine, "base": etag(original), "base_yaml": "flow: x\n"})
     assert forged.status_code == 409 and forged.get_json()["changes"] is None
     assert path.read_text() == theirs
+
+
+def test_a_call_from_the_page_can_be_moved_by_another_server_process(
+        app: Flask, make_app: Callable[..., Flask], editor: Send) -> None:
+    assert editor("POST", "/api/flows",
+                  json={"flow": "side_line", "template": "menu"}).status_code == 201
+    call = editor("POST", "/api/flows/side_line/calls", json={}).get_json()
+    other = make_app()  # a second process on the same store and project
+    client = other.test_client()
+    token = signed_in(client)
+    moved = client.post(f"/api/flows/side_line/calls/{call['call_sid']}",
+                        json={"action": "press", "digits": "1"},
+                        headers={"X-CSRF-Token": token})
+    assert moved.status_code == 200, moved.get_json()
+    body = moved.get_json()
+    assert "Our sales team will call you back today." in body["heard"] and body["ended"]
+    # The first process sees the call where the second one left it: over.
+    again = editor("POST", f"/api/flows/side_line/calls/{call['call_sid']}",
+                   json={"action": "silence"})
+    assert again.status_code == 409
+    assert app.extensions["phoney"].store.get_call(call["call_sid"]).ended_at is not None
