@@ -11,11 +11,15 @@ tests run the real service on fakes: nothing is patched after construction.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from engine.actions.hosts import HostPolicy
+from engine.actions.http import HttpClient
+from engine.actions.secrets import Secrets
 from engine.ai.model import ModelResponder, shared_client
 from engine.ai.responder import OfflineResponder, Responder
 from engine.calls import (
@@ -29,6 +33,7 @@ from engine.calls import (
     VoicingFactory,
     call_limits,
 )
+from engine.calls.requests import HttpPort
 from engine.flows.model import Registry
 from engine.settings import Settings
 from engine.speech.cache import AudioCache
@@ -71,12 +76,15 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
               responder: Responder | None = None, voicing: VoicingFactory | None = None,
               clock: Clock | None = None, recorder: EventRecorder | None = None,
               urls: CallbackUrls | None = None, observers: tuple[EventObserver, ...] = (),
-              speech_timer: SpeechTimer | None = None, announce: bool = False) -> Runtime:
+              speech_timer: SpeechTimer | None = None, announce: bool = False,
+              http: HttpPort | None = None) -> Runtime:
     """Build the call service from `settings`; any port given is used as it is.
 
     `observers` hear of every event written (the metrics); `speech_timer` of every synthesis
-    made while answering a webhook. `announce` logs, as a server should, what runs degraded
-    (no model key): short commands stay quiet.
+    made while answering a webhook. `http` sends the flows' requests (http nodes, tools):
+    by default a client to `HTTP_ALLOW_HOSTS` only, reading `${NAME}` from the environment.
+    `announce` logs, as a server should, what runs degraded (no model key): short commands
+    stay quiet.
     """
     store = store if store is not None else open_store(settings.store_url,
                                                        encryption_key=settings.encryption_key)
@@ -91,6 +99,8 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
         recorder = EventRecorder(store)
     for observer in observers:
         recorder.observe(observer)
+    if http is None:
+        http = HttpClient(HostPolicy.parse(settings.http_allow_hosts), Secrets(os.environ))
     warmup: Warmup | None = None
     if not settings.openai_api_key:
         (log.warning if announce else log.debug)(
@@ -114,7 +124,7 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
         limits=call_limits(settings.caller_call_limit, settings.max_call_turns,
                            settings.max_call_seconds, settings.max_live_calls,
                            settings.model_calls_per_hour),
-        default_flow=settings.default_flow)
+        default_flow=settings.default_flow, http=http)
     return Runtime(settings, store, library, recorder, service, warmup)
 
 

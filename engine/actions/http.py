@@ -18,7 +18,8 @@
   of them as the error kind `http`.
 - **No secrets kept.** `${NAME}` is expanded only into the bytes sent (engine/actions/secrets);
   the `Exchange` recorded with the answer or the failure holds the URL as the flow wrote it and
-  nothing the environment gave, and error details have the values taken back out.
+  nothing the environment gave, and error details and the answer's JSON have the values taken
+  back out.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpcore2
 
+from engine.actions.exchange import Exchange, HttpAnswer, HttpFailure, HttpRequest, Reason
 from engine.actions.hosts import Address, HostPolicy, parse_address
 from engine.actions.secrets import MissingSecret, Secrets, references
 
@@ -45,61 +47,11 @@ MAX_REDIRECTS = 3
 USER_AGENT = "Phoney"
 _REDIRECTS = (301, 302, 303, 307, 308)
 
-Reason = Literal["refused", "timeout", "connection", "status", "bad_json", "too_large"]
+__all__ = ["MAX_BYTES", "MAX_REDIRECTS", "MAX_TIMEOUT", "Exchange", "HttpAnswer", "HttpClient",
+           "HttpFailure", "HttpRequest", "Reason", "Resolver", "resolve"]
+
 Resolver = Callable[[str, int], Sequence[Address]]
 """A host name and port to its addresses (a DNS lookup; tests give their own answers)."""
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """A request as a flow declares it: templates rendered, `${NAME}` references still in."""
-
-    method: str
-    url: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: str | None = None
-    timeout: float = 5.0
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """What the call's record keeps of one request: no secret, no body."""
-
-    method: str
-    url: str
-    status: int | None
-    elapsed_ms: float
-    size: int
-    reason: Reason | None = None
-    detail: str | None = None
-    redirects: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        """The exchange as the JSON an event carries."""
-        return {"method": self.method, "url": self.url, "status": self.status,
-                "elapsed_ms": round(self.elapsed_ms, 1), "size": self.size,
-                "reason": self.reason, "detail": self.detail, "redirects": list(self.redirects)}
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    """A successful answer: its status, its JSON (None for an empty body) and its record."""
-
-    status: int
-    data: Any
-    exchange: Exchange
-
-
-class HttpFailure(Exception):
-    """A request that did not give a usable JSON answer; the flow's error kind is `http`."""
-
-    kind = "http"
-
-    def __init__(self, reason: Reason, detail: str, exchange: Exchange) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.exchange = exchange
 
 
 class _Refused(Exception):
@@ -303,6 +255,10 @@ def _json(attempt: _Attempt, body: bytes, headers: dict[str, str]) -> Any:
     if not body.strip():
         return None
     try:
+        if attempt.used:
+            # An API that echoes what it was sent (a header, a query) must not carry a secret
+            # into vars, the store or the model: its values are written as ${NAME} again.
+            return json.loads(attempt.secrets.redact(body.decode("utf-8"), attempt.used))
         return json.loads(body)
     except ValueError:
         kind = headers.get("content-type", "no content type").split(";")[0]

@@ -34,12 +34,14 @@ from engine.calls.limits import (
 from engine.calls.ports import Clock, VoicingFactory
 from engine.calls.recorder import EventRecorder
 from engine.calls.relay_voice import connect_relay
+from engine.calls.requests import PATIENCE, HttpPort, Requests, Unconfigured, http_request
 from engine.calls.sentiment import score
 from engine.calls.urls import CallbackUrls
 from engine.runtime.state import (
     FINAL_STATUSES,
     Action,
     AskModel,
+    AwaitRequest,
     AwaitStream,
     Caller,
     CallStarted,
@@ -51,8 +53,10 @@ from engine.runtime.state import (
     Failed,
     Heard,
     Replied,
+    RequestPending,
     Resume,
     Say,
+    SendRequest,
     SpeechFailed,
     StatusChanged,
 )
@@ -64,6 +68,12 @@ log = logging.getLogger(__name__)
 
 MAX_MODEL_ROUNDS = 6
 """Model calls one webhook may make (retries and fallbacks included)."""
+MAX_HTTP_ROUNDS = 6
+"""Requests of http nodes one webhook may send (retries included)."""
+HTTP_BUDGET = 10.0
+"""Seconds from a webhook's start by which its own requests must be answered (Twilio waits 15)."""
+MIN_REQUEST = 0.25
+"""A request needs at least this long to be worth sending."""
 
 APOLOGY = "Sorry, we're having trouble right now. Please call again later. Goodbye."
 UNKNOWN_CALL = "Sorry, this call could not be found. Please call again. Goodbye."
@@ -98,7 +108,7 @@ class CallService:
                  voicing: VoicingFactory, recorder: EventRecorder,
                  urls: CallbackUrls | None = None, clock: Clock = time.time,
                  limits: CallLimits | None = None,
-                 default_flow: str = "receptionist") -> None:
+                 default_flow: str = "receptionist", http: HttpPort | None = None) -> None:
         self.library = library
         self.store = store
         self.responder = responder
@@ -108,6 +118,7 @@ class CallService:
         self.clock = clock
         self.limits = limits or CallLimits()  # per-caller rate and per-call ceilings
         self.default_flow = default_flow
+        self.requests = Requests(http or Unconfigured(), store)  # http nodes' requests
 
     # -- entry points --------------------------------------------------------------------------
 
@@ -262,7 +273,8 @@ class CallService:
                 spoken.append(voicing(action))
             elif isinstance(action, Converse):  # a relay session, in its personality's voice
                 spoken.append(connect_relay(action, pinned.registry))
-            elif not isinstance(action, Emit | AskModel | AwaitStream):
+            elif not isinstance(action, Emit | AskModel | AwaitStream | SendRequest
+                                | AwaitRequest):
                 spoken.append(action)
         events: list[NewEvent] = []
         for failure in voicing.failures:
@@ -276,11 +288,20 @@ class CallService:
         """Resolve AskModel / AwaitStream by asking the responder and stepping its answer."""
         done: list[Action] = []
         todo = list(actions)
-        rounds = 0
+        rounds = requests = 0
         model_budget = ModelBudget(self.store, self.limits, self.responder.offline)
         timings: dict[str, object] = {}
         while todo:
             action = todo.pop(0)
+            if isinstance(action, SendRequest | AwaitRequest):
+                requests += 1
+                if requests > MAX_HTTP_ROUNDS:
+                    log.error("call %s: too many requests in one webhook", state.call_sid)
+                    done.append(Continue())
+                    break
+                state, more = step(pinned.flow, state, self._request(state, action))
+                todo = more + todo
+                continue
             if not isinstance(action, AskModel | AwaitStream):
                 done.append(action)
                 continue
@@ -303,6 +324,28 @@ class CallService:
             state, more = step(pinned.flow, state, reply)
             todo = more + todo
         return state, done, timings
+
+    def _request(self, state: CallState, action: SendRequest | AwaitRequest) -> Event:
+        """The answer to an http node's request, as the event to step: sent within what is
+        left of the webhook, or, for a node with a line to say while waiting, left running
+        past `PATIENCE` (RequestPending) and read back by the continuation (AwaitRequest)."""
+        left = HTTP_BUDGET - budget.elapsed()
+        if isinstance(action, AwaitRequest):
+            outcome = self.requests.wait(state.request or "", max(0.0, left))
+            if outcome is None:
+                return Failed(self.clock(), "http", "timeout: the answer never came")
+            return outcome.event(self.clock(), action.node)
+        if left < MIN_REQUEST:
+            return Failed(self.clock(), "http", "timeout: no time left in this webhook")
+        request = http_request(action)
+        if action.waiting and action.timeout > PATIENCE:
+            key = f"{state.call_sid}:{state.step}:{action.node}:{action.attempt}"
+            found = self.requests.start(key, request, min(PATIENCE, left))
+            if found is None:
+                return RequestPending(self.clock(), action.node, key)
+        else:
+            found = self.requests.send(request, budget.began() + HTTP_BUDGET)
+        return found.event(self.clock(), action.node)
 
     def _reply(self, pinned: Pinned, state: CallState, action: AskModel | AwaitStream,
                started: float) -> Replied | Failed:

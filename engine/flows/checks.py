@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from functools import cache
 
 from jinja2 import TemplateSyntaxError, nodes
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
+from engine.actions.jsonpaths import path_problem
+from engine.actions.secrets import REFERENCE
 from engine.flows.compile import CompiledFlow
 from engine.flows.model import (
     ERROR_KINDS,
@@ -24,9 +28,11 @@ from engine.flows.model import (
     Edge,
     Flow,
     GatherNode,
+    HttpNode,
     Node,
     Personality,
     RecordNode,
+    Request,
     SayNode,
     SwitchNode,
     TransferNode,
@@ -172,6 +178,8 @@ def dead_ends(context: FlowContext) -> Iterator[Problem]:
 
 
 def _missing_way_out(node: Node) -> str | None:
+    if isinstance(node, HttpNode) and not node.next:
+        return "an http node needs `next`, where the call goes with the answer saved"
     if isinstance(node, (SayNode, RecordNode)) and not node.next:
         return f"a {node.type} node needs `next` (use a hangup node to end the call)"
     if isinstance(node, GatherNode) and not node.next:
@@ -438,6 +446,13 @@ def time_zone(context: FlowContext) -> Iterator[Problem]:
                            f"America/New_York, Europe/London or UTC")
 
 
+def known_vars(flow: Flow) -> dict[str, object]:
+    """The `vars` templates may read: the flow's, and those its http nodes `save`."""
+    saved = {name: None for node in flow.nodes.values() if isinstance(node, HttpNode)
+             for name in node.save}
+    return {**saved, **flow.vars}
+
+
 def templates(context: FlowContext) -> Iterator[Problem]:
     """An error for every template or condition of the flow that does not parse, reads an
     unknown name or an undefined `vars.*`, and for every `vars.*` a personality it uses reads
@@ -446,7 +461,7 @@ def templates(context: FlowContext) -> Iterator[Problem]:
     allowed = CONTEXT_NAMES | HELPERS
     for path, text, is_condition in _template_fields(context.flow, context.document):
         yield from check_template(context.document, path, text, is_condition,
-                                  context.flow.vars, allowed)
+                                  known_vars(context.flow), allowed)
     for name in context.flow.personalities_used():
         personality = context.personalities.get(name)
         if personality is None:
@@ -495,10 +510,92 @@ def analysis_fields(context: FlowContext) -> Iterator[Problem]:
                 at_key=True)
 
 
+_BRACED = re.compile(r"\$\{([^}]*)\}")
+
+
+def _request_texts(request: Request, base: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    """(path, text) of every template of a request: its URL, header values, body strings."""
+    yield (*base, "url"), request.url
+    for name, value in request.headers.items():
+        yield (*base, "headers", name), value
+
+    def strings(value: object, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+        if isinstance(value, str):
+            yield path, value
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from strings(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from strings(item, (*path, index))
+
+    yield from strings(request.body, (*base, "body"))
+
+
+def requests_of(flow: Flow) -> Iterator[tuple[KeyPath, Request, bool]]:
+    """(path, request, is_tool) of every request the flow declares: http nodes' and tools'."""
+    for node in flow.nodes.values():
+        if isinstance(node, HttpNode):
+            yield ("nodes", node.id, "request"), node.request, False
+        elif isinstance(node, AiNode):
+            for tool in node.tools:
+                yield ("nodes", node.id, "tools", tool.name, "request"), tool.request, True
+
+
+def secret_names(flow: Flow) -> list[str]:
+    """The environment variables the flow's requests read as `${NAME}`, sorted, each once."""
+    return sorted({name for _, request, _ in requests_of(flow)
+                   for _, text in _request_texts(request, ())
+                   for name in REFERENCE.findall(text)})
+
+
+def http_requests(context: FlowContext) -> Iterator[Problem]:
+    """An error for every request template that does not parse or reads an unknown name (a
+    tool's may read `args`, the model's arguments), every `${...}` that is not `${NAME}`, every
+    `save` that is not a JSONPath, and every tool whose `parameters` are not JSON Schema or whose
+    name is one of its node's exits."""
+    document = context.document
+    allowed = CONTEXT_NAMES | HELPERS
+    for base, request, is_tool in requests_of(context.flow):
+        for path, text in _request_texts(request, base):
+            for found in _BRACED.finditer(text):
+                if not REFERENCE.fullmatch(found.group(0)):
+                    yield document.problem(path, f"{dotted(path)}: {found.group(0)!r} is not an "
+                                                 f"environment variable; write ${{NAME}} with "
+                                                 f"letters, digits and _ (${{CLINIC_API_TOKEN}})")
+            yield from check_template(document, path, text, False, known_vars(context.flow),
+                                      allowed | {"args"} if is_tool else allowed)
+    for node in context.flow.nodes.values():
+        if isinstance(node, HttpNode):
+            for name, expression in node.save.items():
+                problem = path_problem(expression)
+                if problem:
+                    where: KeyPath = ("nodes", node.id, "save", name)
+                    yield document.problem(where, f"{dotted(where)}: {expression!r} is not a "
+                                                  f"JSONPath: {problem}")
+        if not isinstance(node, AiNode):
+            continue
+        exits = {exit_.to for exit_ in node.exits}
+        for tool in node.tools:
+            path = ("nodes", node.id, "tools", tool.name)
+            if tool.name in exits:
+                yield document.problem(path, f"{dotted(path)}: a tool cannot share its name with "
+                                             f"an exit of the node; rename the tool", at_key=True)
+            unknown = sorted(set(tool.optional) - set(tool.parameters))
+            if unknown:
+                yield document.problem((*path, "optional"), f"{dotted(path)}.optional: "
+                                       f"'{unknown[0]}' is not one of its parameters")
+            try:
+                Draft202012Validator.check_schema(tool.schema())
+            except SchemaError as error:
+                yield document.problem((*path, "parameters"), f"{dotted(path)}.parameters: not "
+                                       f"JSON Schema: {error.message}")
+
+
 FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
     unknown_targets, unknown_personalities, unreachable_nodes, dead_ends,
     unbounded_no_input_loops, ai_error_edges, templates, transfer_targets, time_zone,
-    analysis_fields,
+    analysis_fields, http_requests,
 )
 
 

@@ -15,24 +15,29 @@ from typing import Any
 from engine.flows.model import (
     DEFAULT_WEBHOOK_EVENTS,
     ERROR_KINDS,
+    HTTP_ERROR_KINDS,
     NODE_TYPES,
     AiNode,
     Analysis,
     AnalysisField,
     Edge,
     EdgeKind,
+    ErrorKind,
     ErrorPolicy,
     Example,
     Exit,
     Flow,
+    HttpNode,
     Limits,
     Node,
     NoInput,
     OpenAIVoice,
     Personality,
     RelayVoice,
+    Request,
     Route,
     Style,
+    Tool,
     TransferNode,
     Voice,
     Webhook,
@@ -79,13 +84,34 @@ def _no_input(raw: dict[str, Any]) -> NoInput:
     return NoInput(retries=raw["retries"], reprompt=reprompts, then=raw["then"])
 
 
-def _on_error(raw: Mapping[str, dict[str, Any]]) -> Mapping[str, ErrorPolicy]:
+def _on_error(raw: Mapping[str, dict[str, Any]], kinds: tuple[ErrorKind, ...]
+              ) -> Mapping[str, ErrorPolicy]:
+    # `defaults.on_error` may hold the kinds of every node type; a node keeps its own type's.
     return frozen_mapping({
         kind: ErrorPolicy(kind=kind, retry=raw[kind].get("retry", 0),
                           personality=raw[kind].get("personality"),
                           voice=raw[kind].get("voice"), then=raw[kind].get("then"))
-        for kind in ERROR_KINDS if kind in raw
+        for kind in kinds if kind in raw
     })
+
+
+def error_kinds(cls: type[Node]) -> tuple[ErrorKind, ...]:
+    """The error kinds a node type's `on_error` strategy covers."""
+    return HTTP_ERROR_KINDS if cls is HttpNode else ERROR_KINDS
+
+
+def _request(raw: Mapping[str, Any]) -> Request:
+    return Request(url=raw["url"], method=raw.get("method", "GET").upper(),
+                   headers=frozen_mapping(raw.get("headers", {})), body=raw.get("body"),
+                   timeout=float(raw.get("timeout", 5.0)))
+
+
+def _tools(raw: Mapping[str, Mapping[str, Any]]) -> tuple[Tool, ...]:
+    return tuple(Tool(name=name, description=spec["description"],
+                      request=_request(spec["request"]),
+                      parameters=frozen_mapping(spec.get("parameters", {})),
+                      optional=tuple(spec.get("optional", ())))
+                 for name, spec in raw.items())
 
 
 def node_keys(cls: type[Node]) -> set[str]:
@@ -119,7 +145,13 @@ def _node(node_id: str, raw: dict[str, Any], defaults: dict[str, Any],
                 origins.update({f"on_error.{kind}": ("defaults", "on_error", kind)
                                 for kind in defaults["on_error"] if kind not in value})
                 value = {**defaults["on_error"], **value}
-            value = _on_error(value)
+            value = _on_error(value, error_kinds(cls))
+        elif name == "request":
+            value = _request(value)
+        elif name == "save":
+            value = frozen_mapping(value)
+        elif name == "tools":
+            value = _tools(value)
         elif name in ("input", "hints"):
             value = tuple(value)
         values[name] = value
@@ -150,7 +182,7 @@ def _edges(node: Node, origins: dict[str, KeyPath], limits: Limits | None
     if no_input is not None:
         add(no_input.then, "no_input", (*origins["no_input"], "then"),
             f"after {no_input.retries} retries" if no_input.retries else "")
-    if isinstance(node, AiNode):
+    if isinstance(node, AiNode | HttpNode):
         for kind, policy in node.on_error.items():
             origin = origins.get(f"on_error.{kind}", (*origins["on_error"], kind))
             edge_kind: EdgeKind = f"error:{kind}"  # type: ignore[assignment]

@@ -5,7 +5,9 @@ shown. Every edge is labelled by its kind plus a short detail (the route conditi
 name, the error strategy), error edges are dashed, and the error strategy's retries, fallback
 personality and Twilio voice are self-loops. Labels are escaped for each language, because
 conditions hold quotes, `|`, `<`, `&` and `{{ }}`. An `ai` node that converses over
-ConversationRelay is marked as one (`ai · relay`, and `conversation` in the JSON form).
+ConversationRelay is marked as one (`ai · relay`, and `conversation` in the JSON form); an
+`http` node shows its method (`http · GET`, and `request` with the method and URL as written in
+the JSON form), and its `error:http` edges are drawn as every error strategy's are.
 
 What is drawn is `drawn_edges(flow)`: every edge between two nodes as it is, and all the
 self-loops of a node as one edge whose label has a line for each (Mermaid keeps only one
@@ -20,7 +22,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from engine.flows.model import AiNode, Edge, Flow, Node
+from engine.flows.model import AiNode, Edge, Flow, HttpNode, Node
 
 FORMATS = ("mermaid", "dot", "json")
 DETAIL_WIDTH = 40
@@ -115,7 +117,10 @@ def is_relay(node: Node) -> bool:
 
 
 def node_kind(node: Node) -> str:
-    """What a node is drawn as under its id: its type, `ai · relay` for a relay node."""
+    """What a node is drawn as under its id: its type, `ai · relay` for a relay node,
+    `http · GET` for an http node."""
+    if isinstance(node, HttpNode):
+        return f"{node.type} · {node.request.method}"
     return f"{node.type} · relay" if is_relay(node) else node.type
 
 
@@ -181,7 +186,9 @@ def to_json(flow: Flow) -> dict[str, Any]:
         "start": flow.start,
         "nodes": [{"id": node.id, "type": node.type, "terminal": node.terminal,
                    "description": node.description,
-                   **({"conversation": node.conversation} if isinstance(node, AiNode) else {})}
+                   **({"conversation": node.conversation} if isinstance(node, AiNode) else {}),
+                   **({"request": {"method": node.request.method, "url": node.request.url}}
+                      if isinstance(node, HttpNode) else {})}
                   for node in flow.nodes.values()],
         "edges": [{"id": edge.id, "source": edge.source, "target": edge.target, "kind": edge.kind,
                    "label": edge_detail(edge), "strategy": edge.strategy,

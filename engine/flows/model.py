@@ -17,16 +17,19 @@ from typing import Any, ClassVar, Literal, TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 
-ErrorKind = Literal["network", "rate_limit", "ai_failure", "tts_failure"]
+ErrorKind = Literal["network", "rate_limit", "ai_failure", "tts_failure", "http"]
 ERROR_KINDS: tuple[ErrorKind, ...] = ("network", "rate_limit", "ai_failure", "tts_failure")
+"""The error kinds of an ai node: its model's and its speech's failures."""
+HTTP_ERROR_KINDS: tuple[ErrorKind, ...] = ("http",)
+"""The error kinds of an http node: timeouts, connection errors, >= 400, bad JSON, refusals."""
 
 EdgeKind = Literal[
     "next", "route", "exit", "no_input", "error:network", "error:rate_limit",
-    "error:ai_failure", "error:tts_failure", "transfer_failed", "limit",
+    "error:ai_failure", "error:tts_failure", "error:http", "transfer_failed", "limit",
 ]
 EDGE_KINDS: tuple[EdgeKind, ...] = (
     "next", "route", "exit", "no_input", "error:network", "error:rate_limit",
-    "error:ai_failure", "error:tts_failure", "transfer_failed", "limit",
+    "error:ai_failure", "error:tts_failure", "error:http", "transfer_failed", "limit",
 )
 
 InputKind = Literal["speech", "dtmf"]
@@ -80,10 +83,46 @@ class ErrorPolicy:
     """
 
     kind: ErrorKind
-    retry: int = 0  # network / rate_limit: ask the model again up to this many times
+    retry: int = 0  # network / rate_limit / http: try again up to this many times
     personality: str | None = None  # ai_failure: ask once more as this personality
     voice: str | None = None  # tts_failure: speak with this voice instead ("twilio")
     then: str | None = None  # the node to go to when the strategy is spent
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request to the business's API, as an `http` node or an ai node's tool declares it.
+
+    `url`, each header value and each string of `body` are templates (a tool's also read
+    `args`, the model's arguments); `${NAME}` in them is left for the sender, which reads it from
+    the environment as the request goes out. A `body` that is not a string is sent as JSON.
+    """
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=frozen_mapping)
+    body: Any = None
+    timeout: float = 5.0  # seconds, at most 10, within the webhook's own deadline
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function an ai node's model may call: `parameters` are JSON Schema properties (each
+    one required unless listed in `optional`), checked before `request` is sent; the JSON
+    answer goes back to the model."""
+
+    name: str
+    description: str
+    request: Request
+    parameters: Mapping[str, Any] = field(default_factory=frozen_mapping)
+    optional: tuple[str, ...] = ()
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments: an object of `parameters`, nothing else."""
+        properties = {name: dict(spec) for name, spec in self.parameters.items()}
+        return {"type": "object", "properties": properties,
+                "required": [name for name in properties if name not in self.optional],
+                "additionalProperties": False}
 
 
 FieldType = Literal["string", "boolean", "integer", "number"]
@@ -218,7 +257,29 @@ class AiNode(Node):
     timeout: int = 5
     routes: tuple[Route, ...] = ()
     exits: tuple[Exit, ...] = ()
+    tools: tuple[Tool, ...] = ()
     no_input: NoInput | None = None
+    on_error: Mapping[ErrorKind, ErrorPolicy] = field(default_factory=frozen_mapping)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpNode(Node):
+    """`http`: sends `request` and reads its JSON answer without listening (DESIGN.md 8.5).
+
+    An answer leaves by `next` with each `save` JSONPath's value in `vars`; a request that
+    fails (a timeout, a connection error, a status >= 400, an answer that is not JSON, a host
+    HTTP_ALLOW_HOSTS refuses) is retried and then leaves by `on_error.http` (the `error:http`
+    edge). `say_while_waiting` is spoken when the answer may come after the webhook has to
+    answer Twilio; the call then comes back for it.
+    """
+
+    type: ClassVar[str] = "http"
+    speaks: ClassVar[tuple[str, ...]] = ("say_while_waiting",)
+
+    request: Request
+    save: Mapping[str, str] = field(default_factory=frozen_mapping)
+    say_while_waiting: str | None = None
+    next: str | None = None
     on_error: Mapping[ErrorKind, ErrorPolicy] = field(default_factory=frozen_mapping)
 
 
@@ -281,7 +342,7 @@ class HangupNode(Node):
 
 NODE_TYPES: Mapping[str, type[Node]] = MappingProxyType({
     cls.type: cls for cls in (SayNode, GatherNode, AiNode, SwitchNode, TransferNode, RecordNode,
-                              HangupNode)
+                              HangupNode, HttpNode)
 })
 
 

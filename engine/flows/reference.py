@@ -1,5 +1,6 @@
 """docs/reference.md, written from the JSON schemas: every key of a flow, each node type, the
-shared parts (routes, no_input, on_error, limits), personalities and scenario files.
+shared parts (routes, no_input, on_error, limits, requests, tools), personalities and scenario
+files.
 
 `python -m engine.flows.reference` rewrites the file; `--check` exits 1 when it is out of date
 (a test runs that check, so a schema change comes with its reference).
@@ -136,7 +137,7 @@ def render_reference() -> str:
         body = flow["$defs"][f"{node_type}_node"]
         lines += _section("###", body["title"], body, flow)
     lines += ["## Parts of nodes and flows", ""]
-    for name in ("route", "no_input", "on_error", "limits"):
+    for name in ("route", "no_input", "on_error", "limits", "request", "http_on_error", "tool"):
         body = flow["$defs"][name]
         lines += _section("###", body["title"], body, flow)
     lines += _section("##", "Personality file", personality, personality)

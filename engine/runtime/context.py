@@ -52,14 +52,16 @@ def sentiment_values(scores: tuple[float, ...]) -> dict[str, float]:
 def values(flow: Flow, state: CallState, now: float,
            heard: CallerInput = NO_INPUT) -> dict[str, Any]:
     """The names a template or condition of `flow` sees at `now` in `state`: what the caller
-    just said or pressed (`heard`), the caller, the flow's vars, the turn, local `now`, the
+    just said or pressed (`heard`), the caller, the flow's vars (with what http nodes saved
+    on top), the turn, local `now`, the
     node, the call's sid and number called, the caller's mood (`sentiment_values`), and the
     helpers (`said_any`, `open_between`, ...). A fresh dict each time; `vars` is a copy.
     """
     moment = local_time(flow, now)
     return {
         "speech": heard.speech, "digits": heard.digits, "confidence": heard.confidence,
-        "caller": state.caller, "vars": dict(flow.vars), "turn": state.turn, "now": moment,
+        "caller": state.caller, "vars": {**flow.vars, **state.vars}, "turn": state.turn,
+        "now": moment,
         "node": state.node, "call": {"sid": state.call_sid, "to": state.called},
         **sentiment_values(state.sentiments), **make_helpers(heard.speech, moment),
     }

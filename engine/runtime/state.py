@@ -80,6 +80,11 @@ class CallState:
     stream_sentences: int = 0
     # The sentiment of the caller's scored utterances, oldest first (the last MAX_SENTIMENTS).
     sentiments: tuple[float, ...] = ()
+    # Values an http node saved from its answers: the flow's `vars` with these on top.
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    # An http node's request still running after its webhook answered ("one moment..."): its
+    # answer is read from the store under this key when Twilio comes back.
+    request: str | None = None
 
     def at(self, node_id: str) -> CallState:
         """The state on entering `node_id`: per-node counters start over."""
@@ -122,6 +127,8 @@ def state_to_dict(state: CallState) -> dict[str, Any]:
         "stream_personality": state.stream_personality,
         "stream_sentences": state.stream_sentences,
         "sentiments": tuple(state.sentiments),
+        "vars": dict(state.vars),
+        "request": state.request,
     }
 
 
@@ -137,6 +144,7 @@ def state_from_dict(data: Mapping[str, Any]) -> CallState:
     values["history"] = tuple(Message(**item) for item in values.get("history", ()))
     values["errors"] = dict(values.get("errors", {}))
     values["sentiments"] = tuple(values.get("sentiments", ()))
+    values["vars"] = dict(values.get("vars", {}))
     return CallState(**values)
 
 
@@ -227,12 +235,35 @@ class Replied:
 
 @dataclass(frozen=True)
 class Failed:
-    """A model or speech call failed in the way `kind` names (network, rate_limit, ...)."""
+    """A model or speech call failed in the way `kind` names (network, rate_limit, ...), or an
+    http node's request did (`http`, with the `exchange` recorded, without secrets)."""
 
     now: float
     kind: str
     detail: str = ""
     retry_after: float = 0.0
+    exchange: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpAnswered:
+    """An http node's request answered: its JSON (`data`) and its record (`exchange`, without
+    secrets: engine.actions.exchange.Exchange.as_dict)."""
+
+    now: float
+    node: str
+    data: Any = None
+    exchange: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestPending:
+    """An http node's request is still running as its webhook must answer: say the node's
+    `say_while_waiting` and have Twilio come back; the answer is kept under `key`."""
+
+    now: float
+    node: str
+    key: str
 
 
 @dataclass(frozen=True)
@@ -263,7 +294,7 @@ class Interrupted:
 
 
 Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChanged | Resume
-         | Replied | Failed | SpeechFailed | Interrupted)
+         | Replied | Failed | SpeechFailed | Interrupted | HttpAnswered | RequestPending)
 
 
 # Actions: what the shell must do. Speech actions before a Listen are spoken inside it.
@@ -353,6 +384,31 @@ class AwaitStream:
 
 
 @dataclass(frozen=True)
+class SendRequest:
+    """The shell must send http node `node`'s request, rendered (`${NAME}` still in: the sender
+    expands it), and step again with HttpAnswered, Failed(kind="http") or, when it is still
+    running at the webhook's answer and `waiting` (the node has a line to say meanwhile),
+    RequestPending. `attempt` counts the retries (0: the first)."""
+
+    node: str
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str | None = None
+    timeout: float = 5.0
+    attempt: int = 0
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class AwaitRequest:
+    """The shell must read the answer to `state.request` (see RequestPending) and step again
+    with HttpAnswered or Failed."""
+
+    node: str
+
+
+@dataclass(frozen=True)
 class Converse:
     """Hold the conversation of relay ai node `node` over ConversationRelay: Twilio connects a
     WebSocket session for call `call_sid`, in `language`, speaking as `personality`, with
@@ -377,4 +433,4 @@ class Emit:
 
 
 Action = (Say | Pause | Listen | Dial | Record | Hangup | Continue | AskModel | AwaitStream
-          | Converse | Emit)
+          | Converse | Emit | SendRequest | AwaitRequest)

@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypedDict, Unpack
 
+from engine.actions.jsonpaths import save
 from engine.flows.model import (
     AiNode,
     Edge,
@@ -23,6 +24,7 @@ from engine.flows.model import (
     Flow,
     GatherNode,
     HangupNode,
+    HttpNode,
     Node,
     RecordNode,
     Route,
@@ -40,10 +42,12 @@ from engine.runtime.context import (
     sentiment_values,
     values,
 )
+from engine.runtime.requests import render_request
 from engine.runtime.state import (
     FINAL_STATUSES,
     Action,
     AskModel,
+    AwaitRequest,
     AwaitStream,
     Caller,
     CallStarted,
@@ -58,6 +62,7 @@ from engine.runtime.state import (
     Failed,
     Hangup,
     Heard,
+    HttpAnswered,
     Interrupted,
     Listen,
     Message,
@@ -65,8 +70,10 @@ from engine.runtime.state import (
     Record,
     RecordingDone,
     Replied,
+    RequestPending,
     Resume,
     Say,
+    SendRequest,
     Silence,
     SpeechFailed,
     StatusChanged,
@@ -123,6 +130,8 @@ class StateChanges(TypedDict, total=False):
     stream_personality: str | None
     stream_sentences: int
     sentiments: tuple[float, ...]
+    vars: Mapping[str, Any]
+    request: str | None
 
 
 _FIELDS = tuple(dataclasses.fields(CallState))
@@ -149,7 +158,7 @@ def entered(state: CallState, node_id: str) -> CallState:
     """`state.at(node_id)` (the state on entering the node: per-node counters start over),
     through `evolve`."""
     return evolve(state, node=node_id, silences=0, path=(*state.path, node_id), errors={},
-                  relay_lost="")
+                  relay_lost="", request=None)
 
 
 def edge_event(edge: Edge, **detail: Any) -> Emit:
@@ -312,8 +321,64 @@ class _Run:
         elif isinstance(node, HangupNode):
             self.say(node.text, f"{where}.text")
             self.hang_up()
+        elif isinstance(node, HttpNode):
+            self.send(node)
         else:  # pragma: no cover - every node type is handled above
             self.fail_safe(f"unknown node type {node.type}")
+
+    def send(self, node: HttpNode, attempt: int = 0) -> None:
+        """Ask the shell for the node's request; a template that fails is a failed request."""
+        try:
+            rendered = render_request(node.request, self.context(), f"nodes.{node.id}.request")
+        except TemplateFailure as failure:
+            self.emit("call.error", kind="template", detail=str(failure))
+            self.http_failed(node, Failed(self.now, "http", f"the request did not render: "
+                                                            f"{failure}"))
+            return
+        self.actions.append(SendRequest(
+            node.id, rendered.method, rendered.url, rendered.headers, rendered.body,
+            rendered.timeout, attempt, waiting=bool(node.say_while_waiting)))
+
+    def answered(self, event: HttpAnswered) -> None:
+        """Save the answer's values into `vars` and leave by `next`."""
+        node = self.flow.nodes[self.state.node]
+        if not isinstance(node, HttpNode) or node.id != event.node:
+            self.enter()  # an answer for a node the call has left: say where it is again
+            return
+        saved = save(event.data, node.save)
+        self.state = evolve(self.state, vars={**self.state.vars, **saved}, request=None,
+                            errors={})
+        self.emit("call.http", **event.exchange, saved=sorted(saved))
+        self.take("next")
+
+    def pending_request(self, event: RequestPending) -> None:
+        """The request outlasts this webhook: say the waiting line, and come back for it."""
+        node = self.flow.nodes[self.state.node]
+        if not isinstance(node, HttpNode) or node.id != event.node:
+            self.enter()
+            return
+        self.state = evolve(self.state, request=event.key)
+        self.say(node.say_while_waiting, f"nodes.{node.id}.say_while_waiting")
+        self.actions.append(Continue())
+
+    def http_failed(self, node: HttpNode, event: Failed) -> None:
+        """Retry the request while `on_error.http.retry` allows, then take its `then` edge."""
+        count = self.state.errors.get("http", 0) + 1
+        self.state = evolve(self.state, errors={**self.state.errors, "http": count},
+                            request=None)
+        if event.exchange:
+            self.emit("call.http", **event.exchange)
+        self.emit("call.error", kind="http", detail=event.detail[:500], attempt=count)
+        policy = node.on_error.get("http")
+        if policy is None:
+            self.fail_safe(f"http on '{node.id}' with no strategy for it")
+        elif count <= policy.retry:
+            if self.loop("error:http", "retry"):
+                self.send(node, attempt=count)
+        elif policy.then:
+            self.take("error:http", "then")
+        else:  # pragma: no cover - the schema requires `then`
+            self.fail_safe(f"http on '{node.id}' with no edge to take")
 
     def hang_up(self) -> None:
         self.actions.append(Hangup())
@@ -426,7 +491,9 @@ class _Run:
         if self.over_limit():  # a hold that never ends must not outlive `max_seconds`
             return
         node = self.flow.nodes[self.state.node]
-        if isinstance(node, AiNode) and self.state.stream is not None:
+        if isinstance(node, HttpNode) and self.state.request is not None:
+            self.actions.append(AwaitRequest(node.id))
+        elif isinstance(node, AiNode) and self.state.stream is not None:
             self.actions.append(AwaitStream(node.id))
         elif isinstance(node, AiNode) and self.state.pending is not None:
             wait = self.state.hold_until - self.now
@@ -515,6 +582,9 @@ class _Run:
 
     def failed(self, event: Failed) -> None:
         node = self.flow.nodes[self.state.node]
+        if isinstance(node, HttpNode):
+            self.http_failed(node, event)
+            return
         policy = node.on_error.get(event.kind) if isinstance(node, AiNode) else None  # type: ignore[call-overload]
         count = self.state.errors.get(event.kind, 0) + 1
         mid_stream = self.state.stream is not None
@@ -627,6 +697,10 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
         run.interrupted(event)
     elif isinstance(event, SpeechFailed):
         run.speech_lost(event)
+    elif isinstance(event, HttpAnswered):
+        run.answered(event)
+    elif isinstance(event, RequestPending):
+        run.pending_request(event)
     elif isinstance(event, DialEnded):
         node = flow.nodes[state.node]
         if isinstance(node, TransferNode):

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,80 +14,16 @@ import pytest
 from engine.actions.hosts import Address, HostPolicy
 from engine.actions.http import MAX_REDIRECTS, HttpClient, HttpFailure, HttpRequest
 from engine.actions.secrets import Secrets
+from tests.support_api import Api, serve_api
+from tests.support_api import answer as reply
 
 TOKEN = "s3cr3t-token-value"
 
 
-@dataclass
-class Seen:
-    """A request the server received."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Api:
-    """The local API: `routes` maps a path to a handler writing the answer."""
-
-    port: int
-    seen: list[Seen] = field(default_factory=list)
-    routes: dict[str, Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=dict)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def _answer(status: int, body: bytes, content_type: str = "application/json",
-            headers: dict[str, str] | None = None) -> Callable[[BaseHTTPRequestHandler], None]:
-    def handle(handler: BaseHTTPRequestHandler) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(body)
-    return handle
-
-
 @pytest.fixture
 def api() -> Iterator[Api]:
-    state: dict[str, Api] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            server = state["api"]
-            path = self.path.split("?")[0]
-            server.seen.append(Seen(self.command, self.path, dict(self.headers.items()), body))
-            route = server.routes.get(path)
-            if route is None:
-                _answer(404, b'{"error": "no such route"}')(self)
-            else:
-                route(self)
-
-        do_GET = do_POST = do_PUT = _serve
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state["api"] = Api(port=httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield state["api"]
-    state["api"].release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_api() as served:
+        yield served
 
 
 def _client(policy: str = "127.0.0.1", resolver: Callable[[str, int], list[Address]] | None = None,
@@ -116,7 +50,7 @@ def _failure(client: HttpClient, request: HttpRequest, deadline: float | None = 
 # Answers
 
 def test_a_json_answer_is_read_and_the_secret_goes_only_over_the_wire(api: Api) -> None:
-    api.routes["/slots"] = _answer(200, json.dumps({"slots": [{"label": "9am"}]}).encode())
+    api.routes["/slots"] = reply(200, json.dumps({"slots": [{"label": "9am"}]}).encode())
     request = HttpRequest("POST", f"{api.base}/slots?day=mon",
                           headers=(("Authorization", "Bearer ${API_TOKEN}"),),
                           body='{"day": "mon"}', timeout=3)
@@ -131,14 +65,14 @@ def test_a_json_answer_is_read_and_the_secret_goes_only_over_the_wire(api: Api) 
 
 
 def test_an_empty_answer_is_none(api: Api) -> None:
-    api.routes["/done"] = _answer(204, b"")
+    api.routes["/done"] = reply(204, b"")
     assert _client().send(HttpRequest("PUT", f"{api.base}/done")).data is None
 
 
 def test_a_name_connects_to_the_address_the_policy_checked(api: Api) -> None:
     # "api.clinic.test" is in no DNS: the request reaches the server only through the address
     # the client resolved and checked itself, with the name as the Host.
-    api.routes["/ok"] = _answer(200, b"[1, 2]")
+    api.routes["/ok"] = reply(200, b"[1, 2]")
     client = _client("api.clinic.test,127.0.0.1",
                      resolver=_resolving({"api.clinic.test": ["127.0.0.1"]}))
     answer = client.send(HttpRequest("GET", f"http://api.clinic.test:{api.port}/ok"))
@@ -166,18 +100,18 @@ def test_a_listed_name_answering_with_a_private_address_is_refused(api: Api) -> 
 
 
 def test_a_redirect_to_the_metadata_address_is_refused(api: Api) -> None:
-    api.routes["/r"] = _answer(302, b"", headers={"Location": "http://169.254.169.254/latest/"})
+    api.routes["/r"] = reply(302, b"", headers={"Location": "http://169.254.169.254/latest/"})
     failure = _failure(_client("127.0.0.1,*"), HttpRequest("GET", f"{api.base}/r"))
     assert failure.reason == "refused" and "169.254.169.254" in failure.detail
     assert failure.exchange.redirects == ("http://169.254.169.254/latest/",)
-    api.routes["/r2"] = _answer(302, b"", headers={"Location": "file:///etc/passwd"})
+    api.routes["/r2"] = reply(302, b"", headers={"Location": "file:///etc/passwd"})
     assert _failure(_client(), HttpRequest("GET", f"{api.base}/r2")).reason == "refused"
 
 
 def test_redirects_are_followed_a_few_times_and_secrets_stay_with_their_origin(api: Api) -> None:
-    api.routes["/old"] = _answer(301, b"", headers={"Location": "/new"})
-    api.routes["/new"] = _answer(200, b'{"moved": true}')
-    api.routes["/away"] = _answer(
+    api.routes["/old"] = reply(301, b"", headers={"Location": "/new"})
+    api.routes["/new"] = reply(200, b'{"moved": true}')
+    api.routes["/away"] = reply(
         307, b"", headers={"Location": f"http://localhost:{api.port}/new"})
     request = HttpRequest("GET", f"{api.base}/old", headers=(("X-Key", "${API_TOKEN}"),))
     assert _client().send(request).data == {"moved": True}
@@ -186,7 +120,7 @@ def test_redirects_are_followed_a_few_times_and_secrets_stay_with_their_origin(a
     request = HttpRequest("GET", f"{api.base}/away", headers=(("X-Key", "${API_TOKEN}"),))
     assert _client("127.0.0.1,localhost").send(request).data == {"moved": True}
     assert api.seen[0].headers["X-Key"] == TOKEN and "X-Key" not in api.seen[1].headers
-    api.routes["/loop"] = _answer(302, b"", headers={"Location": "/loop"})
+    api.routes["/loop"] = reply(302, b"", headers={"Location": "/loop"})
     failure = _failure(_client(), HttpRequest("GET", f"{api.base}/loop"))
     assert failure.reason == "status" and len(failure.exchange.redirects) == MAX_REDIRECTS
 
@@ -216,9 +150,9 @@ def test_an_api_that_hangs_times_out_by_the_deadline(api: Api) -> None:
 
 
 def test_errors_html_and_oversized_answers_fail_by_reason(api: Api) -> None:
-    api.routes["/500"] = _answer(500, b'{"error": "' + TOKEN.encode() + b'"}')
-    api.routes["/html"] = _answer(200, b"<html>maintenance</html>", "text/html")
-    api.routes["/big"] = _answer(200, b"[" + b"1," * 60_000 + b"1]")
+    api.routes["/500"] = reply(500, b'{"error": "' + TOKEN.encode() + b'"}')
+    api.routes["/html"] = reply(200, b"<html>maintenance</html>", "text/html")
+    api.routes["/big"] = reply(200, b"[" + b"1," * 60_000 + b"1]")
 
     def drip(handler: BaseHTTPRequestHandler) -> None:  # no Content-Length: read as it comes
         handler.send_response(200)
@@ -251,3 +185,15 @@ def test_a_closed_port_and_a_missing_secret(api: Api) -> None:
     failure = _failure(_client(), request)
     assert failure.reason == "refused" and "${NOT_SET} is not set" in failure.detail
     assert api.seen == []
+
+
+def test_an_answer_echoing_a_secret_comes_back_with_the_reference(api: Api) -> None:
+    def echo(handler: BaseHTTPRequestHandler) -> None:
+        body = json.dumps({"you_sent": handler.headers.get("Authorization")}).encode()
+        reply(200, body)(handler)
+
+    api.routes["/echo"] = echo
+    answer = _client().send(HttpRequest("GET", f"{api.base}/echo",
+                                         headers=(("Authorization", "Bearer ${API_TOKEN}"),)))
+    assert api.seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert answer.data == {"you_sent": "Bearer ${API_TOKEN}"}

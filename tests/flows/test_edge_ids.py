@@ -36,7 +36,9 @@ EVERY_KIND: dict[str, Any] = {
         "menu": {"type": "gather", "prompt": "Press 1 or 2.", "input": ["dtmf"],
                  "routes": [{"when": "digits == '1'", "to": "assist"},
                             {"when": "digits == '2'", "to": "assist"}],
-                 "next": "check"},
+                 "next": "lookup"},
+        "lookup": {"type": "http", "request": {"url": "https://api.example.com/x"},
+                   "next": "check", "on_error": {"http": {"retry": 1, "then": "sorry"}}},
         "check": {"type": "switch", "routes": [{"when": "turn > 5", "to": "bye"}],
                   "next": "assist"},
         "assist": {"type": "ai", "instructions": "Help.",
@@ -54,6 +56,7 @@ EVERY_KIND: dict[str, Any] = {
 EXPECTED_IDS = [
     "greet/next",
     "menu/route/0", "menu/route/1", "menu/next", "menu/no_input", "menu/limit",
+    "lookup/next", "lookup/error:http/retry", "lookup/error:http/then",
     "check/route/0", "check/next",
     "assist/route/0", "assist/exit/desk", "assist/exit/bye", "assist/no_input",
     "assist/error:network/retry", "assist/error:network/then",

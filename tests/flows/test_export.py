@@ -123,7 +123,12 @@ nodes:
     routes:
       - when: "open_between('09:00', '17:00', days='Mon-Fri')"
         to: node
+    next: lookup
+  lookup:
+    type: http
+    request: {url: "https://api.example.com/hours"}
     next: class
+    on_error: {http: {retry: 1, then: sorry}}
   node: {type: transfer, to: "+15550001111", on_fail: class, next: end}
   class: {type: record, prompt: Leave a message., next: end}
   end: {type: hangup, text: Goodbye.}
@@ -231,6 +236,17 @@ def test_a_nodes_self_loops_are_one_labelled_edge(flows: dict[str, Flow]) -> Non
     assert sum(line.startswith('    "edge" -> "edge"') for line in dot.splitlines()) == 1
     # A lone self-loop keeps the kind-and-detail label: the route of `three` back to its menu.
     assert """    n_menu -->|"route<br/>digits == '1'"| n_menu""" in to_mermaid(flows["three"])
+
+
+def test_an_http_node_and_its_error_edges_are_drawn(flows: dict[str, Flow]) -> None:
+    mermaid, dot = to_mermaid(flows["kinds"]), to_dot(flows["kinds"])
+    assert 'n_lookup["lookup<br/>http · GET"]' in mermaid
+    assert '    n_lookup -.->|"error:http<br/>retry ×1"| n_lookup' in mermaid.splitlines()
+    assert '    n_lookup -.->|"error:http"| n_sorry' in mermaid.splitlines()
+    assert '    n_lookup -->|"next"| n_class' in mermaid.splitlines()
+    assert '    "lookup" -> "sorry" [label="error:http", style=dashed];' in dot.splitlines()
+    node = next(node for node in to_json(flows["kinds"])["nodes"] if node["id"] == "lookup")
+    assert node["request"] == {"method": "GET", "url": "https://api.example.com/hours"}
 
 
 def test_terminal_and_start_are_marked(flows: dict[str, Flow]) -> None:

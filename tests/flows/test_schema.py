@@ -89,7 +89,8 @@ def test_a_bad_node_type_with_a_suggestion() -> None:
     text = VALID.replace("type: say", "type: sya")
     [problem] = schema_problems(text)
     assert problem.message == ("nodes.greet.type: 'sya' is not allowed (did you mean 'say'?); "
-                               "use one of: say, gather, ai, switch, transfer, record, hangup")
+                               "use one of: say, gather, ai, switch, transfer, record, hangup, "
+                               "http")
     assert (problem.line, problem.column) == (line_of(text, "type: sya"), 11)
 
 

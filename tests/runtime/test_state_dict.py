@@ -22,7 +22,8 @@ def rich_state() -> CallState:
         pending="next tuesday", pending_digits="12#", errors={"network": 1, "rate_limit": 2},
         hold_until=1_700_000_010.5, offline=True, relay_lost="ask", stream="stream:abc",
         stream_offset=42,
-        stream_personality="calm", stream_sentences=3, sentiments=(0.49, -0.25, -0.868))
+        stream_personality="calm", stream_sentences=3, sentiments=(0.49, -0.25, -0.868),
+        vars={"first_slot": "9am", "slots": ["9am", "2pm"]}, request="CA1:3:check:0")
 
 
 def test_every_field_is_set_away_from_its_default() -> None:
