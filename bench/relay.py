@@ -17,12 +17,14 @@ double sent the model's first token (`TTFT` after the request reached it): the m
 session, the WebSocket and loopback. The session's own view of it (`first_sent - first_token`
 of its `call.timing` event) is in the note.
 
-Then `SESSIONS` relay calls are opened at once and each takes a turn; while all of them are open,
-signed webhooks (a new call's incoming-call on the gather flow: a real step) are timed, and an
+Then `SESSIONS` relay calls are opened one after another and held open together, and each takes
+a turn (all prompts sent at once); while all of them are open and quiet, signed webhooks (a new
+call's incoming-call on the gather flow, each on a new connection: a real step) are timed, and an
 event stream (`/api/events`, signed in) is timed from a webhook to its `call.start`. The baseline
 is the same webhooks and stream events with no session open, before and after. What the sessions
-cost: the server's resident memory and threads per session, and its CPU per second while they sit
-idle, against the same window with none open.
+cost: the server's CPU per session (its call, handshake, setup and turn), its resident memory and
+threads per open session, and its CPU per second while they sit idle, against the same window
+with none open. The flows wait 60 s of silence, so no session reprompts while it is measured.
 """
 
 from __future__ import annotations
@@ -223,7 +225,6 @@ def first_audio(server: Server, double: OpenAIDouble, samples: int) -> FirstAudi
             found.gather.append(seconds)
         time.sleep(whole - TTFT)  # the rest of its stream ends: no overlap with the next
         hang_up(session, server, sid, GATHER_NUMBER)
-        session.close()
     return found
 
 
