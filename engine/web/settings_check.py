@@ -256,7 +256,8 @@ def _oidc_issuer_check(settings: Settings) -> str | None:
 
 def _oidc_roles_claim(settings: Settings) -> str | None:
     value = settings.oidc_roles_claim
-    if not value.strip() or any(char.isspace() for char in value.strip()):
+    # Empty is unset, as for every other setting (sso.py then reads `roles`).
+    if any(char.isspace() for char in value.strip()):
         return (f"OIDC_ROLES_CLAIM={value!r}: write the name of the ID token's claim that lists "
                 f"the user's roles, such as roles or groups")
     return None

@@ -51,3 +51,11 @@ def test_sign_in_with_oidc_is_off_without_an_issuer() -> None:
     assert (settings.oidc_roles_claim, settings.oidc_default_role) == ("roles", "viewer")
     on = OidcSettings.from_settings(checked_settings({"PROJECT_ROOT": str(ROOT), **TRIO}))
     assert on is not None and on.default_role is Role.VIEWER and on.roles_claim == "roles"
+
+
+def test_empty_oidc_settings_are_unset() -> None:
+    """As every setting: the scenario runner and `flask call` pass every key, most empty."""
+    empty = {key: "" for key in ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET",
+                                 "OIDC_ROLES_CLAIM", "OIDC_DEFAULT_ROLE")}
+    settings = checked_settings({"PROJECT_ROOT": str(ROOT), **empty})
+    assert OidcSettings.from_settings(settings) is None
