@@ -13,6 +13,7 @@ failure names the file and line, the scenario, the step and what differed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -48,7 +49,7 @@ from engine.flows.yamlread import read_file
 from engine.relay.simulator import RelayError
 from engine.runtime.context import values
 from engine.runtime.state import CallState
-from engine.settings import ENV_KEYS
+from engine.settings import ENV_KEYS, Settings
 from engine.simulator import CallError, HttpAnswer, SimulatedCall, Transport
 from engine.store import CallStore, StoredEvent
 from engine.web.services import AppFactory, Services
@@ -233,13 +234,20 @@ def captured_engine_log() -> Iterator[_Capture]:
 
 # -- apps ----------------------------------------------------------------------------------------
 
+_DEFAULTS = {spec.name.upper(): spec.default for spec in dataclasses.fields(Settings)
+             if spec.default is not dataclasses.MISSING}
+"""Each setting's default, by its environment name."""
+
+
 def make_harness(root: Path, workdir: Path, make_app: AppFactory) -> Harness:
     """An app over the project at `root`, its store in `workdir`, nothing from the environment:
     made by `make_app` (`create_app`) with a scripted model and scripted speech failures as its
     responder and voicing."""
     token = secrets.token_hex(16)
     clock = ScenarioClock()
-    config: dict[str, Any] = {key: "" for key in ENV_KEYS}
+    # Every setting at its default, whatever the environment says: a blank would not do for a
+    # setting that must name something (OIDC_ROLES_CLAIM).
+    config: dict[str, Any] = {key: _DEFAULTS.get(key, "") for key in ENV_KEYS}
     config.update(PROJECT_ROOT=str(root), STORE_URL=f"sqlite:///{workdir / 'calls.sqlite3'}",
                   TWILIO_AUTH_TOKEN=token, DASHBOARD_PASSWORD=token, SECRET_KEY=token,
                   DEFAULT_FLOW="receptionist", RELOAD=False, PUBLISHER=False,
