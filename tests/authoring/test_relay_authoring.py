@@ -27,6 +27,8 @@ from tests.authoring.conftest import AUTH_TOKEN, PERSONALITY, ROOT, Project, ded
 RELAY_MINI = """\
 flow: relay_mini
 description: A relay conversation for the authoring tests.
+# The session measures silence in real time: a long timeout keeps a slow machine's pauses
+# between steps from counting as the caller's silence (one test sets it short on purpose).
 personality: p
 numbers: ["+15550008000"]
 vars: {business: Acme, desk: "+15550009999"}
@@ -45,6 +47,7 @@ nodes:
     type: ai
     opening: How can I help?
     input: [speech, dtmf]
+    timeout: 60
     routes:
       - when: said_any('desk') or digits == '0'
         to: desk
@@ -349,8 +352,8 @@ class Typing:
 
 def test_a_line_typed_after_the_session_ended_goes_where_the_call_is(
         relay_project: Project, make_app: Callable[..., Flask]) -> None:
-    relay_project.write("flows/relay_mini.yaml", RELAY_MINI.replace(
-        "    input: [speech, dtmf]\n", "    input: [speech, dtmf]\n    timeout: 1\n"))
+    relay_project.write("flows/relay_mini.yaml", RELAY_MINI.replace("timeout: 60",
+                                                                     "timeout: 1"))
     app = make_app(relay_project.root)
 
     def ended_in_silence() -> bool:
