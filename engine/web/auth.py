@@ -486,8 +486,8 @@ def login() -> WerkzeugResponse | tuple[str | Response, int]:
 @auth.post("/logout")
 def logout() -> WerkzeugResponse:
     """End the session (all of it, the CSRF token included) for every server process, and
-    redirect to the sign-in page; a session signed in with OpenID Connect goes by the
-    provider's end-session endpoint first, when it has one (which leads back here)."""
+    redirect to the sign-in page; a session signed in with OpenID Connect goes on to the
+    provider's end-session endpoint, when it has one (which leads back to the sign-in page)."""
     back_to = None
     if logged_in():
         record("sign-out", method="oidc" if session.get(SSO_KEY) else "password")
@@ -500,7 +500,11 @@ def logout() -> WerkzeugResponse:
             log.error("dashboard session not recorded as ended: a copy of its cookie stays "
                       "valid until it expires", exc_info=True)
     session.clear()
-    return redirect(back_to or url_for("auth.login_page"))
+    if back_to is not None:
+        # A page that moves on, not a redirect: the dashboard's CSP (form-action 'self') does
+        # not let the sign-out form's answer lead to another site.
+        return current_app.make_response(render_template("signed_out.html", provider=back_to))
+    return redirect(url_for("auth.login_page"))
 
 
 def _login_page_url() -> str:
