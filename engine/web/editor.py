@@ -16,6 +16,7 @@ from flask import Blueprint, abort, render_template
 from engine.editor import TEMPLATES, FlowFiles, valid_flow_id
 from engine.web.auth import login_required
 from engine.web.dashboard import page_config, refused_edit
+from engine.web.roles import can
 from engine.web.services import services
 
 editor = Blueprint("editor", __name__)
@@ -39,7 +40,8 @@ def _flows() -> list[dict[str, Any]]:
 def flows_page() -> str:
     """GET /flows: every flow file, live or not, and the form for a new one."""
     config = page_config() | {"templates": [{"id": key, "title": title}
-                                            for key, (title, _) in TEMPLATES.items()]}
+                                            for key, (title, _) in TEMPLATES.items()],
+                              "can_edit": can("editor")}
     return render_template("flows.html", config=config, flows=_flows(), pusher_js=None,
                            refused=refused_edit())
 
@@ -51,6 +53,8 @@ def editor_page(flow_id: str) -> str:
     if not valid_flow_id(flow_id) or not FlowFiles(
             services().settings.project_root).path(flow_id).exists():
         abort(404)
-    config = page_config() | {"flow": flow_id}
+    # What the page offers follows the role (engine/web/roles.py checks every request anyway).
+    config = page_config() | {"flow": flow_id, "can_edit": can("editor"),
+                              "can_call": can("operator")}
     return render_template("editor.html", config=config, flow_id=flow_id, pusher_js=None,
                            refused=refused_edit())

@@ -353,6 +353,7 @@ def test_the_pages_and_the_schema(editor: Send) -> None:
     assert "receptionist" in listing and "after_hours" in listing
     page = editor("GET", "/flows/receptionist").get_data(as_text=True)
     assert "editor.js" in page and '"flow": "receptionist"' in page
+    assert '"can_edit": true' in page and '"can_call": true' in page
     schema = editor("GET", "/api/flows/schema").get_json()
     assert "say_node" in schema["$defs"]
 
@@ -396,3 +397,26 @@ def test_a_call_from_the_page_can_be_moved_by_another_server_process(
                    json={"action": "silence"})
     assert again.status_code == 409
     assert app.extensions["phoney"].store.get_call(call["call_sid"]).ended_at is not None
+
+
+def test_a_viewer_reads_and_checks_flows_but_saves_nothing(app: Flask, project: Path) -> None:
+    client = app.test_client()
+    token = signed_in(client)
+    with client.session_transaction() as state:
+        state["role"] = "viewer"
+    headers = {"X-CSRF-Token": token}
+    original = (project / "flows" / "receptionist.yaml").read_text()
+    page = client.get("/flows/receptionist").get_data(as_text=True)
+    assert '"can_edit": false' in page and '"can_call": false' in page
+    assert 'id="new-flow"' not in client.get("/flows").get_data(as_text=True)
+    assert client.post("/api/flows/validate", json={"yaml": original},
+                       headers=headers).status_code == 200
+    changed = original.replace("Goodbye!", "Bye!")
+    for method, url, body in (
+            ("PUT", "/api/flows/receptionist", {"yaml": changed, "base": etag(original)}),
+            ("POST", "/api/flows", {"flow": "side_line", "template": "menu"}),
+            ("POST", "/api/flows/receptionist/revisions/1/restore", {}),
+            ("POST", "/api/flows/receptionist/calls", {})):
+        assert client.open(url, method=method, json=body, headers=headers).status_code == 403
+    assert (project / "flows" / "receptionist.yaml").read_text() == original
+    assert not (project / "flows" / "side_line.yaml").exists()

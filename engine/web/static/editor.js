@@ -54,7 +54,7 @@
   function refreshButtons() {
     ui.undo.disabled = state.undo.length === 0;
     var errors = state.problems.some(function (p) { return p.severity === "error"; });
-    ui.save.disabled = !dirty() || errors;
+    ui.save.disabled = !config.can_edit || !dirty() || errors;
   }
 
   // -- the server's answer to a text: data, graph, problems --------------------------------------
@@ -69,6 +69,7 @@
     inspect(state.selected);
     var errors = state.problems.filter(function (p) { return p.severity === "error"; }).length;
     if (errors) { setStatus(errors + (errors === 1 ? " problem" : " problems"), "bad"); }
+    else if (!config.can_edit) { setStatus("read only: your role may not change flows", "ok"); }
     else { setStatus(dirty() ? "unsaved changes" : "saved", dirty() ? "dirty" : "ok"); }
     refreshButtons();
   }
@@ -597,8 +598,8 @@
         var diff = el("pre", { className: "diff", hidden: true }, revision.diff || "(no change)");
         var show = el("button", { type: "button", className: "link" }, "diff");
         show.addEventListener("click", function () { diff.hidden = !diff.hidden; });
-        var restore = el("button", { type: "button", className: "secondary", dataset: { restore: String(revision.number) } },
-                         "Restore");
+        var restore = el("button", { type: "button", className: "secondary", dataset: { restore: String(revision.number) },
+                                     disabled: config.can_edit ? null : "disabled" }, "Restore");
         restore.addEventListener("click", function () { restoreRevision(revision.number); });
         ui.revisions.appendChild(el("li", { dataset: { revision: String(revision.number) } },
           el("strong", {}, "#" + revision.number), " ", revision.note, " · ", revision.who, " · ",
@@ -780,6 +781,10 @@
   window.addEventListener("beforeunload", function (event) { if (dirty()) { event.preventDefault(); event.returnValue = ""; } });
 
   palette();
+  if (!config.can_edit) { setStatus("read only: your role may not change flows", "ok"); }
+  if (!config.can_call) {
+    ["call-ring", "scenarios-run"].forEach(function (id) { byId(id).disabled = true; });
+  }
   api("/api/flows/schema").then(function (schema) { state.schema = schema; return loadSource(); })
     .then(loadRevisions)
     .catch(function (error) { setStatus(error.message, "bad"); });

@@ -8,6 +8,7 @@
       .then(function (answer) { feed.start(answer.last_event_id); });
   }
   var form = document.getElementById("new-flow");
+  if (!form) { return; }  // a role that may not change flows
   var error = document.getElementById("new-flow-error");
   form.addEventListener("submit", function (event) {
     event.preventDefault();
