@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 
+from engine.actions.scripted import ScriptedHttp
 from engine.ai.scripted import (
     ScriptedResponder,
     SpeechFailures,
@@ -120,6 +121,7 @@ class Harness:
     responder: ScriptedResponder
     speech: SpeechFailures
     token: str
+    http: ScriptedHttp = field(default_factory=ScriptedHttp)
     local: LocalServer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -252,9 +254,10 @@ def make_harness(root: Path, workdir: Path, make_app: AppFactory) -> Harness:
                   TWILIO_AUTH_TOKEN=token, DASHBOARD_PASSWORD=token, SECRET_KEY=token,
                   DEFAULT_FLOW="receptionist", RELOAD=False, PUBLISHER=False,
                   CALLER_CALL_LIMIT="off")  # every scenario calls from the same number
-    responder, speech = ScriptedResponder(clock), SpeechFailures()
-    app = make_app(config, clock=clock, responder=responder, voicing=scripted_voicing(speech))
-    return Harness(app, clock, responder, speech, token)
+    responder, speech, http = ScriptedResponder(clock), SpeechFailures(), ScriptedHttp()
+    app = make_app(config, clock=clock, responder=responder, voicing=scripted_voicing(speech),
+                   http=http)
+    return Harness(app, clock, responder, speech, token, http)
 
 
 def project_with_vars(root: Path, flow_id: str, changes: Mapping[str, Any],
@@ -406,6 +409,7 @@ class ScenarioRun:
         self.scenario = scenario
         harness.clock.now = epoch(scenario.at, flow.timezone)
         harness.responder.clear()
+        harness.http.clear()
         harness.speech.pending = 0
         called = scenario.called or (flow.numbers[0] if flow.numbers else DEFAULT_CALLED)
         self.call = SimulatedCall(harness.transport(), BASE_URL, harness.token, to=called,
@@ -455,6 +459,8 @@ class ScenarioRun:
         harness = self.harness
         harness.clock.advance(step.wait)
         harness.responder.script(step.model)
+        harness.http.script(step.http)
+        sent_before = len(harness.http.sent)
         harness.speech.pending = sum(entry.error == "tts_failure" for entry in step.model)
         asked_before, heard_before = len(harness.responder.asked), len(self.call.heard)
         dialed_before = len(self.call.dialed)
@@ -475,7 +481,7 @@ class ScenarioRun:
         except RelayError as error:
             raise StepFailed(step.line, f"{self._label(step, ring)}: the relay session did "
                              f"not answer as Twilio expects: {error}") from error
-        problems = self._model_problems(asked_before)
+        problems = self._model_problems(asked_before) + self._http_problems(sent_before)
         if not problems:
             outcome = self._outcome(heard_before, dialed_before, ring)
             problems = check_expect(step.expect, outcome, self.flow, harness.clock())
@@ -529,6 +535,19 @@ class ScenarioRun:
         if harness.speech.pending:
             problems.append("a scripted tts_failure was not used: nothing was spoken")
             harness.speech.pending = 0
+        return problems
+
+    def _http_problems(self, sent_before: int) -> list[str]:
+        http = self.harness.http
+        problems = [f"the flow sent {sent.method} {sent.url} but no http answer was scripted "
+                    f"for this step; add `http: {{json: ...}}` (or `http: {{error: timeout}}`)"
+                    for sent in http.sent[sent_before:] if sent.answered_with is None]
+        unused = http.unused()
+        if unused:
+            problems.append(f"{len(unused)} scripted http answer(s) were not used: "
+                            f"{', '.join(entry.describe() for entry in unused)} (the flow sent "
+                            f"{len(http.sent) - sent_before} request(s) in this step)")
+            http.clear()
         return problems
 
     def _outcome(self, heard_before: int, dialed_before: int, ring: bool) -> Outcome:

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.flows.checks import known_vars
 from engine.flows.loader import SCENARIO_SUFFIX, display_path
 from engine.flows.model import AiNode, Flow, frozen_mapping
 from engine.flows.problems import Problem
@@ -62,6 +63,21 @@ class ModelScript:
 
 
 @dataclass(frozen=True)
+class HttpScript:
+    """One answer of the scripted API: a status and its JSON, or a failure of the request
+    (`error`: one of engine.actions.exchange.Reason but `status`)."""
+
+    status: int = 200
+    json: Any = None
+    error: str | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        """`status 200`, `error timeout`: the entry as one phrase for failure messages."""
+        return f"error {self.error}" if self.error else f"status {self.status}"
+
+
+@dataclass(frozen=True)
 class Expect:
     """What a step expects once its action is answered; a field left unset is not checked."""
 
@@ -87,6 +103,7 @@ class Step:
     wait: float = 0.0
     model: tuple[ModelScript, ...] = ()
     expect: Expect = field(default_factory=Expect)
+    http: tuple[HttpScript, ...] = ()
 
     def action_text(self) -> str:
         """`say 'Can I talk to a person?'`, `dial no-answer`, `silence`, ..."""
@@ -214,6 +231,13 @@ def _model(raw: Any) -> tuple[ModelScript, ...]:
                              detail=entry.get("detail", "")) for entry in entries)
 
 
+def _http(raw: Any) -> tuple[HttpScript, ...]:
+    entries = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    return tuple(HttpScript(status=int(entry.get("status", 200)), json=entry.get("json"),
+                            error=entry.get("error"), detail=entry.get("detail", ""))
+                 for entry in entries)
+
+
 def _expect(raw: Mapping[str, Any]) -> Expect:
     heard = raw.get("heard", ())
     return Expect(heard=(heard,) if isinstance(heard, str) else tuple(heard),
@@ -226,7 +250,8 @@ def _step(number: int, raw: Mapping[str, Any], line: int) -> Step:
     action = next((name for name in ACTIONS if name in raw), None)
     return Step(number=number, line=line, action=action,
                 value=raw.get(action) if action else None, wait=float(raw.get("wait", 0)),
-                model=_model(raw.get("model")), expect=_expect(raw.get("expect", {})))
+                model=_model(raw.get("model")), expect=_expect(raw.get("expect", {})),
+                http=_http(raw.get("http")))
 
 
 def _analysis(raw: Mapping[str, Any] | None, line: int) -> AnalysisScript | None:
@@ -323,6 +348,12 @@ def _shape(document: Document) -> Iterator[Problem]:
             if "retry_after" in entry and entry.get("error") != "rate_limit":
                 yield document.problem((*where, "retry_after"), f"{dotted(where)}.retry_after: "
                                        "only an `error: rate_limit` entry waits", at_key=True)
+        http = step.get("http")
+        for index, entry in enumerate(http if isinstance(http, list) else [http] if http else []):
+            where = (*path, "http", index) if isinstance(http, list) else (*path, "http")
+            if "error" in entry and ("status" in entry or "json" in entry):
+                yield document.problem(where, f"{dotted(where)}: an error entry has no status "
+                                              "or json; script the answer as the next entry")
         pattern = step.get("expect", {}).get("heard_matches")
         if pattern is not None:
             try:
@@ -396,8 +427,9 @@ def _context_name(name: str, flow: Flow) -> str | None:
         return (f"unknown name '{first}'{did_you_mean(first, CONTEXT_NAMES)}; "
                 f"use one of: {', '.join(CONTEXT_NAMES)}")
     name = rest.partition(".")[0]
-    if first == "vars" and name not in flow.vars:
-        return f"flow '{flow.id}' has no var '{name}'{did_you_mean(name, list(flow.vars))}"
+    known = known_vars(flow)  # the flow's, and those its http nodes save
+    if first == "vars" and name not in known:
+        return f"flow '{flow.id}' has no var '{name}'{did_you_mean(name, list(known))}"
     fields = [spec.name for spec in dataclasses.fields(Caller)]
     if first == "caller" and rest and name not in fields:
         return (f"the caller has no '{name}'{did_you_mean(name, fields)}; "

@@ -16,6 +16,7 @@ from engine import logs
 from engine.ai.responder import Responder
 from engine.bootstrap import bootstrap
 from engine.calls import CallbackUrls, Clock, EventRecorder, VoicingFactory
+from engine.calls.requests import HttpPort
 from engine.cli import call_command, calls_cli, flows_cli, speech_cli
 from engine.doctor import doctor_command
 from engine.retention import RETENTION, retention_days, start_retention
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = None,
                store: CallStore | None = None, responder: Responder | None = None,
                voicing: VoicingFactory | None = None, recorder: EventRecorder | None = None,
-               urls: CallbackUrls | None = None) -> Flask:
+               urls: CallbackUrls | None = None, http: HttpPort | None = None) -> Flask:
     """Build the app. `config` overrides environment settings (same upper-case names).
 
     `clock` (epoch seconds, default `time.time`) is the calls' `now`: what flows see in
@@ -90,7 +91,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
     runtime = bootstrap(settings, store=store, responder=responder, voicing=voicing,
                         clock=clock, recorder=recorder, urls=urls,
                         observers=(events_written,), speech_timer=speech_timed,
-                        announce=serving)
+                        announce=serving, http=http)
     password = configure_auth(app, runtime.store, settings.dashboard_password,
                               settings.secret_key,
                               secure_cookies=settings.public_base_url.startswith("https://"),
