@@ -39,7 +39,8 @@ def caller(number: int) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, patient_project: Path) -> Iterator[Gunicorn]:
+def relay_server(tmp_path: Path, patient_project: Path) -> Iterator[Gunicorn]:
+    """gunicorn as gunicorn.conf.py has it, with two workers, on the patient relay flow."""
     env = {"STORE_URL": f"sqlite:///{tmp_path / 'phoney.db'}", "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
            "DASHBOARD_PASSWORD": PASSWORD, "PROJECT_ROOT": str(patient_project),
            "SECRET_KEY": "e2e-secret", "MAX_LIVE_CALLS": str(SESSIONS + 2 * PROBES)}
@@ -73,7 +74,8 @@ def streamed(stream: EventStream, sids: set[str], timeout: float = 30.0) -> set[
 
 
 def test_two_hundred_sessions_leave_webhooks_and_event_streams_answering(
-        server: Gunicorn) -> None:
+        relay_server: Gunicorn) -> None:
+    server = relay_server
     stream = EventStream(login(server), server.url).start()
     lines: list[RelayLine] = []
     try:
