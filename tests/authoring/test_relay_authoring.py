@@ -23,6 +23,7 @@ from engine.flows.scenarios import load_scenarios
 from engine.terminal import CallOptions, call_in_terminal
 from engine.web.app import create_app
 from tests.authoring.conftest import AUTH_TOKEN, PERSONALITY, ROOT, Project, dedent, line_of
+from tests.doubles.openai_server import OpenAIDouble, Text
 
 RELAY_MINI = """\
 flow: relay_mini
@@ -371,3 +372,23 @@ def test_a_line_typed_after_the_session_ended_goes_where_the_call_is(
             "has ended)") in output
     assert "☎ the call ended" in output
     assert [data["edge"] for data in events(app, "call.node")] == ["no_input"]
+
+
+def test_flask_call_prints_a_model_reply_as_it_streams(relay_project: Project,
+                                                       make_app: Callable[..., Flask]) -> None:
+    with OpenAIDouble(api_key="test-key") as double:
+        double.chat(Text(OPENING_HOURS, tokens_per_second=20))
+        app = make_app(relay_project.root, OPENAI_API_KEY="test-key",
+                       OPENAI_BASE_URL=double.base_url, SPEECH_WARMUP=False)
+        written: list[tuple[float, str]] = []
+        output: list[str] = []
+        status = call_in_terminal(app, CallOptions("relay_mini"), output.append,
+                                  Typing(["When do you open?\n"], {}),  # type: ignore[arg-type]
+                                  prompt=lambda text: written.append((time.monotonic(), text)))
+    assert status == 0, output
+    assert "".join(text for _, text in written).rstrip() == \
+        f"  agent [Matthew-Neural, relay]: {OPENING_HOURS}"
+    tokens = written[1:]  # after the agent's label
+    assert len(tokens) >= 8  # word by word
+    assert tokens[-1][0] - tokens[0][0] > 0.2  # each printed as it came, not at the end
+    assert output.index("you> When do you open?") < output.index("☎ you hung up")
