@@ -305,6 +305,9 @@ class RelaySession:
                     "text": event.text, "offline": event.offline,
                     "personality": event.personality, "final": True, "part": 0,
                     "timings": dict(event.timings)})
+                if event.timings:
+                    self.turns.record(self.call, "call.timing", {
+                        "transport": "relay", **event.timings, "offline": event.offline})
             self._end(None, "the call moved on")
             return
         if turn.left:

@@ -311,6 +311,8 @@ def test_a_hang_up_mid_reply_keeps_what_was_sent(app: Flask, relay_call: Call,
     [response] = events(app, c.call_sid, "call.response")
     assert response["text"].startswith(sent.text)
     assert response["timings"]["first_sent"] is not None
+    [timing] = events(app, c.call_sid, "call.timing")  # the turn's timing is kept too
+    assert timing["transport"] == "relay" and timing["done"] is not None
     assert [e["status"] for e in events(app, c.call_sid, "call.end")] == ["completed"]
 
 
