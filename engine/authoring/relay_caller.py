@@ -17,6 +17,7 @@ scenario step, with its expectations) sees the call as the caller would:
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,11 +36,14 @@ SILENCE_GRACE = 30.0
 session counts from when what it said has been spoken, which it can only estimate)."""
 
 
+REPLY_THREAD = re.compile(r"relay-[0-9a-f]{12}")
+"""The name engine/relay/session.py gives the thread of each reply: `relay-<session key>`."""
+
+
 def replies_running() -> bool:
     """Whether a relay session of this process is still working on a reply (asking the model,
-    sending or stepping it): engine/relay/session.py runs each reply in a thread named
-    `relay-<session key>`."""
-    return any(thread.name.startswith("relay-") and thread.is_alive()
+    sending or stepping it), by its thread's name (`REPLY_THREAD`)."""
+    return any(REPLY_THREAD.fullmatch(thread.name) and thread.is_alive()
                for thread in threading.enumerate())
 
 

@@ -16,6 +16,7 @@ from click.testing import Result
 from flask import Flask
 from werkzeug.serving import make_server
 
+from engine.authoring.relay_caller import REPLY_THREAD, replies_running
 from engine.authoring.runner import make_harness, run_scenario
 from engine.flows.loader import load_project
 from engine.flows.model import AiNode
@@ -392,3 +393,17 @@ def test_flask_call_prints_a_model_reply_as_it_streams(relay_project: Project,
     assert len(tokens) >= 8  # word by word
     assert tokens[-1][0] - tokens[0][0] > 0.2  # each printed as it came, not at the end
     assert output.index("you> When do you open?") < output.index("☎ you hung up")
+
+
+def test_only_a_sessions_reply_threads_count_as_replying() -> None:
+    assert REPLY_THREAD.fullmatch("relay-0123456789ab")  # engine/relay/session.py's replies
+    for other in ("ws-relay-0123456789ab", "relay-socket-0123456789ab", "relay-"):
+        assert not REPLY_THREAD.fullmatch(other), other  # a socket's thread lives on
+    release = threading.Event()
+    reply = threading.Thread(target=release.wait, name="relay-0123456789ab", daemon=True)
+    reply.start()
+    try:
+        assert replies_running()
+    finally:
+        release.set()
+        reply.join(5)
