@@ -22,6 +22,7 @@ from engine.actions.http import HttpClient
 from engine.actions.secrets import Secrets
 from engine.ai.model import ModelResponder, shared_client
 from engine.ai.responder import OfflineResponder, Responder
+from engine.ai.tools import ToolRunner
 from engine.calls import (
     CallbackUrls,
     CallService,
@@ -111,7 +112,8 @@ def bootstrap(settings: Settings, *, store: CallStore | None = None,
     else:
         client = shared_client(settings.openai_api_key, settings.openai_base_url)
         responder = responder or ModelResponder(client, store, settings.openai_model,
-                                                recorder=recorder, clock=now)
+                                                recorder=recorder, clock=now,
+                                                tools=ToolRunner(http, recorder, now))
         synthesizer, cache = Synthesizer(client), AudioCache(store)
         if voicing is None:
             # The webhooks' speech is timed; the warm-up's is not (it is not on a call).

@@ -7,7 +7,7 @@ answers around (and tests can make them) without the HTTP client (`engine.action
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Reason = Literal["refused", "timeout", "connection", "status", "bad_json", "too_large"]
 """Why a request gave no usable answer; a flow sees every one as the error kind `http`."""
@@ -63,3 +63,11 @@ class HttpFailure(Exception):
         self.reason = reason
         self.detail = detail
         self.exchange = exchange
+
+
+class HttpPort(Protocol):
+    """Sends one request and reads its JSON answer (engine.actions.http.HttpClient, or the
+    scenario runner's engine.actions.scripted.ScriptedHttp)."""
+
+    def send(self, request: HttpRequest, deadline: float | None = None) -> HttpAnswer:
+        """The answer by `deadline` (a `time.monotonic()` time), or HttpFailure."""

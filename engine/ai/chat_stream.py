@@ -46,10 +46,12 @@ MAX_JSON_BODY = 1 << 20
 
 @dataclass
 class ToolCall:
-    """A function call as its fragments arrived: `arguments` is the raw JSON text."""
+    """A function call as its fragments arrived: `arguments` is the raw JSON text, `id` the
+    server's id for it ('' when it gave none), which the answer to a tool call names."""
 
     name: str = ""
     arguments: str = ""
+    id: str = ""
 
 
 class ChatStream:
@@ -175,6 +177,8 @@ class ChatStream:
                 last = max(self.tool_calls, default=-1)
                 index = last + 1 if name or last < 0 else last
             slot = self.tool_calls.setdefault(index, ToolCall())
+            if isinstance(call.get("id"), str) and not slot.id:
+                slot.id = call["id"]
             if isinstance(name, str):
                 slot.name += name
             arguments = function.get("arguments")

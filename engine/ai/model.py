@@ -38,6 +38,7 @@ from engine.ai.speakable import (
 )
 from engine.ai.stream import ReplyStream, StreamRegistry, StreamSnapshot
 from engine.ai.tokens import TokenReply
+from engine.ai.tools import MAX_TOOL_ROUNDS, ToolRunner, tool_specs
 from engine.flows.model import AiNode, Flow, Personality, Registry
 from engine.runtime.context import values
 from engine.runtime.state import AskModel, CallState, Failed, Replied
@@ -119,7 +120,8 @@ class ModelResponder:
                  rng: random.Random | None = None,
                  webhook_budget: float = WEBHOOK_BUDGET,
                  first_sentence_budget: float = FIRST_SENTENCE_BUDGET,
-                 parameters: ModelParameters = PROCESS_PARAMETERS) -> None:
+                 parameters: ModelParameters = PROCESS_PARAMETERS,
+                 tools: ToolRunner | None = None) -> None:
         self.client = client
         self.store = store
         self.recorder = recorder  # events outside a step: a stream's partial text, its failure
@@ -134,6 +136,8 @@ class ModelResponder:
         # learned by one call spares every later one the round trip.
         self.parameters = parameters
         self.endpoint = str(client.base_url)
+        # Runs the tools ai nodes declare (engine.ai.tools); None: they are not offered.
+        self.tools = tools
 
     # -- the Responder port --------------------------------------------------------------------
 
@@ -161,7 +165,7 @@ class ModelResponder:
         request = self._request(flow, node, personality, state)
         # The thread runs in a copy of this context: its log lines carry the call (engine.logs).
         threading.Thread(target=contextvars.copy_context().run,
-                         args=(self._consume, stream, request, node), daemon=True,
+                         args=(self._consume, stream, request, node, flow, state), daemon=True,
                          name=f"model-{state.call_sid[-6:]}").start()
         snapshot = stream.wait(lambda s: s.has_sentence,
                                min(self.first_sentence_budget, left))
@@ -210,8 +214,14 @@ class ModelResponder:
             return target
         node, personality = target
         request = self._request(flow, node, personality, state)
+        tools = self.tools
+
+        def run_tools(calls: Mapping[int, ToolCall], text: str) -> list[dict[str, Any]] | None:
+            # No webhook waits on a relay session: each request has its own timeout only.
+            return tools.answer(flow, node, state, calls, text, None) if tools else None
+
         return TokenReply(self.client, request, self.parameters, self.endpoint,
-                          lambda calls: self._chosen_exit(node, calls))
+                          lambda calls: self._chosen_exit(node, calls), run_tools)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -230,7 +240,7 @@ class ModelResponder:
             "max_tokens": 60 * personality.style.max_sentences + 40,
             "stream": True,
         }
-        tools = exit_tools(node)
+        tools = exit_tools(node) + (tool_specs(node) if self.tools is not None else [])
         if tools:
             request["tools"] = tools
         return self.parameters.fit(self.endpoint, request)
@@ -245,30 +255,45 @@ class ModelResponder:
 
         return publish
 
-    def _consume(self, stream: ReplyStream, request: dict[str, Any], node: AiNode) -> None:
+    def _consume(self, stream: ReplyStream, request: dict[str, Any], node: AiNode,
+                 flow: Flow, state: CallState) -> None:
         try:
-            self._read(stream, request, node)
+            self._read(stream, request, node, flow, state)
         except Exception:  # the store went away (shutdown): nothing left to tell anyone
             log.exception("model stream %s: could not record the reply", stream.key)
 
-    def _read(self, stream: ReplyStream, request: dict[str, Any], node: AiNode) -> None:
-        for _ in range(MAX_REFUSALS):
-            retry = self._read_once(stream, request, node)
+    def _read(self, stream: ReplyStream, request: dict[str, Any], node: AiNode, flow: Flow,
+              state: CallState) -> None:
+        refusals = rounds = 0
+        while True:
+            kind, retry = self._read_once(stream, request, node, flow, state,
+                                          retry_refusals=refusals < MAX_REFUSALS,
+                                          tools_left=MAX_TOOL_ROUNDS - rounds)
             if retry is None:
                 return
+            if kind == "refused":
+                refusals += 1
+            else:
+                rounds += 1
             request = retry
-        self._read_once(stream, request, node, retry_refusals=False)
 
     def _read_once(self, stream: ReplyStream, request: dict[str, Any], node: AiNode,
-                   retry_refusals: bool = True) -> dict[str, Any] | None:
-        """Read one answer into `stream`. When the server refused a parameter it can do
-        without (a 400 before any text: engine.ai.parameters), the request to send instead."""
+                   flow: Flow, state: CallState, retry_refusals: bool = True,
+                   tools_left: int = 0) -> tuple[str, dict[str, Any] | None]:
+        """Read one answer into `stream`. The request to send next, if any: the same without a
+        parameter the server refused (a 400 before any text: engine.ai.parameters), kind
+        "refused"; or, when the model called the node's tools, with their answers (kind
+        "tools", at most MAX_TOOL_ROUNDS times, the last asked to answer in words)."""
         reply = ChatStream(self.client, request)
+        before = len(stream.snapshot.text)
         try:
             try:
                 for text in reply.texts():
                     if stream.abandoned:
-                        return None
+                        return "done", None
+                    if before and len(stream.snapshot.text) == before and text.strip() \
+                            and not stream.snapshot.text[-1:].isspace():
+                        text = " " + text.lstrip()  # a later round's words, after the first's
                     stream.add_text(text)
             except Exception as error:
                 retry = self.parameters.after_refusal(self.endpoint, request, error) \
@@ -276,24 +301,37 @@ class ModelResponder:
                 if retry is not None:
                     log.info("model %s refused %s; sent again without it",
                              request.get("model"), ", ".join(sorted(set(request) - set(retry))))
-                    return retry
+                    return "refused", retry
                 found = classify(error)
                 log.warning("model call failed (%s): %s", found.kind, found.detail)
                 stream.fail(found.kind, found.detail, found.retry_after)
-                return None
+                return "done", None
+            if tools_left > 0 and self.tools is not None:
+                # Each tool request must be answered inside the webhook that waits for it.
+                answered = self.tools.answer(flow, node, state, reply.tool_calls,
+                                             stream.snapshot.text[before:],
+                                             budget.began() + self.webhook_budget)
+                if answered is not None:
+                    more = {**request, "messages": [*request["messages"], *answered]}
+                    if tools_left == 1:
+                        more["tool_choice"] = "none"  # the last round: answer in words
+                    return "tools", more
             exit_ = self._chosen_exit(node, reply.tool_calls)
             if not speakable(stream.snapshot.text) and exit_ is None:
                 stream.fail("ai_failure", "the model gave an empty or unusable reply")
             else:
                 stream.finish(exit_)
-            return None
+            return "done", None
         finally:
             reply.close()  # after finishing: the caller is not kept waiting for the drain
 
     @staticmethod
     def _chosen_exit(node: AiNode, calls: Mapping[int, ToolCall]) -> str | None:
         declared = {exit_.to for exit_ in node.exits}
+        tools = {tool.name for tool in node.tools}
         for call in calls.values():
+            if call.name in tools:
+                continue  # answered by engine.ai.tools, not a way out of the node
             if call.name not in declared:
                 log.warning("model called undeclared tool %r on node %s; ignored",
                             call.name[:60], node.id)

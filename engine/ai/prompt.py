@@ -40,6 +40,10 @@ def system_prompt(flow: Flow, node: AiNode, personality: Personality,
     if node.exits:
         listed = "\n".join(f"- {exit_.to}: {exit_.description}" for exit_ in node.exits)
         parts.append("Call a function when, and only when, its condition is met:\n" + listed)
+    if node.tools:
+        listed = "\n".join(f"- {tool.name}: {tool.description}" for tool in node.tools)
+        parts.append("These functions look things up or act for the caller; call one when it "
+                     "helps, then answer from what it returns (never from memory):\n" + listed)
     return "\n\n".join(parts)
 
 

@@ -17,25 +17,21 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from engine.actions.exchange import Exchange, HttpAnswer, HttpFailure, HttpRequest
+from engine.actions.exchange import Exchange, HttpAnswer, HttpFailure, HttpPort, HttpRequest
 from engine.runtime.state import Failed, HttpAnswered, SendRequest
 from engine.store import CallStore
 
 log = logging.getLogger(__name__)
 
+__all__ = ["PATIENCE", "REQUEST_BLOB", "HttpPort", "Outcome", "Requests", "Unconfigured",
+           "http_request", "outcome_of"]
+
 REQUEST_BLOB = "http:{key}"
 PATIENCE = 1.5
 """Seconds a webhook waits for a request whose node has a line to say meanwhile; past that
 the line is said and the answer is picked up by the continuation."""
-
-
-class HttpPort(Protocol):
-    """Sends one request and reads its JSON answer (engine.actions.http.HttpClient)."""
-
-    def send(self, request: HttpRequest, deadline: float | None = None) -> HttpAnswer:
-        """The answer by `deadline` (a `time.monotonic()` time), or HttpFailure."""
 
 
 class Unconfigured:
