@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask
 
 from engine.editor import template_text
+from engine.flows.schema import load_schema
 from tests.dashboard.conftest import (  # noqa: F401  (fixtures used by name)
     LiveServer,
     _clean_environment,
@@ -214,6 +215,20 @@ def test_edit_an_edge_rename_a_node_undo_and_run_the_scenarios(
         assert "    on_fail: office_engaged\n" in text and "  office_engaged:\n" in text
         assert text.index("  office_engaged:") < text.index("  closed:")
         _wait_state(page, "s.problems.length === 0")
+
+        # The palette holds every node type of the schema; a new node of a type without a
+        # starting text gets the required fields, and the inspector the type's own fields.
+        types = load_schema("flow")["$defs"]["node"]["properties"]["type"]["enum"]
+        assert [page.get_attribute(f"#palette button >> nth={index}", "data-type")
+                for index in range(page.locator("#palette button").count())] == types
+        page.once("dialog", lambda dialog: dialog.accept("lookup"))
+        page.click("#palette button[data-type=http]")
+        page.wait_for_selector("g[data-node=lookup]")
+        _wait_state(page, "s.data.nodes.lookup && s.data.nodes.lookup.request && "
+                          "s.data.nodes.lookup.request.url === 'https://example.com/'")
+        page.wait_for_selector("#inspector [data-field=say_while_waiting]")
+        page.click("#undo")
+        page.wait_for_selector("g[data-node=lookup]", state="detached")
 
         # Undo, twice: the text as it was; nothing was saved.
         page.click("#undo")

@@ -9,9 +9,11 @@
  *
  * The graph is drawn by graph.js (the dashboard's layout, every edge kind as `flask flows
  * export` draws it); this file adds selection, drag-to-connect, problem marks and traffic
- * counts on top. The inspector's fields come from the flow JSON Schema (GET /api/flows/schema):
- * each property of the node type's branch gets a field by its JSON type, and anything nested is
- * edited as JSON, so a field added to the schema shows up here with no change to this file.
+ * counts on top. The palette's node types, the inspector's fields and the kinds of edge a drag
+ * may make all come from the flow JSON Schema (GET /api/flows/schema): each property of the node
+ * type's branch gets a field by its JSON type (anything nested is edited as JSON), and its edge
+ * fields (next, routes, exits, no_input, on_fail, on_error's kinds) say what it may connect, so
+ * a node type or field added to the schema shows up here with no change to this file.
  *
  * Text goes in with textContent only (Phoney.el); nothing from a flow is parsed as HTML.
  */
@@ -30,18 +32,17 @@
     conflictDiff: byId("conflict-diff"), callLog: byId("call-log"), callInput: byId("call-input"),
     scenariosLog: byId("scenarios-log"), scenariosSummary: byId("scenarios-summary")
   };
-  var TYPES = ["say", "gather", "ai", "switch", "transfer", "record", "hangup"];
+  // Node types, their fields and their ways out all come from the schema once it is read; these
+  // starting texts only make a new node of a known type read well.
+  var TYPES = [];
   var SKELETON = {
     say: { type: "say", text: "New text." }, gather: { type: "gather", prompt: "What can I help you with?" },
     ai: { type: "ai", instructions: "Help the caller." }, switch: { type: "switch", routes: [] },
     transfer: { type: "transfer", to: "+15550000000" }, record: { type: "record", prompt: "Please leave a message." },
     hangup: { type: "hangup", text: "Goodbye!" }
   };
-  var KINDS = {  // what a drag from a node of each type may make
-    say: ["next"], gather: ["route", "next", "no_input"],
-    ai: ["route", "exit", "no_input", "error:network", "error:rate_limit", "error:ai_failure"],
-    switch: ["route", "next"], transfer: ["next", "transfer_failed"], record: ["next"], hangup: []
-  };
+  // The field of a node that holds an edge of each kind (`on_error` holds one per failure kind).
+  var EDGE_FIELDS = { next: "next", routes: "route", exits: "exit", no_input: "no_input", on_fail: "transfer_failed" };
   var state = {
     yaml: "", etag: null, saved: "", based: "", data: null, graph: null, problems: [], elsewhere: [],
     undo: [], selected: null, schema: null, drawn: null, seq: 0, traffic: null, path: null,
@@ -233,9 +234,47 @@
     window.addEventListener("pointerup", up);
   }
 
+  // What a drag from a node of `type` may make: the edge fields its schema branch has.
+  function kindsFor(type) {
+    var properties = branchFor(type).properties || {}, kinds = [];
+    Object.keys(EDGE_FIELDS).forEach(function (field) { if (properties[field]) { kinds.push(EDGE_FIELDS[field]); } });
+    if (properties.on_error) {
+      Object.keys(resolve(properties.on_error).properties || {}).forEach(function (failure) {
+        var policy = resolve(resolve(properties.on_error).properties[failure]);
+        if (!policy.properties || policy.properties.then) { kinds.push("error:" + failure); }
+      });
+    }
+    return kinds;
+  }
+
+  // A new node of `type`: its starting text, else every required field with a placeholder.
+  function skeleton(type) {
+    if (SKELETON[type]) { return copy(SKELETON[type]); }
+    var fill = function (schema, name) {
+      schema = resolve(schema);
+      if (schema["const"] !== undefined) { return schema["const"]; }
+      if (schema["enum"]) { return schema["enum"][0]; }
+      if (schema.oneOf || schema.anyOf) { return fill((schema.oneOf || schema.anyOf)[0], name); }
+      var kind = Array.isArray(schema.type) ? schema.type[0] : schema.type;
+      if (kind === "object") {
+        var made = {};
+        (schema.required || []).forEach(function (key) { made[key] = fill((schema.properties || {})[key] || {}, key); });
+        return made;
+      }
+      if (kind === "array") { return []; }
+      if (kind === "integer" || kind === "number") { return schema.minimum || 0; }
+      if (kind === "boolean") { return false; }
+      if (schema.pattern === "^[a-z][a-z0-9_]*$") { return state.data.start; }  // a node (or other id)
+      return name === "url" ? "https://example.com/" : "New " + name + ".";
+    };
+    var made = fill(branchFor(type), type);
+    made.type = type;
+    return made;
+  }
+
   function chooseKind(source, target, x, y) {
     var node = state.data && state.data.nodes[source];
-    var kinds = node ? (KINDS[node.type] || []) : [];
+    var kinds = node ? kindsFor(node.type) : [];
     P.clear(ui.menu);
     ui.menu.appendChild(el("div", { className: "muted" }, source + " → " + target));
     if (!kinds.length) { ui.menu.appendChild(el("div", {}, "a " + (node ? node.type : "") + " node has no way out")); }
@@ -530,7 +569,7 @@
       setStatus("'" + asked + "' cannot be a new node id (lower case, digits, _; not taken)", "bad");
       return;
     }
-    change(function (data) { data.nodes[asked] = copy(SKELETON[type]); });
+    change(function (data) { data.nodes[asked] = skeleton(type); });
     select({ node: asked });
   }
 
@@ -547,7 +586,14 @@
   }
 
   ui.save.addEventListener("click", function () {
+    if (typing) {  // a check still waiting on the typing: run it first, then save what it saw
+      clearTimeout(typing);
+      typing = null;
+      check().then(function () { if (!ui.save.disabled) { ui.save.click(); } });
+      return;
+    }
     setStatus("saving…", "busy");
+    state.seq++;  // a check still on its way answers for the text being saved: the save's answer wins
     var text = state.yaml;
     api("/api/flows/" + encodeURIComponent(flowId), { method: "PUT", body: { yaml: text, base: state.etag, base_yaml: state.based } })
       .then(function (answer) {
@@ -780,12 +826,16 @@
   });
   window.addEventListener("beforeunload", function (event) { if (dirty()) { event.preventDefault(); event.returnValue = ""; } });
 
-  palette();
   if (!config.can_edit) { setStatus("read only: your role may not change flows", "ok"); }
   if (!config.can_call) {
     ["call-ring", "scenarios-run"].forEach(function (id) { byId(id).disabled = true; });
   }
-  api("/api/flows/schema").then(function (schema) { state.schema = schema; return loadSource(); })
+  api("/api/flows/schema").then(function (schema) {
+    state.schema = schema;
+    TYPES = resolve(schema.$defs.node).properties.type["enum"].slice();
+    palette();
+    return loadSource();
+  })
     .then(loadRevisions)
     .catch(function (error) { setStatus(error.message, "bad"); });
   window.PhoneyEditor = { state: state };  // for the browser tests to wait on
