@@ -300,6 +300,9 @@ def test_a_call_from_the_page_runs_through_the_webhooks_and_keeps_its_version(
     summary = app.extensions["phoney"].store.get_call(call["call_sid"])
     assert summary is not None and summary.ended_at is not None
     fresh = editor("POST", "/api/flows/side_line/calls", json={}).get_json()
+    during = editor("GET", "/api/flows/side_line/traffic?since=1h&tests=1").get_json()
+    assert during["nodes"]["menu"]["live"] == 1  # where the call is now
+    assert during["nodes"]["menu"]["dropped"] == 0
     pressed = editor("POST", f"/api/flows/side_line/calls/{fresh['call_sid']}",
                      json={"action": "press", "digits": "1"}).get_json()
     assert "Sales moved." in pressed["heard"]
