@@ -15,15 +15,17 @@ from engine.doctor.local import check_flows, check_store, check_twilio
 from engine.doctor.model import check_model
 from engine.doctor.pusher import check_pusher
 from engine.doctor.report import Check, diagnose, summary
+from engine.doctor.requests import check_requests
 from engine.web.settings_check import read_settings
 
-CHECKS: tuple[Check, ...] = (check_flows, check_store, check_twilio, check_model, check_pusher)
+CHECKS: tuple[Check, ...] = (check_flows, check_store, check_twilio, check_model, check_pusher,
+                             check_requests)
 
 
 @click.command("doctor")
 def doctor_command() -> None:
-    """Check the settings, flows, store, Twilio credentials, model endpoint and Pusher; print
-    what works and what to fix; exit 1 when something is broken."""
+    """Check the settings, flows, store, Twilio credentials, model endpoint, Pusher and the
+    flows' requests; print what works and what to fix; exit 1 when something is broken."""
     settings, problems = read_settings()
     findings = diagnose(settings, problems, CHECKS)
     for finding in findings:
