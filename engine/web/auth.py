@@ -281,9 +281,14 @@ def configure_auth(app: Flask, store: CallStore, password: str, secret_key: str,
     keeper = secret_keeper(store)  # beside a SQLite database, not in it (secret_files.py)
     app.secret_key = secret_key or _shared_secret(
         keeper, SECRET_BLOB, lambda: secrets.token_urlsafe(32))[0]
+    # The cookie is written only when the session changes: a sign-in's expiry is fixed at
+    # sign-in, so rewriting it on every request gains nothing, and a request made beside a
+    # change (a favicon, a script) would write back the session as it was before the change
+    # (an OpenID Connect sign-in's state, say).
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_SECURE=secure_cookies, SESSION_COOKIE_NAME="phoney_session",
-                      PERMANENT_SESSION_LIFETIME=timedelta(hours=DEFAULT_SESSION_HOURS))
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=DEFAULT_SESSION_HOURS),
+                      SESSION_REFRESH_EACH_REQUEST=False)
     if not password:
         password = _generated_password(keeper, announce)
     app.session_interface = CookieSessions(Sessions(store), password)

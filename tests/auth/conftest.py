@@ -197,7 +197,14 @@ def page(chromium: Any) -> Iterator[Any]:
 
 
 def sign_in(page: Any, site: Site, login: str) -> None:
-    """From the dashboard's sign-in page through the provider's login and consent pages."""
+    """From the dashboard's sign-in page through the provider's login and consent pages, to
+    the dashboard."""
+    reach_callback(page, site, login)
+    page.wait_for_url(lambda url: url.startswith(site.url) and "/callback" not in url)
+
+
+def reach_callback(page: Any, site: Site, login: str) -> None:
+    """As `sign_in`, up to the dashboard's answer to the provider's callback."""
     page.goto(f"{site.url}/login")
     page.click("#sso-login")
     page.wait_for_selector("input[name=login]")
@@ -207,7 +214,7 @@ def sign_in(page: Any, site: Site, login: str) -> None:
     page.wait_for_url(lambda url: url.startswith(site.url) or "/interaction/" in url)
     if "/interaction/" in page.url and page.locator("input[name=prompt][value=consent]").count():
         page.click("button.login-submit")
-    page.wait_for_url(lambda url: url.startswith(site.url) and "/callback" not in url)
+    page.wait_for_url(lambda url: url.startswith(site.url))
 
 
 def api(page: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

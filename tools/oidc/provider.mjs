@@ -12,7 +12,7 @@
 //   expired         exp and iat an hour and two in the past, signed again with the real key
 //   wrong-audience  aud of another client, signed again with the real key
 //   wrong-issuer    iss of another provider, signed again with the real key
-//   forged          roles changed to admin, the original signature kept
+//   forged          another user, an admin, with the original signature kept
 //   unknown-key     signed with a key the provider never published
 //   rotated         signed with a new key that /jwks publishes from now on (a key rotation)
 import { randomBytes } from 'node:crypto';
@@ -104,7 +104,9 @@ async function changed(idToken) {
     case 'wrong-issuer':
       return resign({ ...payload, iss: 'https://idp.example.net' }, current);
     case 'forged': {
-      const forged = Buffer.from(JSON.stringify({ ...payload, roles: ['admin'] }))
+      const forged = Buffer.from(JSON.stringify({
+        ...payload, sub: 'mallory', email: 'mallory@example.com', roles: ['admin'],
+      }))
         .toString('base64url');
       return `${header}.${forged}.${signature}`;
     }
