@@ -230,6 +230,18 @@ def test_edit_an_edge_rename_a_node_undo_and_run_the_scenarios(
         page.click("#undo")
         page.wait_for_selector("g[data-node=lookup]", state="detached")
 
+        # Delete with the keyboard: the node goes, and the edges that led to it are problems
+        # on the nodes they leave from.
+        page.click("g[data-node=voicemail] rect")
+        page.wait_for_selector("#inspector-title:has-text('Node voicemail')")
+        page.keyboard.press("Delete")
+        page.wait_for_selector("g[data-node=voicemail]", state="detached")
+        page.wait_for_selector("g[data-node=closed].has-error")
+        assert "unknown node 'voicemail'" in (page.text_content("#problems") or "")
+        page.click("#undo")
+        page.wait_for_selector("g[data-node=voicemail]")
+        _wait_state(page, "s.problems.length === 0")
+
         # Undo, twice: the text as it was; nothing was saved.
         page.click("#undo")
         page.wait_for_selector("g[data-node=office_busy]")
