@@ -53,7 +53,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from engine.calls import urls
 from engine.events import Publisher, SinkStats
-from engine.flows.model import ERROR_KINDS
+from engine.flows.model import ERROR_KINDS, HTTP_ERROR_KINDS
 from engine.runtime.state import FINAL_STATUSES
 from engine.store import CallStore, NewEvent
 from engine.web.events_api import EXTENSION
@@ -72,8 +72,9 @@ WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0,
 """5 ms (a stored answer) to Twilio's 15 s limit."""
 MODEL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
 SPEECH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0)
-ERROR_LABELS = frozenset({*ERROR_KINDS, "template", "flow", "condition", "internal", "control",
-                          "rate_limit_caller", "rate_limit_live_calls", "model_budget"})
+ERROR_LABELS = frozenset({*ERROR_KINDS, *HTTP_ERROR_KINDS, "tool", "template", "flow",
+                          "condition", "internal", "control", "rate_limit_caller",
+                          "rate_limit_live_calls", "model_budget"})
 """Kinds counted under their own name; any other is counted as `other` (labels stay bounded)."""
 SPEECH_OUTCOMES = ("ok", "failed")
 RELAY_MOMENTS = ("first_token", "first_sent", "done")

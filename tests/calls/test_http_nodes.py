@@ -5,6 +5,7 @@ same store), failures retried and then the error edge, and no secret anywhere it
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -194,16 +195,18 @@ def test_a_slow_answer_is_waited_for_with_a_line_and_read_by_another_process(
     assert record["status"] == 200
 
 
-def test_no_secret_is_stored_published_or_recorded(
-        api: Api, make_line: Callable[..., Line]) -> None:
+def test_no_secret_is_stored_published_recorded_or_logged(
+        api: Api, make_line: Callable[..., Line], caplog: pytest.LogCaptureFixture) -> None:
     def echo(handler: BaseHTTPRequestHandler) -> None:
         answer(500 if len(api.seen) == 1 else 200, json.dumps({
             "slots": [{"label": handler.headers.get("Authorization")}]}).encode())(handler)
 
     api.routes["/slots"] = echo
     line = make_line(api)
-    twiml = line.ring()
+    with caplog.at_level(logging.DEBUG):
+        twiml = line.ring()
     assert api.seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "send_request_headers" in caplog.text and TOKEN not in caplog.text
     assert spoken(twiml) == ["The first slot is Bearer ${CLINIC_TOKEN}.", "Goodbye."]
     line.runtime.store.close()
     for path in line.root.glob("s.db*"):
