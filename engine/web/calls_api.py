@@ -8,12 +8,12 @@ tell).
 `/api/calls/<CallSid>`: the same summary plus the transcript, the call's events and `analysis`
 (its `call.analysis` event's data: status, summary, fields; null until there is one). The
 transcript is built from the events: caller turns from `call.transcript` (speech, digits or a
-silence), agent lines from `call.say` (the flow's text) and `call.response` (the model's
-replies, each spoken part), each with `at` (epoch seconds) and `offset` (seconds since the
-call started). `relay` says whether the call held a ConversationRelay session (`call.relay`
-events); an agent line spoken in one has `transport: "relay"`, and a reply the caller talked
-over has `interrupted: true` and, when Twilio said, `heard`: what they heard of it
-(`call.interrupt`).
+silence, and the speech's `sentiment` when it was scored), agent lines from `call.say` (the
+flow's text) and `call.response` (the model's replies, each spoken part), each with `at` (epoch
+seconds) and `offset` (seconds since the call started). `relay` says whether the call held a
+ConversationRelay session (`call.relay` events); an agent line spoken in one has
+`transport: "relay"`, and a reply the caller talked over has `interrupted: true` and, when
+Twilio said, `heard`: what they heard of it (`call.interrupt`).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def transcript(events: Sequence[StoredEvent], started_at: float | None) -> list[
         if event.name == "call.transcript":
             line.update(role="caller", text=str(data.get("speech") or ""),
                         digits=str(data.get("digits") or ""),
-                        confidence=data.get("confidence"), silence=bool(data.get("silence")))
+                        confidence=data.get("confidence"), silence=bool(data.get("silence")),
+                        sentiment=data.get("sentiment"))
         elif event.name == "call.say":
             line.update(role="agent", kind="say", text=str(data.get("text") or ""),
                         personality=data.get("personality"))
