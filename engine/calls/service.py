@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from engine.ai import budget
 from engine.ai.responder import Responder
+from engine.calls.language import detect
 from engine.calls.library import FlowLibrary, Pinned
 from engine.calls.limits import (
     CallLimits,
@@ -89,11 +90,16 @@ def caller_from(params: Mapping[str, str]) -> Caller:
                   zip=params.get("FromZip", ""), name=params.get("CallerName", ""))
 
 
-def scored(event: Event, language: str) -> Event:
-    """`event` with its speech's sentiment (engine/calls/sentiment.py), when it is a `Heard`
-    with speech not scored yet: the pure step reads the score as data and never scores."""
+def scored(event: Event, language: str, languages: tuple[str, ...] = ()) -> Event:
+    """`event` with its speech's sentiment (engine/calls/sentiment.py, in the call's
+    `language`) and, for a flow of several `languages`, the language it is in
+    (engine/calls/language.py), when it is a `Heard` with speech not scored yet: the pure step
+    reads both as data and never scores or detects."""
     if isinstance(event, Heard) and event.speech and event.sentiment is None:
-        return dataclasses.replace(event, sentiment=score(event.speech, language))
+        detected = detect(event.speech, languages) if len(languages) > 1 else ""
+        # A caller who has switched language mid-call is scored in the language they speak.
+        return dataclasses.replace(event, sentiment=score(event.speech, detected or language),
+                                   language=detected)
     return event
 
 
@@ -223,7 +229,8 @@ class CallService:
              live: LiveCeiling | None = None) -> str:
         """Step, voice, render and commit; `quota` counts a new call's caller in the commit,
         and `live` checks it against the calls live."""
-        event = scored(event, pinned.flow.language)
+        event = scored(event, state.language or pinned.flow.language,
+                       pinned.flow.spoken_languages())
         ceiling = over_ceiling(pinned.flow, state, event, self.limits)
         timings: dict[str, object] = {}
         if ceiling is not None:

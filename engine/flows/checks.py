@@ -246,7 +246,10 @@ def _template_fields(flow: Flow, document: Document) -> Iterator[tuple[KeyPath, 
         base: KeyPath = ("nodes", node.id)
         for name in (*node.speaks, "instructions", "to"):
             value = getattr(node, name, None)
-            if isinstance(value, str) and not (name == "opening" and value == "ai"):
+            written = document.data["nodes"][node.id].get(name)
+            if isinstance(written, dict):  # a text per language: each is a template
+                yield from (((*base, name, tag), text, False) for tag, text in written.items())
+            elif isinstance(value, str) and not (name == "opening" and value == "ai"):
                 yield (*base, name), value, False
         for index, route in enumerate(getattr(node, "routes", ())):
             yield (*base, "routes", index, "when"), route.when, True
@@ -257,11 +260,13 @@ def _reprompts(base: KeyPath, raw: dict[str, object]) -> Iterator[tuple[KeyPath,
     """Reprompts as written (a node's own, or the defaults'), so messages point at them."""
     no_input = raw.get("no_input")
     reprompt = no_input.get("reprompt", []) if isinstance(no_input, dict) else []
-    if isinstance(reprompt, str):
-        yield (*base, "no_input", "reprompt"), reprompt, False
-    else:
-        for index, text in enumerate(reprompt):
-            yield (*base, "no_input", "reprompt", index), text, False
+    texts = [((*base, "no_input", "reprompt"), reprompt)] if not isinstance(reprompt, list) \
+        else [((*base, "no_input", "reprompt", index), text) for index, text in enumerate(reprompt)]
+    for path, text in texts:
+        if isinstance(text, dict):  # a reprompt per language
+            yield from (((*path, tag), each, False) for tag, each in text.items())
+        else:
+            yield path, text, False
 
 
 def _names_used(tree: nodes.Template) -> tuple[set[str], set[str]]:

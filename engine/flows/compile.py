@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.flows.languages import flow_languages, is_language, plain_texts
 from engine.flows.model import (
     DEFAULT_WEBHOOK_EVENTS,
     ERROR_KINDS,
@@ -49,8 +50,9 @@ from engine.flows.yamlread import KeyPath
 DEFAULT_LANGUAGE = "en-US"
 DEFAULT_TIMEZONE = "UTC"
 
-FLOW_KEYS = frozenset({"flow", "description", "personality", "language", "timezone", "numbers",
-                       "vars", "limits", "defaults", "start", "nodes", "analysis", "webhooks"})
+FLOW_KEYS = frozenset({"flow", "description", "personality", "language", "languages", "timezone",
+                       "numbers", "vars", "limits", "defaults", "start", "nodes", "analysis",
+                       "webhooks"})
 """The top-level keys `compile_flow` reads (a node's keys: `node_keys`)."""
 
 PERSONALITY_KEYS = frozenset({"personality", "name", "description", "traits", "system_prompt",
@@ -75,7 +77,8 @@ class CompiledFlow:
 
 
 def _routes(raw: list[dict[str, str]] | None) -> tuple[Route, ...]:
-    return tuple(Route(when=item["when"], to=item["to"]) for item in raw or ())
+    return tuple(Route(when=item["when"], to=item["to"], language=item.get("language"))
+                 for item in raw or ())
 
 
 def _no_input(raw: dict[str, Any]) -> NoInput:
@@ -217,9 +220,13 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
     `defaults` (`no_input` and `conversation` unless the node sets its own, `on_error` one kind
     at a time), and turns every way out of every node into an `Edge`, keeping one of routes
     repeated word for word.
-    The graph itself (targets, reachability, templates) is left to `checks`.
+    The graph itself (targets, reachability, templates) is left to `checks`. Text maps of a
+    flow with `languages` keep their first language's text on the node and the map in
+    `Flow.texts`; whether each has every language is `language_checks`' to say.
     """
-    defaults = data.get("defaults", {})
+    languages = flow_languages(data, DEFAULT_LANGUAGE)
+    plain, texts = plain_texts(data, DEFAULT_LANGUAGE)  # nodes and defaults, texts plain
+    defaults = plain.get("defaults", {})
     raw_limits = data.get("limits")
     limits = (Limits(max_turns=raw_limits.get("max_turns"),
                      max_seconds=raw_limits.get("max_seconds"), then=raw_limits["then"])
@@ -228,7 +235,7 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
     edge_paths: dict[Edge, KeyPath] = {}
     edges: list[Edge] = []
     drawn: set[tuple[str, str, str, str, str | None]] = set()
-    for node_id, raw in data["nodes"].items():
+    for node_id, raw in plain["nodes"].items():
         origins: dict[str, KeyPath] = {}
         node = _node(node_id, raw, defaults, origins)
         nodes[node_id] = node
@@ -242,7 +249,7 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
                 edge_paths[edge] = path
     flow = Flow(
         id=data["flow"], description=data.get("description", ""),
-        personality=data["personality"], language=data.get("language", DEFAULT_LANGUAGE),
+        personality=data["personality"], language=languages[0],
         timezone=data.get("timezone", DEFAULT_TIMEZONE), numbers=tuple(data.get("numbers", ())),
         vars=frozen_mapping(data.get("vars", {})), limits=limits, start=data["start"],
         nodes=frozen_mapping(nodes), edges=tuple(edges), source=source,
@@ -250,6 +257,9 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
         webhooks=tuple(Webhook(url=raw["url"],
                                events=tuple(raw.get("events", DEFAULT_WEBHOOK_EVENTS)))
                        for raw in data.get("webhooks", ())),
+        languages=languages if "languages" in data else (),
+        texts=frozen_mapping({text: frozen_mapping(by_language)
+                              for text, by_language in texts.items()}),
     )
     return CompiledFlow(flow, frozen_mapping(edge_paths))
 
@@ -258,15 +268,43 @@ def compile_personality(data: dict[str, Any], source: str = "") -> Personality:
     """Compile one personality document that passed the personality schema (`source`: its
     file). Unset `style` and OpenAI voice fields take the dataclasses' defaults; whether
     `fallback` names a known personality is the loader's check."""
-    raw_voice = data["voice"]
-    openai_voice = OpenAIVoice(**raw_voice["openai"]) if "openai" in raw_voice else None
-    relay_voice = RelayVoice(**raw_voice["relay"]) if "relay" in raw_voice else None
     return Personality(
         id=data["personality"], name=data["name"], description=data.get("description", ""),
         traits=tuple(data.get("traits", ())), system_prompt=data["system_prompt"],
         style=Style(**data.get("style", {})),
-        voice=Voice(twilio=raw_voice["twilio"], openai=openai_voice, relay=relay_voice),
+        voice=compile_voice(data["voice"]),
         examples=tuple(Example(**example) for example in data["examples"]),
         model=data.get("model"), fallback=data.get("fallback"), source=source,
     )
 
+
+def _per_language(raw: Any) -> dict[str, Any]:
+    # A voice given per language is a map of language tags to voices; one voice has no tags.
+    if isinstance(raw, str) or raw is None:
+        return {}
+    if isinstance(raw, Mapping) and raw and all(is_language(key) for key in raw):
+        return dict(raw)
+    return {}
+
+
+def compile_voice(raw: Mapping[str, Any]) -> Voice:
+    """A personality's `voice`: `twilio` a voice or a map of language to voice (its first the
+    default), `openai` and `relay` likewise (a map's first entry is the default)."""
+    twilio, openai, relay = (raw.get(name) for name in ("twilio", "openai", "relay"))
+    maps = {name: _per_language(value) for name, value in
+            (("twilio", twilio), ("openai", openai), ("relay", relay))}
+    default_twilio = next(iter(maps["twilio"].values()), "") if maps["twilio"] else twilio
+    default_openai = next(iter(maps["openai"].values())) if maps["openai"] else openai
+    default_relay = next(iter(maps["relay"].values())) if maps["relay"] else relay
+    languages = dict.fromkeys([*maps["twilio"], *maps["openai"], *maps["relay"]])
+    return Voice(
+        twilio=str(default_twilio or ""),
+        openai=OpenAIVoice(**default_openai) if default_openai else None,
+        relay=RelayVoice(**default_relay) if default_relay else None,
+        by_language=frozen_mapping({language: Voice(
+            twilio=maps["twilio"].get(language, ""),
+            openai=OpenAIVoice(**maps["openai"][language]) if language in maps["openai"]
+            else None,
+            relay=RelayVoice(**maps["relay"][language]) if language in maps["relay"] else None,
+        ) for language in languages}),
+    )

@@ -20,6 +20,7 @@ from engine.flows.checks import (
     personality_fallbacks,
 )
 from engine.flows.compile import compile_flow, compile_personality
+from engine.flows.language_checks import check_languages, personality_voices
 from engine.flows.model import Flow, Personality, Registry, frozen_mapping
 from engine.flows.problems import Problem, has_errors
 from engine.flows.schema import check_schema
@@ -134,6 +135,7 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
             problems = _id_matches_file(document, "personality", path)
             personality = compile_personality(document.data, document.path)
             personalities[personality.id] = (personality, document)
+            problems += personality_voices(personality, document)
         result.problems += problems
     result.problems += personality_fallbacks(personalities)
     known_personalities = {name: item[0] for name, item in personalities.items()}
@@ -145,6 +147,7 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
             problems = _id_matches_file(document, "flow", path)
             compiled = compile_flow(document.data, document.path)
             problems += check_flow(FlowContext(compiled, document, known_personalities))
+            problems += check_languages(compiled.flow, document, known_personalities)
             flows[compiled.flow.id] = (compiled.flow, document)
         result.problems += problems
     result.problems += duplicate_numbers(flows)

@@ -45,10 +45,12 @@ def frozen_mapping(values: Mapping[K, V] | None = None) -> Mapping[K, V]:
 
 @dataclass(frozen=True)
 class Route:
-    """`when:` is a sandboxed Jinja2 expression; the first route that holds is taken."""
+    """`when:` is a sandboxed Jinja2 expression; the first route that holds is taken. A route
+    with `language` switches the call to that language (one of the flow's) as it is taken."""
 
     when: str
     to: str
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -423,6 +425,10 @@ class Flow:
     source: str = ""
     analysis: Analysis | None = None  # what to learn from each call once it ends
     webhooks: tuple[Webhook, ...] = ()  # where its call events are posted
+    languages: tuple[str, ...] = ()  # every language it speaks, `language` first
+    texts: Mapping[str, Mapping[str, str]] = field(default_factory=frozen_mapping)
+    """Each spoken text of a flow with `languages`, by its text in `language`: the text in
+    every language (DESIGN.md 8.2)."""
     _edges_by_id: Mapping[str, Edge] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -433,6 +439,15 @@ class Flow:
             repeated = sorted(name for name, count in counts.items() if count > 1)
             raise ValueError(f"flow {self.id!r}: edge ids are not unique: {', '.join(repeated)}")
         object.__setattr__(self, "_edges_by_id", frozen_mapping(by_id))
+
+    def spoken_languages(self) -> tuple[str, ...]:
+        """The languages a call on this flow may speak, the default (`language`) first."""
+        return self.languages or (self.language,)
+
+    def text_in(self, text: str, language: str) -> str:
+        """`text` (a node's text, in the flow's `language`) in `language`: its translation
+        when the flow has one, else `text` itself."""
+        return self.texts.get(text, {}).get(language, text)
 
     def edge(self, edge_id: str) -> Edge | None:
         """The edge with this id, if the flow has it."""
@@ -477,11 +492,29 @@ class RelayVoice:
 class Voice:
     """A personality's voices: `openai` speech when it is configured, else the Twilio `<Say>`
     voice `twilio`, which is also what speech falls back to when synthesis fails; `relay` for
-    ConversationRelay (None: derived from `twilio`)."""
+    ConversationRelay (None: derived from `twilio`).
+
+    Each may also be given per language (`by_language`: language -> `Voice` of that language's
+    voices); `for_language` picks them, falling back to these for what a language lacks.
+    """
 
     twilio: str
     openai: OpenAIVoice | None = None
     relay: RelayVoice | None = None
+    by_language: Mapping[str, Voice] = field(default_factory=frozen_mapping)
+
+    def for_language(self, language: str) -> Voice:
+        """The voices for `language`: its own where given, these defaults otherwise."""
+        own = self.by_language.get(language)
+        if own is None:
+            return self
+        return Voice(twilio=own.twilio or self.twilio, openai=own.openai or self.openai,
+                     relay=own.relay or self.relay)
+
+    def gives(self, language: str, engine: str) -> bool:
+        """Whether `engine`'s voice (twilio, openai, relay) is given for `language` itself."""
+        own = self.by_language.get(language)
+        return own is not None and bool(getattr(own, engine))
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,9 @@ def values(flow: Flow, state: CallState, now: float,
     """The names a template or condition of `flow` sees at `now` in `state`: what the caller
     just said or pressed (`heard`), the caller, the flow's vars (with what http nodes saved
     on top), the turn, local `now`, the
-    node, the call's sid and number called, the caller's mood (`sentiment_values`), and the
-    helpers (`said_any`, `open_between`, ...). A fresh dict each time; `vars` is a copy.
+    node, the call's sid and number called, the caller's mood (`sentiment_values`), the
+    call's `language` and the last utterance's `detected_language`, and the helpers
+    (`said_any`, `open_between`, ...). A fresh dict each time; `vars` is a copy.
     """
     moment = local_time(flow, now)
     return {
@@ -63,6 +64,8 @@ def values(flow: Flow, state: CallState, now: float,
         "caller": state.caller, "vars": {**flow.vars, **state.vars}, "turn": state.turn,
         "now": moment,
         "node": state.node, "call": {"sid": state.call_sid, "to": state.called},
+        "language": state.language or flow.language,
+        "detected_language": state.detected_language,
         **sentiment_values(state.sentiments), **make_helpers(heard.speech, moment),
     }
 

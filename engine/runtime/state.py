@@ -80,6 +80,10 @@ class CallState:
     stream_sentences: int = 0
     # The sentiment of the caller's scored utterances, oldest first (the last MAX_SENTIMENTS).
     sentiments: tuple[float, ...] = ()
+    # The language the call speaks now ('' : the flow's default), switched by a route's
+    # `language`; and the language of the last utterance, as the shell's detector heard it.
+    language: str = ""
+    detected_language: str = ""
     # Values an http node saved from its answers: the flow's `vars` with these on top.
     vars: Mapping[str, Any] = field(default_factory=dict)
     # An http node's request still running after its webhook answered ("one moment..."): its
@@ -127,6 +131,8 @@ def state_to_dict(state: CallState) -> dict[str, Any]:
         "stream_personality": state.stream_personality,
         "stream_sentences": state.stream_sentences,
         "sentiments": tuple(state.sentiments),
+        "language": state.language,
+        "detected_language": state.detected_language,
         "vars": dict(state.vars),
         "request": state.request,
     }
@@ -167,6 +173,9 @@ class Heard:
     confidence: float = 0.0
     digits: str = ""
     sentiment: float | None = None
+    # The language of the speech among the flow's, as the shell's detector heard it ('' : not
+    # sure, or no speech): engine/calls/language.py.
+    language: str = ""
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ class StateChanges(TypedDict, total=False):
     stream_personality: str | None
     stream_sentences: int
     sentiments: tuple[float, ...]
+    language: str
+    detected_language: str
     vars: Mapping[str, Any]
     request: str | None
 
@@ -195,7 +197,7 @@ class _Run:
         if not spoken:
             return
         voice = personality or self.personality()
-        self.actions.append(Say(spoken, voice, self.flow.language,
+        self.actions.append(Say(spoken, voice, self.language(),
                                 twilio_voice=self.relay_lost(), node=self.state.node))
         self.remember("agent", spoken)
         self.emit("call.say", text=spoken, personality=voice)
@@ -217,7 +219,19 @@ class _Run:
     def context(self, heard: CallerInput = NO_INPUT) -> dict[str, Any]:
         return values(self.flow, self.state, self.now, heard)
 
+    def language(self) -> str:
+        """The language the call speaks now: a route's switch, else the flow's default."""
+        return self.state.language or self.flow.language
+
+    def switch_language(self, route: Route) -> None:
+        """Speak the route's `language` from here on (validation holds it to the flow's)."""
+        if route.language and route.language != self.language():
+            self.state = evolve(self.state, language=route.language)
+            self.emit("call.language", language=route.language)
+
     def render(self, text: str, where: str) -> str:
+        # A text of a flow with `languages` is written in each; speak the call's.
+        text = self.flow.text_in(text, self.language())
         if not is_template(text):  # a constant text: no context to build, nothing to render
             return text.strip()
         try:
@@ -229,7 +243,7 @@ class _Run:
     def fail_safe(self, detail: str) -> None:
         """Nothing sensible is left to do: apologise and hang up rather than leave silence."""
         self.emit("call.error", kind="flow", detail=detail)
-        self.actions.append(Say(SAFE_GOODBYE, self.personality(), self.flow.language))
+        self.actions.append(Say(SAFE_GOODBYE, self.personality(), self.language()))
         self.actions.append(Hangup())
         self.state = evolve(self.state, ended=True)
 
@@ -304,6 +318,7 @@ class _Run:
         elif isinstance(node, SwitchNode):
             route = self.first_route(node, node.routes, NO_INPUT)
             if route is not None:
+                self.switch_language(node.routes[route])
                 self.take("route", route)
             else:
                 self.take("next")
@@ -387,14 +402,14 @@ class _Run:
     def converse(self, node: AiNode, greeting: str = "") -> None:
         """Hold the node's conversation over ConversationRelay (a relay ai node's Listen)."""
         self.actions.append(Converse(node.id, self.state.call_sid, self.personality(),
-                                     self.flow.language, node.hints, greeting))
+                                     self.language(), node.hints, greeting))
 
     def listen(self, node: GatherNode | AiNode) -> None:
         if isinstance(node, AiNode) and node.conversation == "relay" and not self.relay_lost():
             self.converse(node)
             return
         self.actions.append(Listen(
-            input=node.input, language=self.flow.language, hints=node.hints,
+            input=node.input, language=self.language(), hints=node.hints,
             timeout=node.timeout, num_digits=getattr(node, "num_digits", None)))
 
     def first_route(self, node: Node, routes: tuple[Route, ...],
@@ -436,6 +451,7 @@ class _Run:
                   confidence=event.confidence, turn=self.state.turn, **mood)
         if event.speech:
             self.remember("caller", event.speech)
+        self.state = evolve(self.state, detected_language=event.language if event.speech else "")
         if scored and event.sentiment is not None:
             # Routes below see this utterance's score already, as they see its speech.
             scores = (*self.state.sentiments, event.sentiment)[-MAX_SENTIMENTS:]
@@ -450,6 +466,7 @@ class _Run:
         if isinstance(node, (GatherNode, AiNode)):
             route = self.first_route(node, node.routes, heard)
             if route is not None:
+                self.switch_language(node.routes[route])
                 self.take("route", route)
             elif isinstance(node, GatherNode):
                 self.take("next")
@@ -526,7 +543,7 @@ class _Run:
             stream_personality=None if event.final else personality,
             stream_sentences=0 if event.final else spoken_before + (1 if event.text else 0))
         if event.text:
-            self.actions.append(Say(event.text, personality, self.flow.language,
+            self.actions.append(Say(event.text, personality, self.language(),
                                     twilio_voice=self.relay_lost(), node=self.state.node))
             history = self.state.history
             if spoken_before and history and history[-1].role == "agent":
@@ -563,7 +580,7 @@ class _Run:
         history = self.state.history
         if history and history[-1].role == "agent" and history[-1].node == node.id:
             # What the caller may not have heard; in the transcript once already.
-            self.actions.append(Say(history[-1].text, self.personality(), self.flow.language,
+            self.actions.append(Say(history[-1].text, self.personality(), self.language(),
                                     twilio_voice=True, node=node.id))
         if self.state.pending is not None:
             self.actions.append(AskModel(node.id, self.personality()))

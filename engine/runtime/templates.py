@@ -29,7 +29,8 @@ from engine.runtime.template_limits import (
 )
 
 CONTEXT_NAMES = frozenset({"speech", "digits", "confidence", "caller", "vars", "turn", "now",
-                           "node", "call", "sentiment", "sentiment_avg", "sentiment_trend"})
+                           "node", "call", "sentiment", "sentiment_avg", "sentiment_trend",
+                           "language", "detected_language"})
 """Values a template or condition may read; see `context()`."""
 
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -54,7 +54,8 @@ def test_braces_in_a_condition_say_to_write_it_without(project: Project) -> None
 def test_an_unknown_name_offers_only_the_flows_own_names(project: Project) -> None:
     assert _messages(project, "said_ani('menu')") == [
         "flows/t.yaml:10:15: nodes.check.routes[0].when: unknown name 'said_ani' (did you mean "
-        "'said_any'?); templates can use call, caller, confidence, digits, node, now, sentiment, "
+        "'said_any'?); templates can use call, caller, confidence, detected_language, digits, "
+            "language, node, now, sentiment, "
         "sentiment_avg, sentiment_trend, speech, turn, vars, open_between, said_all, said_any"]
 
 

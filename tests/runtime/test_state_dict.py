@@ -23,6 +23,7 @@ def rich_state() -> CallState:
         hold_until=1_700_000_010.5, offline=True, relay_lost="ask", stream="stream:abc",
         stream_offset=42,
         stream_personality="calm", stream_sentences=3, sentiments=(0.49, -0.25, -0.868),
+        language="es-US", detected_language="en-US",
         vars={"first_slot": "9am", "slots": ["9am", "2pm"]}, request="CA1:3:check:0")
 
 
