@@ -61,7 +61,7 @@ class AnalysisSink:
     """Analyses each call whose flow declares `analysis`, when its `call.end` comes."""
 
     name = "analysis"
-    max_batch = 20
+    max_batch = 1  # a model's analysis may take a minute: one call a round, within the lease
 
     def __init__(self, store: CallStore, analyst: Analyst, flow_of: FlowOf, *,
                  write: Writer | None = None, clock: Callable[[], float] = time.time) -> None:

@@ -56,8 +56,10 @@ TIMEOUT = (3.05, 5.0)
 """Seconds to connect and to wait for the answer: a hanging receiver costs one attempt this long,
 in the URL's own thread."""
 DEFAULT_OPTIONS: Mapping[str, float] = {"backoff": 5.0, "max_backoff": 1800.0,
-                                        "poll_interval": 0.5}
-"""Publisher options for webhook lanes: retries from 5 s doubling to every 30 minutes."""
+                                        "poll_interval": 0.5, "lease_seconds": 120.0}
+"""Publisher options for webhook lanes: retries from 5 s doubling to every 30 minutes, and a
+lease longer than a batch of slow receivers' posts can take (`WebhookSink.max_batch` times
+TIMEOUT), so no other process takes a lane over while it is posting."""
 
 FlowOf = Callable[[str], Flow | None]
 """The flow (at the call's own version) a call ran on, by CallSid; None when not known."""
@@ -126,7 +128,7 @@ def targets(flows: Iterable[Flow], global_url: str) -> dict[str, Target]:
 class WebhookSink:
     """Posts one URL's events (see the module docstring); one publisher drives it."""
 
-    max_batch = 50
+    max_batch = 10
 
     def __init__(self, target: Target, store: CallStore, flow_of: FlowOf, secret: str, *,
                  give_up_after: float = GIVE_UP_AFTER,

@@ -92,7 +92,10 @@ def install_analysis(app: Flask, runtime: Runtime) -> AnalysisLane:
     sink = AnalysisSink(runtime.store, analyst_for(runtime),
                         call_flow(runtime.store, runtime.library),
                         write=runtime.recorder.record, clock=runtime.call_service.clock)
-    options: dict[str, Any] = dict(app.config.get("ANALYSIS_OPTIONS") or {})
+    # The lease outlasts one analysis (two model requests of ANALYSIS_TIMEOUT at most), so no
+    # other process takes the lane over while the model thinks.
+    options: dict[str, Any] = {"lease_seconds": 180.0,
+                               **dict(app.config.get("ANALYSIS_OPTIONS") or {})}
     lane = AnalysisLane(Publisher(runtime.store, [sink], **options), sink,
                         poll=float(options.get("poll_interval", POLL)))
     app.extensions[EXTENSION] = lane
