@@ -157,6 +157,8 @@ class FlowFiles:
     def revisions(self, flow_id: str) -> list[Revision]:
         """The flow's revisions, oldest first (empty for a flow never saved by the editor)."""
         self.path(flow_id)
+        if not self._log(flow_id).exists():  # a read makes no folder: a flow never saved here
+            return []
         with self._locked(exclusive=False):
             return self._read_log(flow_id)
 

@@ -80,3 +80,9 @@ def test_a_history_line_cut_short_is_skipped(files: FlowFiles) -> None:
     saved = files.save("shop", "flow: shop\n# two\n", etag("flow: shop\n"), "me")
     assert saved.number == 2
     assert saved.diff.endswith("+# two\n")
+
+
+def test_reading_the_history_of_a_flow_never_saved_here_writes_nothing(files: FlowFiles) -> None:
+    files.path("shop").write_text("flow: shop\n")
+    assert files.revisions("shop") == []
+    assert sorted(item.name for item in files.flows.iterdir()) == ["shop.yaml"]

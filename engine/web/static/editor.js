@@ -83,8 +83,14 @@
       .catch(function (error) { setStatus(error.message, "bad"); });
   }
 
-  function setText(text, remember) {
-    if (remember && text !== state.yaml) { state.undo.push(state.yaml); }
+  var UNDO_STEPS = 200;
+  function remember(text) {
+    state.undo.push(text);
+    if (state.undo.length > UNDO_STEPS) { state.undo.shift(); }
+  }
+
+  function setText(text, keep) {
+    if (keep && text !== state.yaml) { remember(state.yaml); }
     state.yaml = text;
     if (ui.yaml.value !== text) { ui.yaml.value = text; }
     gutter();
@@ -109,7 +115,7 @@
   var typing = null;
   ui.yaml.addEventListener("input", function () {
     var before = state.yaml;
-    if (!typing) { state.undo.push(before); }  // one undo step per burst of typing
+    if (!typing) { remember(before); }  // one undo step per burst of typing
     clearTimeout(typing);
     state.yaml = ui.yaml.value;
     gutter();
@@ -614,7 +620,11 @@
 
   function showConflict(body) {
     state.conflict = body;
-    ui.conflictDiff.textContent = body.changes || body.yours || "";
+    var who = (body.since || []).map(function (revision) {
+      return "#" + revision.number + " " + revision.note + " by " + revision.who + " at " + new Date(revision.at * 1000).toLocaleString();
+    });
+    ui.conflictDiff.textContent = (who.length ? who.join("\n") + "\n\n" : "") +
+      (body.changes || ("(what they started from is not known: from their version to yours)\n" + (body.yours || "")));
     ui.conflict.hidden = false;
     setStatus("not saved: someone else saved first", "bad");
   }
@@ -660,7 +670,7 @@
     api("/api/flows/" + encodeURIComponent(flowId) + "/revisions/" + number + "/restore",
         { method: "POST", body: { base: state.etag } })
       .then(function (answer) {
-        state.undo.push(state.yaml);
+        remember(state.yaml);
         return loadSource().then(function () {
           setStatus("restored revision " + number + " as revision " + answer.revision.number, "ok");
           loadRevisions();
@@ -714,6 +724,7 @@
       text.textContent = stats.entered + " in" + (stats.dropped ? " · " + stats.dropped + " dropped" : "") +
                          (stats.live ? " · " + stats.live + " live" : "");
       group.appendChild(text);
+      group.classList.toggle("live-here", stats.live > 0);  // where calls are right now
     });
     svgRoot.appendChild(layer);
   }
