@@ -308,3 +308,25 @@ def test_the_analysis_of_an_ended_call_follows_its_end_to_the_receiver(
     assert all(verified(post) for post in receiver.taken())
     app.extensions[EXTENSION].stop()
     app.extensions["phoney.analysis"].stop()
+
+
+def test_a_flows_webhook_gets_its_events_and_follows_the_flows_as_they_reload(
+        store: CallStore, receiver: Receiver) -> None:
+    def flow(hooks: list[dict[str, Any]]) -> Any:
+        return compile_flow({"flow": "desk", "personality": "p", "start": "bye",
+                             "nodes": {"bye": {"type": "hangup"}}, "webhooks": hooks}).flow
+
+    live = [flow([{"url": receiver.url(), "events": ["call.start"]}])]
+    webhooks = Webhooks(store, lambda: live, lambda sid: live[0], secret=SECRET,
+                        refresh_interval=0.05, publisher_options=FAST).start()
+    try:
+        store.record_events(SID, [NewEvent("call.start", {"flow": "desk"}),
+                                  NewEvent("call.end", {"status": "completed"})], time.time())
+        assert wait_until(lambda: len(receiver.taken()) == 1)
+        [(_, publisher)] = webhooks.lanes.values()
+        assert wait_until(publisher.caught_up)
+        assert [post.json["event"] for post in receiver.all()] == ["call.start"]
+        live[:] = [flow([])]  # the webhook is removed from the flow and the flows reload
+        assert wait_until(lambda: webhooks.lanes == {})
+    finally:
+        webhooks.stop()
