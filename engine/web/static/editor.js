@@ -752,6 +752,9 @@
     if (state.drawn) { state.drawn.mark(state.path); }
     var waiting = answer.ended ? "the call ended" : "waiting for " + answer.waiting + (answer.listens ? " (" + answer.listens + ")" : "");
     log("— " + waiting + (answer.node ? " at " + answer.node : ""), "muted");
+    if (answer.waiting === "relay") {
+      log("This node talks over ConversationRelay, a WebSocket the page cannot open: try it with flask call " + flowId + ".", "error");
+    }
     callButtons.forEach(function (id) { byId(id).disabled = answer.ended; });
   }
 
