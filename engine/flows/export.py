@@ -7,7 +7,9 @@ personality and Twilio voice are self-loops. Labels are escaped for each languag
 conditions hold quotes, `|`, `<`, `&` and `{{ }}`. An `ai` node that converses over
 ConversationRelay is marked as one (`ai · relay`, and `conversation` in the JSON form); an
 `http` node shows its method (`http · GET`, and `request` with the method and URL as written in
-the JSON form), and its `error:http` edges are drawn as every error strategy's are.
+the JSON form), and its `error:http` edges are drawn as every error strategy's are. A flow's
+languages are shown at its start (`languages` in the JSON form), and a route that switches
+language says so after its condition (`→ es-US`, and `language` in the JSON form).
 
 What is drawn is `drawn_edges(flow)`: every edge between two nodes as it is, and all the
 self-loops of a node as one edge whose label has a line for each (Mermaid keeps only one
@@ -69,12 +71,26 @@ class DrawnEdge:
     edges: tuple[Edge, ...]  # the flow's edges it stands for
 
 
-def _edge_lines(edge: Edge) -> list[str]:
-    return [edge.kind, *wrap(edge_detail(edge))]
+def route_language(flow: Flow, edge: Edge) -> str | None:
+    """The language a route edge switches the call to, if it does."""
+    if edge.kind != "route":
+        return None
+    routes = getattr(flow.nodes.get(edge.source), "routes", ())
+    index = int(edge.id.rsplit("/", 1)[-1])
+    return routes[index].language if index < len(routes) else None
 
 
-def _loop_line(edge: Edge) -> str:
-    detail = " ".join(edge_detail(edge).split())
+def _detail(flow: Flow, edge: Edge) -> str:
+    language = route_language(flow, edge)
+    return f"{edge_detail(edge)} → {language}" if language else edge_detail(edge)
+
+
+def _edge_lines(flow: Flow, edge: Edge) -> list[str]:
+    return [edge.kind, *wrap(_detail(flow, edge))]
+
+
+def _loop_line(flow: Flow, edge: Edge) -> str:
+    detail = " ".join(_detail(flow, edge).split())
     return f"{edge.kind} ({detail})" if detail else edge.kind
 
 
@@ -90,13 +106,13 @@ def drawn_edges(flow: Flow) -> list[DrawnEdge]:
     for edge in flow.edges:
         if edge.source != edge.target:
             drawn.append(DrawnEdge(edge.source, edge.target, edge.is_error,
-                                   tuple(_edge_lines(edge)), (edge,)))
+                                   tuple(_edge_lines(flow, edge)), (edge,)))
             continue
         together = loops[edge.source]
         if edge is not together[0]:
             continue
-        lines = _edge_lines(edge) if len(together) == 1 else \
-            [line for loop in together for line in wrap(_loop_line(loop), LOOP_WIDTH)]
+        lines = _edge_lines(flow, edge) if len(together) == 1 else \
+            [line for loop in together for line in wrap(_loop_line(flow, loop), LOOP_WIDTH)]
         drawn.append(DrawnEdge(edge.source, edge.target,
                                all(loop.is_error for loop in together), tuple(lines),
                                tuple(together)))
@@ -135,7 +151,8 @@ def _mermaid_node(node: Node) -> str:
 
 def to_mermaid(flow: Flow) -> str:
     """A Mermaid flowchart; node ids are prefixed `n_` so `end` or `graph` cannot clash."""
-    lines = ["flowchart TD", "    flow_start(( )):::start", f"    flow_start --> n_{flow.start}"]
+    start = f'(("{_mermaid(" · ".join(flow.languages))}"))' if flow.languages else "(( ))"
+    lines = ["flowchart TD", f"    flow_start{start}:::start", f"    flow_start --> n_{flow.start}"]
     lines += [_mermaid_node(node) for node in flow.nodes.values()]
     for edge in drawn_edges(flow):
         label = "<br/>".join(_mermaid(line) for line in edge.lines)
@@ -159,6 +176,8 @@ def to_dot(flow: Flow) -> str:
              "    node [shape=box, style=rounded, fontname=Helvetica];",
              "    edge [fontname=Helvetica, fontsize=10];",
              "    forcelabels=true;  # a self-loop's xlabel is placed clear of the other edges",
+             *([f"    label={_dot('languages: ' + ', '.join(flow.languages))}; labelloc=t;"]
+               if flow.languages else []),
              '    "__start__" [shape=point, width=0.15, label=""];',
              f'    "__start__" -> {_dot(flow.start)};']
     for node in flow.nodes.values():
@@ -184,6 +203,7 @@ def to_json(flow: Flow) -> dict[str, Any]:
     return {
         "flow": flow.id,
         "start": flow.start,
+        "languages": list(flow.spoken_languages()),
         "nodes": [{"id": node.id, "type": node.type, "terminal": node.terminal,
                    "description": node.description,
                    **({"conversation": node.conversation} if isinstance(node, AiNode) else {}),
@@ -192,7 +212,9 @@ def to_json(flow: Flow) -> dict[str, Any]:
                   for node in flow.nodes.values()],
         "edges": [{"id": edge.id, "source": edge.source, "target": edge.target, "kind": edge.kind,
                    "label": edge_detail(edge), "strategy": edge.strategy,
-                   "dashed": edge.is_error} for edge in flow.edges],
+                   "dashed": edge.is_error,
+                   **({"language": language} if (language := route_language(flow, edge))
+                      else {})} for edge in flow.edges],
     }
 
 

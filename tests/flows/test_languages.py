@@ -4,6 +4,7 @@ first language on the node and every language in `Flow.texts`, routes that switc
 from __future__ import annotations
 
 from engine.flows.compile import compile_flow
+from engine.flows.export import render, to_json
 from engine.flows.model import GatherNode
 from tests.flows.conftest import PERSONALITY, Project, dedent, line_of, only
 
@@ -169,3 +170,20 @@ def test_a_voice_map_compiles_per_language(project: Project) -> None:
     assert spanish.twilio == "Polly.Lupe-Neural" and spanish.openai == voice.openai
     assert spanish.relay is not None and spanish.relay.voice == "es-US-Neural2-A"
     assert voice.for_language("en-US").relay == voice.relay
+
+
+def test_exports_show_the_languages_and_the_routes_that_switch(project: Project) -> None:
+    project.personality("p")
+    project.flow("t", BILINGUAL)
+    result = project.load()
+    assert result.registry is not None
+    flow = result.registry.flows["t"]
+    data = to_json(flow)
+    assert data["languages"] == ["en-US", "es-US"]
+    route = next(edge for edge in data["edges"] if edge["kind"] == "route")
+    assert route["language"] == "es-US"
+    assert all("language" not in edge for edge in data["edges"] if edge["kind"] != "route")
+    mermaid = render(flow, "mermaid")
+    assert 'flow_start(("en-US · es-US")):::start' in mermaid
+    assert "→ es-US" in mermaid
+    assert 'label="languages: en-US, es-US"' in render(flow, "dot")
