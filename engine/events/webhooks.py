@@ -214,19 +214,22 @@ class WebhookSink:
 
     def post(self, body: bytes) -> None:
         """One attempt; WebhookFailed unless the receiver answers 2xx. Redirects are not
-        followed: the event was for this URL, not wherever it points."""
+        followed: the event was for this URL, not wherever it points. The answer's body is
+        never read (a receiver cannot make it cost anything)."""
         try:
             answer = self.session.post(self.url, data=body, headers=self.headers(body),
-                                       timeout=self.timeout, allow_redirects=False)
+                                       timeout=self.timeout, allow_redirects=False, stream=True)
         except requests.RequestException as error:
             raise WebhookFailed(f"POST to {self.host} failed: {type(error).__name__}") from None
-        if 200 <= answer.status_code < 300:
+        with answer:
+            status, location = answer.status_code, answer.headers.get("Location", "")
+        if 200 <= status < 300:
             return
-        if 300 <= answer.status_code < 400:
-            where = urlsplit(answer.headers.get("Location", "")).hostname or "?"
-            raise WebhookFailed(f"{self.host} redirected ({answer.status_code}) to {where}; "
-                                f"redirects are not followed")
-        raise WebhookFailed(f"{self.host} answered {answer.status_code}")
+        if 300 <= status < 400:
+            where = urlsplit(location).hostname or "?"
+            raise WebhookFailed(f"{self.host} redirected ({status}) to {where}; redirects are "
+                                f"not followed")
+        raise WebhookFailed(f"{self.host} answered {status}")
 
 
 class Webhooks:
