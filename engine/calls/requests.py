@@ -25,10 +25,13 @@ from engine.store import CallStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PATIENCE", "REQUEST_BLOB", "HttpPort", "Outcome", "Requests", "Unconfigured",
-           "http_request", "outcome_of"]
+__all__ = ["MAX_KEPT", "PATIENCE", "REQUEST_BLOB", "HttpPort", "Outcome", "Requests",
+           "Unconfigured", "http_request", "outcome_of"]
 
 REQUEST_BLOB = "http:{key}"
+MAX_KEPT = 1000
+"""Requests of this process remembered for `wait`; past this, half of those done are dropped
+(their answers stay in the store)."""
 PATIENCE = 1.5
 """Seconds a webhook waits for a request whose node has a line to say meanwhile; past that
 the line is said and the answer is picked up by the continuation."""
@@ -109,6 +112,9 @@ class Requests:
         done = threading.Event()
         with self._lock:
             self._done[key] = done
+            if len(self._done) > MAX_KEPT:  # answers nobody came back for (the call ended)
+                for old in [k for k, event in self._done.items() if event.is_set()][:MAX_KEPT // 2]:
+                    del self._done[old]
         found: list[Outcome] = []
 
         def run() -> None:

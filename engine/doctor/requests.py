@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit
 
 from engine.actions.hosts import HostPolicy
 from engine.doctor.report import Finding
-from engine.flows.checks import secret_names
+from engine.flows.checks import requests_of, secret_names
 from engine.flows.loader import load_project
 from engine.settings import Settings
 
@@ -32,13 +33,24 @@ def check_requests(settings: Settings, environ: Mapping[str, str] | None = None
         yield Finding("requests", "skip", "no flow sends requests (http nodes, tools)")
         return
     try:
-        allowed = bool(HostPolicy.parse(settings.http_allow_hosts))
+        policy = HostPolicy.parse(settings.http_allow_hosts)
     except ValueError:
-        allowed = True  # the settings check names the bad entry
+        policy = HostPolicy(any_name=True)  # the settings check names the bad entry
+    allowed = bool(policy)
     if not allowed:
         yield Finding("requests", "warn", f"HTTP_ALLOW_HOSTS is not set: every request of "
                                           f"{', '.join(sorted(sending))} is refused; list your "
                                           f"API's host")
+    refused: dict[str, list[str]] = {}
+    for flow in registry.flows.values() if allowed else ():
+        for _, request, _ in requests_of(flow):
+            host = urlsplit(request.url).hostname if "{" not in request.url else None
+            if host and policy.host_refusal(host):
+                refused.setdefault(host, []).append(flow.id)
+    for host, flows in sorted(refused.items()):
+        allowed = False
+        yield Finding("requests", "warn", f"{host} (used by {', '.join(sorted(set(flows)))}) is "
+                                          f"not in HTTP_ALLOW_HOSTS: those requests are refused")
     unset = sorted(name for name in users if not environ.get(name))
     for name in unset:
         yield Finding("requests", "warn", f"${{{name}}} is used by {', '.join(users[name])} but "

@@ -54,3 +54,11 @@ def test_set_ones_pass_without_showing_the_value(
                            LOOKUP_KEY="value-never-shown")
     assert [line.split()[0] for line in found] == ["ok"]
     assert "value-never-shown" not in found[0]
+
+
+def test_a_host_the_allow_list_refuses_is_named(
+        clean_environment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = requests_lines(tmp_path, monkeypatch, HTTP_ALLOW_HOSTS="api.other.com",
+                           LOOKUP_KEY="set")
+    assert [line.split()[0] for line in found] == ["WARN"]
+    assert "api.example.com (used by lookup) is not in HTTP_ALLOW_HOSTS" in found[0]
