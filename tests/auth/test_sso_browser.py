@@ -26,6 +26,10 @@ def test_a_viewer_sees_calls_and_flows_and_is_refused_the_rest(site: Site, page:
     page.goto(f"{site.url}/flows/receptionist")  # read only: no save, no test calls
     page.wait_for_selector("#yaml")
     assert not page.is_visible("#save") and not page.is_visible("#call-ring")
+    page.goto(f"{site.url}/flows")
+    assert page.locator("table.flows-list").count() == 1 and not page.is_visible("#new-flow")
+    page.goto(f"{site.url}/calls/CA{'0' * 32}")  # a call's page: no transfer, no end
+    assert page.locator("#end-button").count() == 1 and not page.is_visible("#end-button")
     refused = site.audit("request.refused")
     assert {entry.what["path"] for entry in refused} >= {"/api/end-call", "/api/flows",
                                                          "/api/audit", "/audit"}
@@ -35,6 +39,11 @@ def test_a_viewer_sees_calls_and_flows_and_is_refused_the_rest(site: Site, page:
 def test_an_operator_controls_calls_but_does_not_change_flows(site: Site, page: Any) -> None:
     sign_in(page, site, "otto")
     assert page.text_content("#signed-in-role") == "operator"
+    page.goto(f"{site.url}/calls/CA{'0' * 32}")  # the controls are there for an operator
+    page.wait_for_selector("#end-button")
+    assert page.is_visible("#end-button")
+    page.goto(f"{site.url}/flows")
+    assert not page.is_visible("#new-flow")  # but flows stay read only
     ended = api(page, "POST", "/api/end-call", {"CallSid": "CA" + "0" * 32})
     assert ended["status"] != 403, ended  # past the role: the call is unknown here
     assert api(page, "POST", "/api/flows", {"flow": "Not An Id"})["status"] == 403
