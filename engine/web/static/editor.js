@@ -175,8 +175,13 @@
     if (!state.graph) { return; }
     state.drawn = P.graph.draw(ui.graph, state.graph);
     var svgRoot = ui.graph.querySelector("svg");
-    var box = svgRoot.viewBox.baseVal;  // a small flow is not blown up to the panel's width
-    if (box && box.width) { svgRoot.style.maxWidth = Math.round(box.width * 1.15) + "px"; svgRoot.style.margin = "0 auto"; }
+    var box = svgRoot.viewBox.baseVal;  // drawn at its own size: the panel scrolls a big flow
+    if (box && box.width) {
+      svgRoot.style.width = Math.round(box.width * 1.25) + "px";  // a little larger than the dashboard's
+      svgRoot.style.maxWidth = "none";
+      svgRoot.style.maxHeight = "none";
+      svgRoot.style.margin = "0 auto";
+    }
     var byNode = {};
     state.problems.forEach(function (p) { if (p.node) { (byNode[p.node] = byNode[p.node] || []).push(p); } });
     ui.graph.querySelectorAll("g[data-node]").forEach(function (group) {
