@@ -1,7 +1,9 @@
 """A scripted model and scripted speech, for scenario files: the `Responder` port, replayed.
 
 `ScriptedResponder` answers each model request with the next scripted entry (a reply, an exit,
-or one of the flow language's error kinds) and keeps a record of what it was asked. When the flow
+or one of the flow language's error kinds) and keeps a record of what it was asked. A `tool`
+entry before it is a call of one of the node's tools, run as a model's would be (its request
+answered by the scenario's scripted API). When the flow
 asks and nothing is scripted, it raises `Unscripted` rather than invent an answer: the webhook
 then apologises and hangs up (as for any internal failure), and the scenario runner reports the
 request it could not answer. `ScriptedVoicing` makes the next `n` spoken texts fail to
@@ -11,12 +13,15 @@ records the tts_failure edge, exactly as with a real speech outage.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from engine.flows.model import Flow, Registry
+from engine.ai.chat_stream import ToolCall
+from engine.ai.tools import MAX_TOOL_ROUNDS, ToolRunner
+from engine.flows.model import AiNode, Flow, Registry
 from engine.flows.scenarios import ModelScript
 from engine.runtime.state import AskModel, CallState, Failed, Replied, Say
 from engine.speech.voices import TwilioVoicing
@@ -44,10 +49,14 @@ class ScriptedResponder:
 
     offline = False
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 tools: ToolRunner | None = None) -> None:
         self.clock = clock
         self.queue: deque[ModelScript] = deque()
         self.asked: list[Asked] = []
+        # Runs a `tool` entry's call as the model's would be run (engine.ai.tools), its request
+        # answered by the scenario's `http` entries; None: tool entries are not run.
+        self.tools = tools
 
     def script(self, entries: Iterable[ModelScript]) -> None:
         """Answers for the coming requests, in order (tts_failure entries are for the voicing)."""
@@ -65,6 +74,19 @@ class ScriptedResponder:
                started: float) -> Replied | Failed:
         now = self.clock()
         entry = self.queue.popleft() if self.queue else None
+        node = flow.nodes.get(ask.node)
+        rounds = 0
+        while entry is not None and entry.tool is not None:
+            if rounds == MAX_TOOL_ROUNDS:
+                self.asked.append(Asked(ask.node, ask.personality, state.pending, ask.attempt,
+                                        entry))
+                return Failed(now, "ai_failure", f"the model called tools {rounds} times and "
+                                                 f"then {entry.tool} again")
+            rounds += 1
+            if self.tools is not None and isinstance(node, AiNode):
+                call = ToolCall(entry.tool, json.dumps(dict(entry.args)), f"call_{rounds}")
+                self.tools.answer(flow, node, state, {0: call}, "", None)
+            entry = self.queue.popleft() if self.queue else None
         self.asked.append(Asked(ask.node, ask.personality, state.pending, ask.attempt, entry))
         if entry is None:
             heard = f"the caller said {state.pending!r}" if state.pending is not None \

@@ -39,6 +39,7 @@ from engine.ai.scripted import (
     scripted_voicing,
 )
 from engine.ai.scripted_analysis import run_scripted_analysis
+from engine.ai.tools import ToolRunner
 from engine.authoring.relay_caller import RelayCaller
 from engine.authoring.run_errors import template_failures
 from engine.authoring.transports import LocalServer, app_transport
@@ -257,7 +258,9 @@ def make_harness(root: Path, workdir: Path, make_app: AppFactory) -> Harness:
     responder, speech, http = ScriptedResponder(clock), SpeechFailures(), ScriptedHttp()
     app = make_app(config, clock=clock, responder=responder, voicing=scripted_voicing(speech),
                    http=http)
-    return Harness(app, clock, responder, speech, token, http)
+    harness = Harness(app, clock, responder, speech, token, http)
+    responder.tools = ToolRunner(http, harness.services.recorder, clock)  # tool entries
+    return harness
 
 
 def project_with_vars(root: Path, flow_id: str, changes: Mapping[str, Any],

@@ -50,13 +50,17 @@ class ModelScript:
     error: str | None = None
     retry_after: float = 0.0
     detail: str = ""
+    tool: str | None = None  # the model calls this tool of the node, with `args`
+    args: Mapping[str, Any] = field(default_factory=frozen_mapping)
 
     def describe(self) -> str:
-        """`reply 'Hello' and exit goodbye`, `error network`: the entry as one phrase for
-        failure messages.
+        """`reply 'Hello' and exit goodbye`, `error network`, `tool find_slots`: the entry as
+        one phrase for failure messages.
         """
         if self.error:
             return f"error {self.error}"
+        if self.tool:
+            return f"tool {self.tool}"
         text = f"reply {self.reply!r}" if self.reply else ""
         return " and ".join(part for part in (text, f"exit {self.exit}" if self.exit else "")
                             if part)
@@ -228,7 +232,8 @@ def _model(raw: Any) -> tuple[ModelScript, ...]:
     return tuple(ModelScript(reply=entry.get("reply", ""), exit=entry.get("exit"),
                              error=entry.get("error"),
                              retry_after=float(entry.get("retry_after", 0.0)),
-                             detail=entry.get("detail", "")) for entry in entries)
+                             detail=entry.get("detail", ""), tool=entry.get("tool"),
+                             args=frozen_mapping(entry.get("args", {}))) for entry in entries)
 
 
 def _http(raw: Any) -> tuple[HttpScript, ...]:
@@ -339,9 +344,15 @@ def _shape(document: Document) -> Iterator[Problem]:
                                    f"this one has {' and '.join(actions)}: split it in two steps",
                                    at_key=True)
         for where, entry in _model_entries(step, path):
-            if not any(key in entry for key in ("reply", "exit", "error")):
+            if not any(key in entry for key in ("reply", "exit", "error", "tool")):
                 yield document.problem(where, f"{dotted(where)}: say what the model does: "
-                                              "reply, exit or error")
+                                              "reply, exit, tool or error")
+            if "tool" in entry and any(key in entry for key in ("reply", "exit", "error")):
+                yield document.problem(where, f"{dotted(where)}: a tool entry is the call alone; "
+                                              "script what the model says next as the next entry")
+            if "args" in entry and "tool" not in entry:
+                yield document.problem((*where, "args"), f"{dotted(where)}.args: only a `tool` "
+                                       "entry has arguments", at_key=True)
             if "error" in entry and ("reply" in entry or "exit" in entry):
                 yield document.problem(where, f"{dotted(where)}: an error entry cannot also "
                                               "reply or exit; script the reply as the next entry")
@@ -369,6 +380,8 @@ def _references(document: Document, flow: Flow) -> Iterator[Problem]:
     nodes = list(flow.nodes)
     exits = sorted({exit_.to for node in flow.nodes.values() if isinstance(node, AiNode)
                     for exit_ in node.exits})
+    tools = sorted({tool.name for node in flow.nodes.values() if isinstance(node, AiNode)
+                    for tool in node.tools})
     for index, scenario in enumerate(document.data["scenarios"]):
         for name in scenario.get("vars", {}):
             if name not in flow.vars:
@@ -390,6 +403,12 @@ def _references(document: Document, flow: Flow) -> Iterator[Problem]:
                 where = (*path, "expect", "vars", name)
                 yield document.problem(where, f"{dotted(where)}: {problem}", at_key=True)
         for where, entry in _model_entries(step, path):
+            tool = entry.get("tool")
+            if tool is not None and tool not in tools:
+                yield document.problem((*where, "tool"), f"{dotted(where)}.tool: no ai node of "
+                                       f"flow '{flow.id}' has a tool '{tool}'"
+                                       f"{did_you_mean(tool, tools)}; its tools: "
+                                       f"{', '.join(tools) or 'none'}")
             target = entry.get("exit")
             if target is None or target in exits:
                 continue

@@ -132,7 +132,7 @@ def test_schema_and_shape_problems_have_lines(project: Project) -> None:
     assert only(problems, "a step does one thing").line == line_of(text, 'press: "1"')
     assert only(problems, "not a valid regular expression").line == line_of(text, "unclosed")
     assert only(problems, "duplicate scenario name 'same'").line == 9
-    assert only(problems, "reply, exit or error").line == line_of(text, "retry_after")
+    assert only(problems, "reply, exit, tool or error").line == line_of(text, "retry_after")
     assert only(problems, "only an `error: rate_limit` entry waits")
 
 
