@@ -129,8 +129,11 @@ TOOL_SCENARIOS = dedent("""
       - name: a model looping on a tool is cut off
         steps:
           - say: monday
-            model: [{tool: find_slots, args: {day: monday}}, {tool: find_slots, args: {day: monday}},
-                    {tool: find_slots, args: {day: monday}}, {tool: find_slots, args: {day: monday}}]
+            model:
+              - {tool: find_slots, args: {day: monday}}
+              - {tool: find_slots, args: {day: monday}}
+              - {tool: find_slots, args: {day: monday}}
+              - {tool: find_slots, args: {day: monday}}
             http: [{json: []}, {json: []}, {json: []}]
             expect: {heard: Goodbye., hangup: true}
 """)
