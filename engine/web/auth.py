@@ -468,8 +468,9 @@ def login() -> WerkzeugResponse | tuple[str | Response, int]:
             return _form(LOGIN_UNAVAILABLE), 503
         if attempts > limit.attempts:
             log.warning("dashboard login refused from %s: over LOGIN_RATE_LIMIT", address)
-            record("sign-in.failed", "refused", who="", role="", method="password",
-                   reason="over LOGIN_RATE_LIMIT")
+            if attempts == limit.attempts + 1:  # once a window: a flood fills no audit log
+                record("sign-in.failed", "refused", who="", role="", method="password",
+                       reason="over LOGIN_RATE_LIMIT")
             return login_wait_page(limit.window_seconds)
     given = request.form.get("password", "")
     expected = services().dashboard_password

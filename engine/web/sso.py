@@ -45,7 +45,14 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from engine.settings import Settings
 from engine.web.audit import record
-from engine.web.auth import SSO, start_session
+from engine.web.auth import (
+    LOGIN_LIMIT,
+    SSO,
+    LoginLimit,
+    count_login_attempt,
+    restart_login_count,
+    start_session,
+)
 from engine.web.roles import Role, parse_role
 from engine.web.services import services
 
@@ -196,9 +203,38 @@ def start() -> WerkzeugResponse | tuple[str, int]:
         return cast(WerkzeugResponse,
                     found.client.authorize_redirect(_external("sso.callback")))
     except Exception as error:  # discovery failed: the provider is down or not one
+        waiting = _over_limit()  # counted only then: each such refusal is an audit entry
+        if waiting is not None:
+            return waiting
         return _refused(Refused(f"the provider did not answer ({type(error).__name__})",
                                 "The sign-in provider did not answer. Please try again "
                                 "shortly.", 503))
+
+
+def _over_limit() -> tuple[str, int] | None:
+    """A callback counts as a sign-in attempt (LOGIN_RATE_LIMIT, per client address, shared
+    with the password's): over the limit, a page saying to wait (429), recorded once a window,
+    so that made-up callbacks fill neither the provider's logs nor the audit log."""
+    limit: LoginLimit | None = current_app.extensions.get(LOGIN_LIMIT)
+    if limit is None:
+        return None
+    address = request.remote_addr or ""
+    try:
+        attempts = count_login_attempt(services().store, address, limit.window_seconds)
+    except Exception:  # no count, no sign-in: the limit must hold
+        log.warning("sign-in not checked: the store did not count it", exc_info=True)
+        return render_template("refused.html", title="Sign-in refused", message="Signing in "
+                               "is not possible right now. Please try again shortly.",
+                               status=503), 503
+    if attempts <= limit.attempts:
+        return None
+    if attempts == limit.attempts + 1:
+        record("sign-in.failed", "refused", who="", role="", method="oidc",
+               reason="over LOGIN_RATE_LIMIT")
+    log.warning("sign-in with OpenID Connect refused from %s: over LOGIN_RATE_LIMIT", address)
+    return render_template("refused.html", title="Sign-in refused", message="Too many sign-in "
+                           "attempts from your address. Please wait a minute, then try again.",
+                           status=429), 429
 
 
 def _token(found: Sso) -> Mapping[str, Any]:
@@ -239,6 +275,9 @@ def callback() -> WerkzeugResponse | tuple[str, int]:
         return render_template("refused.html", title="Not available",
                                message="Signing in with a company account is not set up "
                                        "here.", status=404), 404
+    waiting = _over_limit()
+    if waiting is not None:
+        return waiting
     if request.args.get("error"):
         return _refused(Refused(f"the provider answered {request.args['error'][:60]}",
                                 "The sign-in provider did not sign you in."))
@@ -252,6 +291,12 @@ def callback() -> WerkzeugResponse | tuple[str, int]:
     except Refused as error:
         return _refused(error, who)
     target = _safe_next(session.get(NEXT_KEY))
+    if current_app.extensions.get(LOGIN_LIMIT) is not None:
+        try:
+            restart_login_count(services().store, request.remote_addr or "")
+        except Exception:
+            log.warning("the sign-in count of %s was not started over", request.remote_addr,
+                        exc_info=True)
     start_session(who, role, sso=True)
     record("sign-in", method="oidc", subject=str(claims.get("sub", ""))[:100],
            role_from=found.config.roles_claim if found.config.roles_claim in claims

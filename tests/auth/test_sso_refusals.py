@@ -139,3 +139,16 @@ def test_a_provider_that_does_not_answer_is_a_page_saying_so(
     page.click("form.login button[type=submit]")
     page.wait_for_url(f"{site.url}/")
     assert page.text_content("#signed-in-role") == "admin"
+
+
+def test_callbacks_count_against_the_sign_in_limit(make_site: Any) -> None:
+    site = make_site(provider=False, OIDC_ISSUER="http://localhost:9", OIDC_CLIENT_ID=CLIENT_ID,
+                     OIDC_CLIENT_SECRET="secret", LOGIN_RATE_LIMIT="2/minute")
+    client = site.app.test_client()
+    answers = [client.get("/login/sso/callback?code=made-up&state=made-up").status_code
+               for _ in range(4)]
+    assert answers == [401, 401, 429, 429]
+    reasons = [entry.what["reason"] for entry in site.audit("sign-in.failed")]
+    assert reasons == ["over LOGIN_RATE_LIMIT", "state unknown or already used",
+                       "state unknown or already used"]  # newest first; the flood once
+    assert client.get("/login/sso").status_code == 429  # a provider down: counted there too
