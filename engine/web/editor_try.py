@@ -9,7 +9,7 @@ text}`, `{action: press, digits}`, `silence`, `dial` (`status`: completed, busy,
 and whether it ended.
 
 Between moves the simulated caller is kept in the store (engine/editor/page_calls.py), so any
-server process can take the next move; it expires an hour after its last one.
+server process can take the next move; it expires as a streamed reply does.
 
 `POST /api/flows/<id>/scenarios` runs `flows/<id>.test.yaml` as `flask flows test` does and
 answers each scenario's result and the flow's edge coverage (edge ids taken and never taken).

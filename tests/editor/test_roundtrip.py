@@ -37,11 +37,28 @@ def test_the_same_data_gives_the_same_text_byte_for_byte(path: Path) -> None:
 def test_one_changed_value_changes_one_line_and_reads_back(path: Path) -> None:
     text = path.read_text()
     data = _data(text)
-    first = next(iter(data["nodes"]))
-    field = "text" if "text" in data["nodes"][first] else "prompt"
-    data["nodes"][first][field] = "A changed line."
+    lines = text.splitlines()
+    # The first text a node writes on one line of its own: `    text: ...`, or one language's
+    # `      en-US: ...` of a text given in several.
+    candidates = []
+    for node in data["nodes"].values():
+        for field in ("text", "prompt", "announce", "instructions"):
+            value = node.get(field)
+            if isinstance(value, str) and f"    {field}: {value}" in lines:
+                candidates.append((node, field, None, f"    {field}: A changed line."))
+            elif isinstance(value, dict):
+                for language, said in value.items():
+                    if f"      {language}: {said}" in lines:
+                        candidates.append((node, field, language,
+                                           f"      {language}: A changed line."))
+    assert candidates, "no one-line text to change"
+    node, field, language, expected = candidates[0]
+    if language is None:
+        node[field] = "A changed line."
+    else:
+        node[field][language] = "A changed line."
     changed = apply_data(text, data)
-    assert _changed_lines(text, changed) == [f"    {field}: A changed line."]
+    assert _changed_lines(text, changed) == [expected]
     assert len(changed.splitlines()) == len(text.splitlines())
     assert _data(changed) == data
 
