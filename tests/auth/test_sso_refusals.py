@@ -152,3 +152,12 @@ def test_callbacks_count_against_the_sign_in_limit(make_site: Any) -> None:
     assert reasons == ["over LOGIN_RATE_LIMIT", "state unknown or already used",
                        "state unknown or already used"]  # newest first; the flood once
     assert client.get("/login/sso").status_code == 429  # a provider down: counted there too
+
+
+def test_a_provider_gone_before_the_code_is_exchanged_is_a_page_saying_so(
+        site: Site, page: Any, caplog: pytest.LogCaptureFixture) -> None:
+    assert site.provider is not None
+    site.provider.mode("token-down")  # signing in works; the token endpoint drops the line
+    reach_callback(page, site, "otto")
+    assert "did not answer" in page.text_content("#refused-message")
+    refused_here(page, site, caplog, r"the provider did not answer \(ConnectionError\)")

@@ -15,6 +15,7 @@
 //   forged          another user, an admin, with the original signature kept
 //   unknown-key     signed with a key the provider never published
 //   rotated         signed with a new key that /jwks publishes from now on (a key rotation)
+//   token-down      the token endpoint drops every connection (a provider gone mid-sign-in)
 import { randomBytes } from 'node:crypto';
 
 import * as jose from 'jose';
@@ -133,6 +134,10 @@ provider.use(async (ctx, next) => {
   }
   if (ctx.path === '/_test/served' && ctx.method === 'GET') {
     ctx.body = { mode, served };
+    return;
+  }
+  if (ctx.path === '/token' && mode === 'token-down') {
+    ctx.req.socket.destroy();
     return;
   }
   await next();
