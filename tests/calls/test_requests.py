@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +23,14 @@ def until(condition: Callable[..., bool], timeout: float = 5.0) -> None:
 
 
 class Answering:
-    """A port that answers every request at once with the URL it was sent to."""
+    """A port that answers every request with the URL it was sent to, once `go` is set."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.go.set()
 
     def send(self, request: HttpRequest, deadline: float | None = None) -> HttpAnswer:
+        assert self.go.wait(5)
         return HttpAnswer(200, {"url": request.url},
                           Exchange(request.method, request.url, 200, 0.1, 10))
 
@@ -34,11 +40,14 @@ def test_answers_nobody_came_back_for_are_forgotten_but_stay_in_the_store(
     monkeypatch.setattr(requests_module, "MAX_KEPT", 4)
     store = open_store(f"sqlite:///{tmp_path / 's.db'}")
     try:
-        requests = Requests(Answering(), store)
+        port = Answering()
+        requests = Requests(port, store)
         for number in range(6):
-            # No patience: the webhook answers at once and nobody comes back for the answer.
+            # The answer comes after the webhook has answered, and nobody comes back for it.
             key = f"k{number}"
-            requests.start(key, HttpRequest("GET", f"https://x/{number}"), 0.0)
+            port.go.clear()
+            assert requests.start(key, HttpRequest("GET", f"https://x/{number}"), 0.0) is None
+            port.go.set()
             until(lambda key=key: store.get_blob(REQUEST_BLOB.format(key=key)) is not None
                   and requests._done[key].is_set())
         assert 0 < len(requests._done) <= 4
