@@ -185,3 +185,17 @@ def test_a_model_looping_on_a_tool_is_cut_off(
     # The model never answered in words: the node's ai_failure strategy speaks for it.
     assert heard_text(app, double, c)[-2:] == ["Sorry, I can't check that right now.",
                                                "Goodbye."]
+
+
+def test_words_before_a_tool_call_are_spoken_and_the_answer_follows(
+        app: Flask, phone: Phone, double: OpenAIDouble, api: Api) -> None:
+    api.routes["/slots"] = answer(200, SLOTS)
+    double.chat(ToolCall("find_slots", '{"day": "tuesday"}', text="Let me check."),
+                Text("Tuesday at 2pm is free."))
+    c = phone().start()
+    mark = len(c.heard)
+    c.say("tuesday?")
+    assert heard_since(app, double, c, mark) == "Let me check. Tuesday at 2pm is free."
+    assert [seen.path for seen in api.seen] == ["/slots?day=tuesday"]
+    said = [e["text"] for e in events(app, c.call_sid, "call.response")]
+    assert " ".join(said) == "Let me check. Tuesday at 2pm is free."
