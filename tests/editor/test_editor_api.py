@@ -423,3 +423,14 @@ def test_a_viewer_reads_and_checks_flows_but_saves_nothing(app: Flask, project: 
         assert client.open(url, method=method, json=body, headers=headers).status_code == 403
     assert (project / "flows" / "receptionist.yaml").read_text() == original
     assert not (project / "flows" / "side_line.yaml").exists()
+
+
+def test_a_problem_is_on_the_node_it_lies_in_and_on_no_node_outside_them(project: Path) -> None:
+    doubled = template_text("menu", "shop").replace("  sales:\n    type: say\n",
+                                                    "  sales:\n    type: say\n    type: say\n")
+    [problem] = check_text(project, "shop", doubled).problems
+    assert problem.node == "sales" and "duplicate key 'type'" in problem.problem.message
+    assert problem.problem.line == _line_of(doubled, "  sales:") + 2
+    misnamed = template_text("menu", "shop").replace("start: menu", "start: menuu")
+    [problem] = check_text(project, "shop", misnamed).problems
+    assert problem.node is None and problem.problem.line == _line_of(misnamed, "start: menuu")
