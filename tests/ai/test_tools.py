@@ -191,11 +191,12 @@ def test_words_before_a_tool_call_are_spoken_and_the_answer_follows(
         app: Flask, phone: Phone, double: OpenAIDouble, api: Api) -> None:
     api.routes["/slots"] = answer(200, SLOTS)
     double.chat(ToolCall("find_slots", '{"day": "tuesday"}', text="Let me check."),
-                Text("Tuesday at 2pm is free."))
+                Text("Tuesday at 2pm is free.", tokens_per_second=10))
     c = phone().start()
     mark = len(c.heard)
     c.say("tuesday?")
     assert heard_since(app, double, c, mark) == "Let me check. Tuesday at 2pm is free."
     assert [seen.path for seen in api.seen] == ["/slots?day=tuesday"]
-    said = [e["text"] for e in events(app, c.call_sid, "call.response")]
-    assert " ".join(said) == "Let me check. Tuesday at 2pm is free."
+    # The first sentence was said while the rest was still coming; the continuation said it.
+    said = [(e["text"], e["final"]) for e in events(app, c.call_sid, "call.response")]
+    assert said == [("Let me check.", False), ("Tuesday at 2pm is free.", True)]
