@@ -597,10 +597,28 @@ def http_requests(context: FlowContext) -> Iterator[Problem]:
                                        f"JSON Schema: {error.message}")
 
 
+def http_error_loops(context: FlowContext) -> Iterator[Problem]:
+    """An error for every http node whose error edge leads back to it through nodes that wait
+    for nothing (say, switch, http): with the API down the call would go round that loop, one
+    request and one line after another, for as long as the caller stays on the line."""
+    flow = context.flow
+    passing = [edge for edge in flow.edges
+               if isinstance(flow.nodes.get(edge.source), SayNode | SwitchNode | HttpNode)]
+    for edge in flow.edges:
+        if edge.kind != "error:http" or edge.strategy or edge.target not in flow.nodes:
+            continue
+        if edge.source in _reachable(flow, passing, edge.target):
+            yield context.at_edge(edge, f"nodes.{edge.source}.on_error.http.then: leads back to "
+                                        f"'{edge.source}' without the caller being asked "
+                                        f"anything, so an API that stays down keeps the call in "
+                                        f"that loop; use `retry` for another try, and lead "
+                                        f"`then` to a node that listens, transfers or hangs up")
+
+
 FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
     unknown_targets, unknown_personalities, unreachable_nodes, dead_ends,
     unbounded_no_input_loops, ai_error_edges, templates, transfer_targets, time_zone,
-    analysis_fields, http_requests,
+    analysis_fields, http_requests, http_error_loops,
 )
 
 

@@ -125,3 +125,19 @@ def test_tool_parameters_and_names(project: Project) -> None:
     text = FLOW.replace("optional: [name]", "optional: [nmae]")
     [problem] = flow_problems(project, text)
     assert "'nmae' is not one of its parameters" in problem.message
+
+
+def test_an_error_edge_back_to_its_node_through_nodes_that_do_not_wait(project: Project) -> None:
+    text = FLOW.replace("on_error: {http: {retry: 1, then: bye}}",
+                        "on_error: {http: {retry: 1, then: again}}").replace(
+        "  bye: {type: hangup, text: Goodbye.}",
+        "  again: {type: say, text: Let me try again., next: check}\n"
+        "  bye: {type: hangup, text: Goodbye.}")
+    [problem] = flow_problems(project, text)
+    assert problem.line == line_of(text, "then: again")
+    assert problem.message.startswith("nodes.check.on_error.http.then: leads back to 'check' "
+                                      "without the caller being asked anything")
+    # Through a node that listens, the caller bounds the loop.
+    text = text.replace("  again: {type: say, text: Let me try again., next: check}",
+                        "  again: {type: gather, prompt: \"Shall I try again?\", next: check}")
+    assert flow_problems(project, text) == []
