@@ -77,6 +77,9 @@ class ConnectRelay:
     hints: tuple[str, ...] = ()
     tts_provider: str | None = None
     voice: str | None = None
+    # Every language the session may switch to (a flow with `languages`): code, ttsProvider
+    # and voice (None: Twilio's defaults), drawn as <Language> elements.
+    languages: tuple[tuple[str, str | None, str | None], ...] = ()
 
 
 Spoken = SayWith | PlayAudio | Pause | Listen | Dial | Record | Hangup | Continue | ConnectRelay
@@ -132,7 +135,10 @@ def _relay(response: VoiceResponse, relay: ConnectRelay, callbacks: Callbacks) -
     if relay.greeting:
         options["welcome_greeting"] = clip(relay.greeting)
     connect = response.connect(action=callbacks.relay_done, method="POST")
-    connect.conversation_relay(**options)
+    session = connect.conversation_relay(**options)
+    for code, provider, voice in relay.languages:
+        voiced = {"tts_provider": provider, "voice": voice} if provider and voice else {}
+        session.language(code=code, **voiced)
 
 
 def render(actions: Sequence[Spoken], callbacks: Callbacks) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.flows.languages import language_name, primary
 from engine.flows.model import AiNode, Flow, Personality
 from engine.runtime.state import CallState
 from engine.runtime.templates import render
@@ -32,11 +33,19 @@ def system_prompt(flow: Flow, node: AiNode, personality: Personality,
                   context: dict[str, Any]) -> str:
     """The system message: the personality's prompt (rendered over the flow's vars), the phone
     rules with its `max_sentences`, the node's instructions (rendered over `context`, the call's
-    template values) and the exits' conditions. A template that fails to render raises."""
+    template values), the language to answer in (the call's `language`, for a flow of several
+    languages or one not in English) and the exits' conditions. A template that fails to
+    render raises."""
     parts = [render(personality.system_prompt, {"vars": dict(flow.vars)}).strip(),
              PHONE_RULES.format(max_sentences=personality.style.max_sentences)]
     if node.instructions:
         parts.append("On this part of the call:\n" + render(node.instructions, context).strip())
+    language = context.get("language") or flow.language
+    if flow.languages or primary(language) != "en":
+        # The caller hears the call in one language; a reply in another would be read
+        # aloud by a voice of the wrong language.
+        parts.append(f"Speak {language_name(language)} on this call: write every reply in "
+                     f"it, whatever language the examples or earlier lines are in.")
     if node.exits:
         listed = "\n".join(f"- {exit_.to}: {exit_.description}" for exit_ in node.exits)
         parts.append("Call a function when, and only when, its condition is met:\n" + listed)

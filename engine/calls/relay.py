@@ -246,7 +246,8 @@ class RelayTurns:
             events.append(NewEvent("call.timing", {"node": call.node.id, "transport": "relay",
                                                    **event.timings, "offline": event.offline}))
         converse = Converse(call.node.id, new_state.call_sid, new_state.personality,
-                            flow.language, call.node.hints)
+                            new_state.language or flow.language, call.node.hints,
+                            languages=flow.languages)
         answer = render([connect_relay(converse, call.pinned.registry)],
                         service.urls.for_step(new_state.step))
         try:

@@ -38,7 +38,8 @@ STATE_NAMES = ("personality", "status", "silences", "pending")
 """Call state fields an `expect.vars` name may read besides the template context."""
 
 CONTEXT_NAMES = ("speech", "digits", "confidence", "caller", "vars", "turn", "now", "node",
-                 "call", "sentiment", "sentiment_avg", "sentiment_trend", *STATE_NAMES)
+                 "call", "sentiment", "sentiment_avg", "sentiment_trend", "language",
+                 "detected_language", *STATE_NAMES)
 
 
 @dataclass(frozen=True)

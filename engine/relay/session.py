@@ -61,6 +61,7 @@ from engine.runtime.state import (
     Action,
     AskModel,
     Converse,
+    Emit,
     Event,
     Failed,
     Heard,
@@ -317,7 +318,12 @@ class RelaySession:
         ask: AskModel | None = None
         said: list[str] = []
         for action in turn.actions:
-            if isinstance(action, Say) and not isinstance(event, Replied):
+            if isinstance(action, Emit) and action.name == "call.language":
+                # A route switched the call's language: Twilio speaks and hears it from now.
+                language = action.data["language"]
+                self.send({"type": "language", "ttsLanguage": language,
+                           "transcriptionLanguage": language})
+            elif isinstance(action, Say) and not isinstance(event, Replied):
                 self._text(action.text, last=True)  # a reprompt: the reply's own was streamed
                 said.append(action.text)
             elif isinstance(action, Converse) and action.greeting:

@@ -431,6 +431,7 @@ class Converse:
     language: str
     hints: tuple[str, ...] = ()
     greeting: str = ""
+    languages: tuple[str, ...] = ()  # a flow of several: every one the session may switch to
 
 
 @dataclass(frozen=True)

@@ -402,7 +402,8 @@ class _Run:
     def converse(self, node: AiNode, greeting: str = "") -> None:
         """Hold the node's conversation over ConversationRelay (a relay ai node's Listen)."""
         self.actions.append(Converse(node.id, self.state.call_sid, self.personality(),
-                                     self.language(), node.hints, greeting))
+                                     self.language(), node.hints, greeting,
+                                     self.flow.languages))
 
     def listen(self, node: GatherNode | AiNode) -> None:
         if isinstance(node, AiNode) and node.conversation == "relay" and not self.relay_lost():

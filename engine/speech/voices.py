@@ -44,11 +44,12 @@ class TwilioVoicing:
         self.failures.append(SpeechFailure(kind, detail, say.node))
 
     def twilio(self, say: Say) -> SayWith:
-        """`say` as a Twilio `<Say>` in its personality's Twilio voice (`DEFAULT_TWILIO_VOICE`
-        when the personality is unknown).
+        """`say` as a Twilio `<Say>` in its personality's Twilio voice for its language
+        (`DEFAULT_TWILIO_VOICE` when the personality is unknown).
         """
         personality = self.registry.personalities.get(say.personality)
-        voice = personality.voice.twilio if personality else DEFAULT_TWILIO_VOICE
+        voice = personality.voice.for_language(say.language).twilio if personality \
+            else DEFAULT_TWILIO_VOICE
         return SayWith(say.text, voice, say.language)
 
     def __call__(self, say: Say) -> SayWith | PlayAudio:
@@ -66,7 +67,8 @@ class SpeechVoicing(TwilioVoicing):
 
     def __call__(self, say: Say) -> SayWith | PlayAudio:
         personality = self.registry.personalities.get(say.personality)
-        voice = personality.voice.openai if personality else None
+        # The voice for the text's language: the audio cache is keyed by it with the text.
+        voice = personality.voice.for_language(say.language).openai if personality else None
         if say.twilio_voice or voice is None or self.synthesizer is None or self.cache is None:
             return self.twilio(say)
         key = audio_key(say.text, voice)

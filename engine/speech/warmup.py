@@ -38,29 +38,32 @@ class WarmupReport:
 def static_texts(registry: Registry) -> list[tuple[str, OpenAIVoice]]:
     """Every distinct (text, OpenAI voice) a call of `registry` may speak that is fixed once
     the flow's vars are known, as rendered: say texts, prompts, openings (not `ai`),
-    announcements, goodbyes and reprompts of nodes whose personality has an OpenAI voice.
-    Texts that fail to render with `vars` alone (they read the call) are left out.
+    announcements, goodbyes and reprompts of nodes whose personality has an OpenAI voice, in
+    each of the flow's languages with the personality's voice for that language. Texts that
+    fail to render with `vars` and `language` alone (they read the call) are left out.
     """
     found: dict[tuple[str, OpenAIVoice], None] = {}
     for flow in registry.flows.values():
-        context = {"vars": dict(flow.vars)}
-        for node in flow.nodes.values():
-            personality = registry.personalities.get(node.personality or flow.personality)
-            if personality is None or personality.voice.openai is None:
-                continue
-            texts = [getattr(node, name, None) for name in node.speaks]
-            no_input = getattr(node, "no_input", None)
-            if no_input is not None:
-                texts += list(no_input.reprompt)
-            for text in texts:
-                if not text or text == "ai":
+        for language in flow.spoken_languages():
+            context = {"vars": dict(flow.vars), "language": language}
+            for node in flow.nodes.values():
+                personality = registry.personalities.get(node.personality or flow.personality)
+                voice = personality.voice.for_language(language).openai if personality else None
+                if voice is None:
                     continue
-                try:
-                    spoken = render(text, context).strip()
-                except Exception:  # reads the caller or the clock: not static
-                    continue
-                if spoken:
-                    found[(spoken, personality.voice.openai)] = None
+                texts = [getattr(node, name, None) for name in node.speaks]
+                no_input = getattr(node, "no_input", None)
+                if no_input is not None:
+                    texts += list(no_input.reprompt)
+                for text in texts:
+                    if not text or text == "ai":
+                        continue
+                    try:
+                        spoken = render(flow.text_in(text, language), context).strip()
+                    except Exception:  # reads the caller or the clock: not static
+                        continue
+                    if spoken:
+                        found[(spoken, voice)] = None
     return list(found)
 
 

@@ -25,8 +25,9 @@ def test_the_loaded_set(make_app: Callable[..., Flask]) -> None:
     library = app.extensions["phoney"].library
     assert listing["loaded_at"] and listing["refused"] is None
     assert [flow["id"] for flow in listing["flows"]] == ["after_hours", "concierge",
-                                                         "receptionist", "support_triage"]
-    receptionist = listing["flows"][2]
+                                                         "family_clinic", "receptionist",
+                                                         "support_triage"]
+    receptionist = listing["flows"][3]
     assert receptionist == {
         "id": "receptionist", "description": library.live.flows["receptionist"].description,
         "version": library.live.versions["receptionist"], "numbers": ["+15550001000"],

@@ -231,7 +231,8 @@ def test_invalid_scenario_files_are_reported_not_run(
 def test_the_bundled_flows_are_fully_covered(make_app: Callable[..., Flask]) -> None:
     result = run(make_app(ROOT), "--min-coverage", "100")
     assert result.exit_code == 0, result.output
-    for flow_id in ("receptionist", "after_hours", "support_triage", "concierge"):
+    for flow_id in ("receptionist", "after_hours", "support_triage", "concierge",
+                    "family_clinic"):
         assert f"{flow_id}: " in result.output and "(100%)" in result.output
     assert "FAIL" not in result.output
 

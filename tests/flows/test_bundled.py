@@ -24,7 +24,7 @@ from engine.web.app import create_app
 from tests.flows.conftest import line_of
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_FLOWS = ("after_hours", "concierge", "receptionist", "support_triage")
+BUNDLED_FLOWS = ("after_hours", "concierge", "family_clinic", "receptionist", "support_triage")
 BUNDLED_PERSONALITIES = ("friendly", "professional", "witty", "zen")
 
 
@@ -361,5 +361,5 @@ def test_export_refuses_an_unknown_flow(copy: Path) -> None:
     app = create_app({"PROJECT_ROOT": str(copy), "STORE_URL": f"sqlite:///{copy / 's.db'}"})
     result = app.test_cli_runner().invoke(args=["flows", "export", "nope"])
     assert result.exit_code == 1
-    assert ("unknown flow 'nope'; known flows: after_hours, concierge, receptionist, "
-            "support_triage") in result.output
+    assert ("unknown flow 'nope'; known flows: after_hours, concierge, family_clinic, "
+            "receptionist, support_triage") in result.output
