@@ -802,6 +802,7 @@
   byId("scenarios-run").addEventListener("click", function () {
     ui.scenariosSummary.textContent = "running…";
     P.clear(ui.scenariosLog);
+    if (dirty()) { ui.scenariosLog.appendChild(el("div", { className: "muted" }, "(the saved version runs: save to test your changes)")); }
     api("/api/flows/" + encodeURIComponent(flowId) + "/scenarios", { method: "POST", body: {} })
       .then(function (answer) {
         (answer.results || []).forEach(function (result) {
