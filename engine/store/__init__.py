@@ -1,10 +1,14 @@
 """Where calls live: the `CallStore` port, its backends, and `open_store(STORE_URL)`."""
 
 from engine.store.base import (
+    ALL_CALLS,
     LIVE_AT_MOST,
+    MAX_SEARCH,
     AuditEntry,
+    CallQuery,
     CallStore,
     CallSummary,
+    Cursor,
     LinesBusy,
     LiveCeiling,
     Lookup,
@@ -21,10 +25,14 @@ from engine.store.secret_files import SecretKeeper, secret_keeper
 from engine.store.sqlite import SQLiteStore
 
 __all__ = [
+    "ALL_CALLS",
     "LIVE_AT_MOST",
+    "MAX_SEARCH",
     "AuditEntry",
+    "CallQuery",
     "CallStore",
     "CallSummary",
+    "Cursor",
     "EncryptedStore",
     "Keyring",
     "LinesBusy",

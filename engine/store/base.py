@@ -54,10 +54,66 @@ class CallSummary:
     updated_at: float
     ended_at: float | None  # None until the call ends
     duration: int | None  # seconds, from the status callback; None until it says
+    # Kept by the store when the call ends, is analysed or is marked as a test call
+    # (`engine.runtime.outcome.call_facts`), so the list filters on them in one query.
+    outcome: str | None = None  # transferred, voicemail, resolved, abandoned, failed; None: live
+    mood: float | None = None  # the average sentiment of the caller's utterances
+    summary: str = ""  # the analysis summary, shortened
+    test: str | None = None  # what made a test call, else None
 
     def as_json(self) -> dict[str, Any]:
         """The summary as a JSON-ready dict of its fields."""
         return dict(self.__dict__)
+
+    def cursor(self) -> Cursor:
+        """Where a listing that ended with this call goes on from (`CallQuery.before`)."""
+        return Cursor(self.updated_at, self.started_at, self.call_sid)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A place in `list_calls`' order: the calls listed after the call it was taken from."""
+
+    updated_at: float
+    started_at: float
+    call_sid: str
+
+
+TRANSCRIPT_EVENTS = frozenset({"call.transcript", "call.say", "call.response"})
+"""The events a transcript search reads: the caller's `speech`, the agent's `text`."""
+
+MAX_SEARCH = 200
+"""Characters of a transcript search a store looks for at most (longer text is refused by the
+API before it reaches the store)."""
+
+
+@dataclass(frozen=True)
+class CallQuery:
+    """What `list_calls` lists: every field narrows the list; the defaults list every call that
+    is not a test call. Dates are of the call's start (epoch seconds, `since` included, `until`
+    excluded); `text` is a case-insensitive search of the transcript (the caller's and the
+    agent's words); `before` continues a listing after its last call."""
+
+    since: float | None = None
+    until: float | None = None
+    flow: str | None = None
+    outcome: str | None = None
+    text: str = ""
+    include_test: bool = False
+    before: Cursor | None = None
+
+    def admits(self, call: CallSummary) -> bool:
+        """True when `call` passes every filter but `text` and `before` (which need the store's
+        events and order): for backends that filter in code."""
+        return ((self.since is None or call.started_at >= self.since)
+                and (self.until is None or call.started_at < self.until)
+                and (self.flow is None or call.flow_id == self.flow)
+                and (self.outcome is None or call.outcome == self.outcome)
+                and (self.include_test or call.test is None))
+
+
+ALL_CALLS = CallQuery(include_test=True)
+"""The query of `list_calls` without one: every call, test calls included."""
 
 
 @dataclass(frozen=True)
@@ -223,8 +279,11 @@ class CallStore(Protocol):
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         """The status callback's final word: status and duration, whatever the state says."""
 
-    def list_calls(self, limit: int = 50) -> list[CallSummary]:
-        """Most recently updated first."""
+    def list_calls(self, limit: int = 50, query: CallQuery = ALL_CALLS) -> list[CallSummary]:
+        """The calls `query` admits, at most `limit`, most recently updated first (ties: the
+        later started first, then the larger sid; Redis: the larger sid). Dates, flow, outcome
+        and test are filtered by the store's own index or summary rows; `query.text` reads the
+        calls' transcript events (cost: see docs/dashboard.md)."""
 
     def get_call(self, call_sid: str) -> CallSummary | None:
         """The call's summary; None for a call not stored (or expired)."""

@@ -45,7 +45,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.runtime.state import Caller, CallState
 from engine.store.base import (
+    ALL_CALLS,
+    MAX_SEARCH,
+    TRANSCRIPT_EVENTS,
     AuditEntry,
+    CallQuery,
     CallStore,
     CallSummary,
     LiveCeiling,
@@ -62,6 +66,8 @@ MARK = "enc:"
 MARK_BYTES = MARK.encode()
 SENSITIVE_EVENT_FIELDS = frozenset({"speech", "text", "digits", "caller", "to", "url"})
 ENCRYPTED_BLOB_PREFIXES = ("stream:", "audio:", "dashboard:", "flask:")
+SEARCH_BATCH = 100
+"""Calls a transcript search of encrypted calls decrypts the events of, a round."""
 UNREADABLE = "[unreadable: encrypted with a key that is not in ENCRYPTION_KEY]"
 
 _SALT = b"phoney ENCRYPTION_KEY v1"  # fixed: the same passphrase must give the same key
@@ -239,8 +245,41 @@ class EncryptedStore:
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         self.inner.close_call(call_sid, status, duration, at)
 
-    def list_calls(self, limit: int = 50) -> list[CallSummary]:
-        return [self._open_summary(summary) for summary in self.inner.list_calls(limit)]
+    def list_calls(self, limit: int = 50, query: CallQuery = ALL_CALLS) -> list[CallSummary]:
+        """The backend filters all but `query.text`, which it cannot read: that search decrypts
+        the events of the calls the other filters leave, SEARCH_BATCH calls a round, here."""
+        if not query.text or limit <= 0:
+            return [self._open_summary(summary)
+                    for summary in self.inner.list_calls(limit, query)]
+        text = query.text[:MAX_SEARCH].casefold()
+        found: list[CallSummary] = []
+        page = dataclasses.replace(query, text="")
+        while len(found) < limit:
+            batch = self.inner.list_calls(SEARCH_BATCH, page)
+            for summary in batch:
+                if self._transcript_has(summary.call_sid, text):
+                    found.append(self._open_summary(summary))
+                    if len(found) == limit:
+                        break
+            if len(batch) < SEARCH_BATCH:
+                break
+            page = dataclasses.replace(page, before=batch[-1].cursor())
+        return found
+
+    def _transcript_has(self, call_sid: str, needle: str) -> bool:
+        after = 0
+        while True:
+            events = self.inner.events_after(after, call_sid, limit=500)
+            for event in events:
+                if event.name not in TRANSCRIPT_EVENTS:
+                    continue
+                spoken = self._open_event(event).data
+                said = spoken.get("speech") or spoken.get("text") or ""
+                if isinstance(said, str) and needle in said.casefold():
+                    return True
+            if len(events) < 500:
+                return False
+            after = events[-1].id
 
     def get_call(self, call_sid: str) -> CallSummary | None:
         summary = self.inner.get_call(call_sid)

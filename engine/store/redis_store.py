@@ -68,10 +68,15 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from engine.runtime.outcome import FACT_EVENTS, REFRESH_EVENTS, call_facts
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
+    ALL_CALLS,
     LIVE_AT_MOST,
+    MAX_SEARCH,
+    TRANSCRIPT_EVENTS,
     AuditEntry,
+    CallQuery,
     CallSummary,
     LinesBusy,
     LiveCeiling,
@@ -308,6 +313,14 @@ if ARGV[1] ~= '1' then
 end
 return #ARGV - 1
 """
+_SET_FACTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'outcome', ARGV[1], 'mood', ARGV[2], 'summary', ARGV[3],
+           'test', ARGV[4])
+return 1
+"""
+# Only on a summary still stored: a refresh racing `prune` must not leave half a summary.
+
 _RECORD_AUDIT = """
 local id = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[1], id, string.sub(ARGV[1], 1, -2) .. ',"id":' .. id .. '}')
@@ -396,7 +409,29 @@ def _summary(raw: Mapping[bytes | str, bytes | str]) -> CallSummary:
         personality=get("personality"), started_at=float(get("started_at")),
         updated_at=float(get("updated_at")),
         ended_at=None if ended_at is None else float(ended_at),
-        duration=None if duration is None else int(duration))
+        duration=None if duration is None else int(duration),
+        outcome=fields.get("outcome") or None,
+        mood=float(fields["mood"]) if fields.get("mood") else None,
+        summary=fields.get("summary", ""), test=fields.get("test") or None)
+
+
+def _refreshes(events: Sequence[NewEvent]) -> bool:
+    return any(event.name in REFRESH_EVENTS for event in events)
+
+
+LIST_BATCH = 200
+"""Summaries one round trip of a filtered `list_calls` reads."""
+
+
+def _transcript_has(events: Sequence[StoredEvent], text: str) -> bool:
+    """True when a transcript line of `events` contains `text`, case-insensitively."""
+    needle = text.casefold()
+    for event in events:
+        if event.name in TRANSCRIPT_EVENTS:
+            spoken = event.data.get("speech") or event.data.get("text") or ""
+            if isinstance(spoken, str) and needle in spoken.casefold():
+                return True
+    return False
 
 
 def _event(member: bytes | str) -> StoredEvent:
@@ -455,6 +490,7 @@ class RedisStore:
         self._prune_call = self.client.register_script(_PRUNE_CALL)
         self._prune_orphans = self.client.register_script(_PRUNE_ORPHANS)
         self._record_audit = self.client.register_script(_RECORD_AUDIT)
+        self._set_facts = self.client.register_script(_SET_FACTS)
 
     @staticmethod
     def _ttl(given: float | Literal[_From.URL] | None, own: Mapping[str, str], name: str,
@@ -513,6 +549,8 @@ class RedisStore:
             keys=keys, args=[*args, *self._event_bodies(state.call_sid, events, at)])
         if outcome != b"ok":
             raise StepConflict(_text(outcome))
+        if state.ended or state.status in FINAL_STATUSES or _refreshes(events):
+            self._refresh_facts(state.call_sid)
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
                         response: str, at: float, quota: Quota | None,
@@ -558,6 +596,8 @@ class RedisStore:
             return
         self._record_events(keys=self._event_keys(call_sid),
                             args=self._event_bodies(call_sid, events, at))
+        if _refreshes(events):
+            self._refresh_facts(call_sid)
 
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         """Final statuses end the call for good; any other status only updates the status."""
@@ -566,15 +606,73 @@ class RedisStore:
             args=[call_sid, status, "1" if status in FINAL_STATUSES else "0",
                   "" if duration is None else str(int(duration)), _number(at),
                   _ms_arg(self.ended_ttl)])
+        if status in FINAL_STATUSES:
+            self._refresh_facts(call_sid)
 
-    def list_calls(self, limit: int = 50) -> list[CallSummary]:
+    def _refresh_facts(self, call_sid: str) -> None:
+        """Compute the call's facts again from its events and keep them in its summary.
+
+        After the write that changed them, not in its script (Lua would need the rule twice):
+        a refresh reads every event stored before it, so the last refresh of a call is right."""
+        summary = self.get_call(call_sid)
+        if summary is None:
+            return
+        events = self._events_of(call_sid)
+        final = summary.status if summary.status in FINAL_STATUSES else ""
+        facts = call_facts(((event.name, event.data) for event in events
+                            if event.name in FACT_EVENTS),
+                           ended=summary.ended_at is not None, status=final)
+        self._set_facts(keys=[self._key("call", call_sid)],
+                        args=[facts.outcome or "", "" if facts.mood is None else repr(facts.mood),
+                              facts.summary, facts.test or ""])
+
+    def list_calls(self, limit: int = 50, query: CallQuery = ALL_CALLS) -> list[CallSummary]:
+        """The filters are applied here, to the summaries read from the `calls` index newest
+        first, LIST_BATCH a round trip: the read stops at `query.since` (a call is updated at or
+        after it started), so its cost is the calls updated since then (every call without
+        `since`); `query.text` also reads each such call's events."""
         if limit <= 0:
             return []
-        sids = cast("list[bytes]", self.client.zrevrange(self._key("calls"), 0, limit - 1))
-        pipe = self.client.pipeline(transaction=False)
-        for sid in sids:
-            pipe.hgetall(self._key("call", _text(sid)))
-        return [_summary(fields) for fields in pipe.execute() if fields]
+        found: list[CallSummary] = []
+        top: float | str = "+inf"
+        if query.before is not None:
+            top = query.before.updated_at
+        bottom: float | str = "-inf" if query.since is None else query.since
+        offset = 0
+        while len(found) < limit:
+            batch = cast("list[tuple[bytes, float]]", self.client.zrevrangebyscore(
+                self._key("calls"), top, bottom, start=offset, num=LIST_BATCH,
+                withscores=True))
+            if not batch:
+                break
+            offset += len(batch)
+            pipe = self.client.pipeline(transaction=False)
+            for sid, _ in batch:
+                pipe.hgetall(self._key("call", _text(sid)))
+            for (sid, score), fields in zip(batch, pipe.execute(), strict=True):
+                if not fields or not self._after(query, score, _text(sid)):
+                    continue
+                call = _summary(fields)
+                if query.admits(call) and (not query.text or _transcript_has(
+                        self._events_of(call.call_sid), query.text[:MAX_SEARCH])):
+                    found.append(call)
+                    if len(found) == limit:
+                        break
+            if len(batch) < LIST_BATCH:
+                break
+        return found
+
+    @staticmethod
+    def _after(query: CallQuery, score: float, sid: str) -> bool:
+        """True when the call comes after `query.before` in the index's order (score, then
+        sid, both descending)."""
+        before = query.before
+        return before is None or score < before.updated_at or (
+            score == before.updated_at and sid < before.call_sid)
+
+    def _events_of(self, call_sid: str) -> list[StoredEvent]:
+        members = cast("list[bytes]", self.client.zrange(self._key("events", call_sid), 0, -1))
+        return [_event(member) for member in members]
 
     def get_call(self, call_sid: str) -> CallSummary | None:
         fields = self.client.hgetall(self._key("call", call_sid))

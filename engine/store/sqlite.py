@@ -35,11 +35,15 @@ try:
 except ImportError:  # not on Windows: processes there meet at SQLite's lock only
     fcntl = None  # type: ignore[assignment]
 
+from engine.runtime.outcome import FACT_EVENTS, REFRESH_EVENTS, call_facts
 from engine.runtime.state import FINAL_STATUSES, CallState, state_from_dict, state_to_dict
 from engine.store.base import (
+    ALL_CALLS,
     LIVE_AT_MOST,
+    MAX_SEARCH,
     PRUNED_BLOB_PREFIXES,
     AuditEntry,
+    CallQuery,
     CallSummary,
     LinesBusy,
     LiveCeiling,
@@ -153,10 +157,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at)",
     ),
+    (
+        # The calls list's facts (`engine.runtime.outcome.call_facts`), kept in the row when
+        # the call ends, is analysed or is marked a test call, so a filtered list is one query.
+        "ALTER TABLE calls ADD COLUMN outcome TEXT",
+        "ALTER TABLE calls ADD COLUMN mood REAL",
+        "ALTER TABLE calls ADD COLUMN summary TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE calls ADD COLUMN test TEXT",
+        "CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at)",
+    ),
 )
 
 _SUMMARY_COLUMNS = ("call_sid, flow_id, flow_version, caller, called, status, node, personality,"
-                    " started_at, updated_at, ended_at, duration")
+                    " started_at, updated_at, ended_at, duration, outcome, mood, summary, test")
+_FACT_NAMES = ", ".join(f"'{name}'" for name in FACT_EVENTS)
+_TRANSCRIPT_NAMES = "'call.transcript', 'call.say', 'call.response'"
 
 
 class _Connection(sqlite3.Connection):
@@ -202,7 +217,67 @@ def _summary(row: sqlite3.Row) -> CallSummary:
         call_sid=row["call_sid"], flow_id=row["flow_id"], flow_version=row["flow_version"],
         caller=row["caller"], called=row["called"], status=row["status"], node=row["node"],
         personality=row["personality"], started_at=row["started_at"],
-        updated_at=row["updated_at"], ended_at=row["ended_at"], duration=row["duration"])
+        updated_at=row["updated_at"], ended_at=row["ended_at"], duration=row["duration"],
+        outcome=row["outcome"], mood=row["mood"], summary=row["summary"], test=row["test"])
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern (escape `\\`) finding `text` anywhere in a value."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _list_sql(query: CallQuery) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of `list_calls` for `query`, and its parameters."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if query.since is not None:
+        where.append("started_at >= :since")
+        params["since"] = query.since
+    if query.until is not None:
+        where.append("started_at < :until")
+        params["until"] = query.until
+    if query.flow is not None:
+        where.append("flow_id = :flow")
+        params["flow"] = query.flow
+    if query.outcome is not None:
+        where.append("outcome = :outcome")
+        params["outcome"] = query.outcome
+    if not query.include_test:
+        where.append("test IS NULL")
+    if query.before is not None:
+        where.append("(updated_at, started_at, call_sid) < (:b_updated, :b_started, :b_sid)")
+        params.update(b_updated=query.before.updated_at, b_started=query.before.started_at,
+                      b_sid=query.before.call_sid)
+    if query.text:
+        # A scan of the events of the calls the other filters leave (events_by_call).
+        where.append("EXISTS (SELECT 1 FROM events WHERE events.call_sid = calls.call_sid"
+                     f" AND events.name IN ({_TRANSCRIPT_NAMES})"
+                     " AND coalesce(json_extract(events.data, '$.speech'),"
+                     " json_extract(events.data, '$.text'), '') LIKE :text ESCAPE '\\')")
+        params["text"] = _like_pattern(query.text[:MAX_SEARCH])
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def _refresh_facts(db: sqlite3.Connection, call_sid: str) -> None:
+    """Compute the call's facts again from its events, in the write transaction that changed
+    them (so two refreshes cannot cross), and keep them in its row."""
+    row = db.execute("SELECT ended_at, closed, status FROM calls WHERE call_sid = ?",
+                     (call_sid,)).fetchone()
+    if row is None:
+        return
+    events = db.execute(f"SELECT name, data FROM events WHERE call_sid = ? AND name IN"
+                        f" ({_FACT_NAMES}) ORDER BY id", (call_sid,)).fetchall()
+    final = row["status"] if row["status"] in FINAL_STATUSES else ""
+    facts = call_facts(((event["name"], json.loads(event["data"])) for event in events),
+                       ended=row["ended_at"] is not None or bool(row["closed"]), status=final)
+    db.execute("UPDATE calls SET outcome = ?, mood = ?, summary = ?, test = ?"
+               " WHERE call_sid = ?",
+               (facts.outcome, facts.mood, facts.summary, facts.test, call_sid))
+
+
+def _refreshes(events: Sequence[NewEvent]) -> bool:
+    return any(event.name in REFRESH_EVENTS for event in events)
 
 
 def _use_wal(db: sqlite3.Connection) -> None:
@@ -601,6 +676,8 @@ class SQLiteStore:
             self._write_step(db, row, values, rows, request_key, response, at)
             if values["over"]:  # its line is free (a no-op for calls never counted live)
                 db.execute("DELETE FROM live_calls WHERE call_sid = ?", (state.call_sid,))
+            if values["over"] or _refreshes(events):
+                _refresh_facts(db, state.call_sid)
 
     def commit_new_call(self, state: CallState, events: Sequence[NewEvent], request_key: str,
                         response: str, at: float, quota: Quota | None,
@@ -719,6 +796,8 @@ class SQLiteStore:
         rows = _event_rows(call_sid, events, at)
         with self._transaction() as db:
             _insert_events(db, rows)
+            if _refreshes(events):
+                _refresh_facts(db, call_sid)
 
     def close_call(self, call_sid: str, status: str, duration: int | None, at: float) -> None:
         """Final statuses end the call for good; any other status only updates the status."""
@@ -743,12 +822,15 @@ class SQLiteStore:
                  "final": final, "call_sid": call_sid})
             if final:
                 db.execute("DELETE FROM live_calls WHERE call_sid = ?", (call_sid,))
+                _refresh_facts(db, call_sid)
 
-    def list_calls(self, limit: int = 50) -> list[CallSummary]:
+    def list_calls(self, limit: int = 50, query: CallQuery = ALL_CALLS) -> list[CallSummary]:
+        where, params = _list_sql(query)
+        params["limit"] = max(limit, 0)
         with self._connection() as db:
-            rows = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM calls"
+            rows = db.execute(f"SELECT {_SUMMARY_COLUMNS} FROM calls{where}"
                               " ORDER BY updated_at DESC, started_at DESC, call_sid DESC"
-                              " LIMIT ?", (max(limit, 0),)).fetchall()
+                              " LIMIT :limit", params).fetchall()
         return [_summary(row) for row in rows]
 
     def get_call(self, call_sid: str) -> CallSummary | None:

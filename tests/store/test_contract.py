@@ -262,7 +262,8 @@ def test_the_summary_follows_the_state(store: CallStore) -> None:
         "call_sid": "CA0001", "flow_id": "receptionist", "flow_version": "v1-abc",
         "caller": "+15550002222", "called": "+15550001000", "status": "in-progress",
         "node": "greet", "personality": "friendly", "started_at": T0, "updated_at": T0 + 1,
-        "ended_at": None, "duration": None}
+        "ended_at": None, "duration": None, "outcome": None, "mood": None, "summary": "",
+        "test": None}
 
     moved = advance(state.at("ask"), personality="professional")
     store.commit_step(state, moved, [], "step-2", "<R/>", at=T0 + 7)
