@@ -1,5 +1,5 @@
-"""The `flask flows ...` commands (validate, export, test), `flask calls prune` and
-`flask call`."""
+"""The `flask flows ...` commands (validate, export, test, languages), `flask calls prune`
+and `flask call`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from flask.cli import AppGroup, with_appcontext
 from engine.authoring.flow_tests import run_flow_tests
 from engine.flows.export import render
 from engine.flows.loader import LoadResult, load, load_project
+from engine.flows.matrix import render_matrix, support_matrix
 from engine.flows.model import Flow
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
@@ -110,6 +111,32 @@ def export_command(flow_id: str, fmt: str, output: Path | None) -> None:
     else:
         output.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
+
+
+@flows_cli.command("languages")
+@click.argument("flow_ids", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def languages_command(flow_ids: tuple[str, ...], fmt: str) -> None:
+    """The language support matrix of FLOW_IDS (every flow when none is given): per flow and
+    language, its texts, the Twilio, OpenAI and relay voices, and speech recognition. Exits 1
+    when any has a gap."""
+    result = load_project(project_root())
+    if result.registry is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException("the flows do not validate; fix the problems above first")
+    unknown = [flow_id for flow_id in flow_ids if flow_id not in result.registry.flows]
+    if unknown:
+        known = ", ".join(sorted(result.registry.flows)) or "none"
+        raise click.ClickException(f"unknown flow '{unknown[0]}'; known flows: {known}")
+    rows = support_matrix(result.registry, flow_ids)
+    if fmt == "json":
+        click.echo(json.dumps([row.as_json() for row in rows], indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_matrix(rows), nl=False)
+    if any(row.gaps for row in rows):
+        sys.exit(1)
 
 
 @speech_cli.command("warm")

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from engine.flows.export import FORMATS, render
+from engine.flows.matrix import flow_support
 from engine.flows.model import Registry
 from engine.web.auth import login_required
 from engine.web.services import services
@@ -33,7 +34,8 @@ def _flows(registry: Registry) -> list[dict[str, Any]]:
              "version": registry.versions.get(flow.id), "numbers": list(flow.numbers),
              "nodes": len(flow.nodes), "edges": len(flow.edges), "start": flow.start,
              "personality": flow.personality,
-             "personalities": list(flow.personalities_used()), "source": flow.source}
+             "personalities": list(flow.personalities_used()), "source": flow.source,
+             "languages": [row.as_json() for row in flow_support(flow, registry)]}
             for flow in sorted(registry.flows.values(), key=lambda flow: flow.id)]
 
 

@@ -32,7 +32,14 @@ def test_the_loaded_set(make_app: Callable[..., Flask]) -> None:
         "id": "receptionist", "description": library.live.flows["receptionist"].description,
         "version": library.live.versions["receptionist"], "numbers": ["+15550001000"],
         "nodes": 8, "edges": 19, "start": "greet", "personality": "friendly",
-        "personalities": ["friendly", "professional"], "source": "flows/receptionist.yaml"}
+        "personalities": ["friendly", "professional"], "source": "flows/receptionist.yaml",
+        "languages": [{"flow": "receptionist", "language": "en-US", "personality": "friendly",
+                       "texts": 10, "total": 10, "twilio": "Polly.Joanna-Neural",
+                       "openai": "coral", "relay": "Amazon Joanna-Neural",
+                       "recognition": True, "gaps": []}]}
+    clinic = listing["flows"][2]
+    assert [(row["language"], row["twilio"], row["gaps"]) for row in clinic["languages"]] == [
+        ("en-US", "Polly.Joanna-Neural", []), ("es-US", "Polly.Lupe-Neural", [])]
     assert {p["id"] for p in listing["personalities"]} == {"friendly", "professional", "witty",
                                                           "zen"}
 
