@@ -597,6 +597,25 @@ def http_requests(context: FlowContext) -> Iterator[Problem]:
                                        f"JSON Schema: {error.message}")
 
 
+def machine_edge(context: FlowContext) -> Iterator[Problem]:
+    """The `machine` edge (`on_machine`) leads to a voicemail drop: an error when it leads back
+    to `start` (the machine would hear the greeting meant for a person again), a warning when
+    its node listens (a machine does not answer; the call waits out the silence)."""
+    flow = context.flow
+    for edge in flow.edges:
+        if edge.kind != "machine" or edge.target not in flow.nodes:
+            continue
+        target = flow.nodes[edge.target]
+        if edge.target == flow.start:
+            yield context.at_edge(edge, f"on_machine: '{edge.target}' is the start node; name "
+                                        f"the node that leaves the message for a machine")
+        elif target.listens:
+            yield context.at_edge(edge, f"on_machine: '{edge.target}' is a {target.type} node, "
+                                        f"which waits for an answer a machine never gives; lead "
+                                        f"to a say or hangup node that leaves the message",
+                                  severity="warning")
+
+
 def http_error_loops(context: FlowContext) -> Iterator[Problem]:
     """An error for every http node whose error edge leads back to it through nodes that wait
     for nothing (say, switch, http): with the API down the call would go round that loop, one
@@ -618,7 +637,7 @@ def http_error_loops(context: FlowContext) -> Iterator[Problem]:
 FLOW_CHECKS: tuple[Callable[[FlowContext], Iterable[Problem]], ...] = (
     unknown_targets, unknown_personalities, unreachable_nodes, dead_ends,
     unbounded_no_input_loops, ai_error_edges, templates, transfer_targets, time_zone,
-    analysis_fields, http_requests, http_error_loops,
+    analysis_fields, http_requests, http_error_loops, machine_edge,
 )
 
 

@@ -52,7 +52,7 @@ DEFAULT_TIMEZONE = "UTC"
 
 FLOW_KEYS = frozenset({"flow", "description", "personality", "language", "languages", "timezone",
                        "numbers", "vars", "limits", "defaults", "start", "nodes", "analysis",
-                       "webhooks"})
+                       "webhooks", "on_machine"})
 """The top-level keys `compile_flow` reads (a node's keys: `node_keys`)."""
 
 PERSONALITY_KEYS = frozenset({"personality", "name", "description", "traits", "system_prompt",
@@ -247,6 +247,14 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
                 drawn.add(way)
                 edges.append(edge)
                 edge_paths[edge] = path
+    on_machine = data.get("on_machine")
+    if on_machine:
+        # A machine may answer before the call reaches any node, or while it is on any: the
+        # graph draws the one way there from the node every call starts on.
+        machine = Edge(data["start"], on_machine, "machine", "answered by a machine",
+                       id=edge_id(data["start"], "machine"))
+        edges.append(machine)
+        edge_paths[machine] = ("on_machine",)
     flow = Flow(
         id=data["flow"], description=data.get("description", ""),
         personality=data["personality"], language=languages[0],
@@ -258,6 +266,7 @@ def compile_flow(data: dict[str, Any], source: str = "") -> CompiledFlow:
                                events=tuple(raw.get("events", DEFAULT_WEBHOOK_EVENTS)))
                        for raw in data.get("webhooks", ())),
         languages=languages if "languages" in data else (),
+        on_machine=on_machine or None,
         texts=frozen_mapping({text: frozen_mapping(by_language)
                               for text, by_language in texts.items()}),
     )

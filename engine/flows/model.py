@@ -25,11 +25,11 @@ HTTP_ERROR_KINDS: tuple[ErrorKind, ...] = ("http",)
 
 EdgeKind = Literal[
     "next", "route", "exit", "no_input", "error:network", "error:rate_limit",
-    "error:ai_failure", "error:tts_failure", "error:http", "transfer_failed", "limit",
+    "error:ai_failure", "error:tts_failure", "error:http", "transfer_failed", "limit", "machine",
 ]
 EDGE_KINDS: tuple[EdgeKind, ...] = (
     "next", "route", "exit", "no_input", "error:network", "error:rate_limit",
-    "error:ai_failure", "error:tts_failure", "error:http", "transfer_failed", "limit",
+    "error:ai_failure", "error:tts_failure", "error:http", "transfer_failed", "limit", "machine",
 )
 
 InputKind = Literal["speech", "dtmf"]
@@ -376,7 +376,9 @@ class Edge:
     - `assist/next`, `front_desk/transfer_failed`, `assist/no_input` (its `then`),
       `assist/limit` (the flow's `limits.then`, from a node that listens);
     - `assist/error:network/retry`, `.../personality`, `.../voice`: the error strategy's
-      self-loops; `assist/error:network/then`: its edge to another node.
+      self-loops; `assist/error:network/then`: its edge to another node;
+    - `greet/machine`: the flow's `on_machine`, drawn from its `start` node: an outbound call
+      answered by a machine goes there from wherever it is (engine/runtime/step.py).
 
     Node ids cannot hold `/`, so no two edges of a flow share an id. An id depends only on the
     flow's text, not on the order of compilation, so it is the same every time a flow (or a
@@ -426,6 +428,8 @@ class Flow:
     analysis: Analysis | None = None  # what to learn from each call once it ends
     webhooks: tuple[Webhook, ...] = ()  # where its call events are posted
     languages: tuple[str, ...] = ()  # every language it speaks, `language` first
+    on_machine: str | None = None
+    """Where an outbound call answered by a machine goes (the `machine` edge from `start`)."""
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=frozen_mapping)
     """Each spoken text of a flow with `languages`, by its text in `language`: the text in
     every language (DESIGN.md 8.2)."""
@@ -555,6 +559,9 @@ class Personality:
     model: str | None = None  # chat model for this personality; None: the server's default
     fallback: str | None = None  # another personality's id, checked to exist
     source: str = ""  # the file it was compiled from, for messages
+    # A blended personality's parts (id -> weight, heaviest first; DESIGN.md 8.3): what it was
+    # compiled from, shown beside it. Empty for one written out in full.
+    blend: Mapping[str, float] = field(default_factory=frozen_mapping)
 
 
 @dataclass(frozen=True)

@@ -158,9 +158,29 @@ def state_from_dict(data: Mapping[str, Any]) -> CallState:
 
 @dataclass(frozen=True)
 class CallStarted:
-    """The call rang in (the incoming-call webhook): it enters the flow's start node."""
+    """The call rang in (the incoming-call webhook): it enters the flow's start node.
+
+    `answered_by` is Twilio's `AnsweredBy` on that webhook (an outbound call with synchronous
+    answering-machine detection): `machine_start`, `machine_end_beep`, `machine_end_silence`,
+    `machine_end_other` or `fax` take the flow's `machine` edge instead; '' when not detected.
+    """
 
     now: float
+    answered_by: str = ""
+
+
+MACHINE_ANSWERS = frozenset({"machine_start", "machine_end_beep", "machine_end_silence",
+                             "machine_end_other", "fax"})
+"""Twilio's `AnsweredBy` values that mean nobody is listening (`human` and `unknown` do not)."""
+
+
+@dataclass(frozen=True)
+class MachineAnswered:
+    """Twilio's asynchronous answering-machine detection said a machine answered the call,
+    which is already under way: it leaves wherever it is by the flow's `machine` edge."""
+
+    now: float
+    answered_by: str
 
 
 @dataclass(frozen=True)
@@ -303,7 +323,8 @@ class Interrupted:
 
 
 Event = (CallStarted | Heard | Silence | DialEnded | RecordingDone | StatusChanged | Resume
-         | Replied | Failed | SpeechFailed | Interrupted | HttpAnswered | RequestPending)
+         | Replied | Failed | SpeechFailed | Interrupted | HttpAnswered | RequestPending
+         | MachineAnswered)
 
 
 # Actions: what the shell must do. Speech actions before a Listen are spoken inside it.

@@ -45,6 +45,7 @@ from engine.runtime.context import (
 from engine.runtime.requests import render_request
 from engine.runtime.state import (
     FINAL_STATUSES,
+    MACHINE_ANSWERS,
     Action,
     AskModel,
     AwaitRequest,
@@ -65,6 +66,7 @@ from engine.runtime.state import (
     HttpAnswered,
     Interrupted,
     Listen,
+    MachineAnswered,
     Message,
     Pause,
     Record,
@@ -284,6 +286,20 @@ class _Run:
             return False
         self.actions.append(edge_event(edge))
         return True
+
+    def machine(self, answered_by: str) -> None:
+        """A machine answered: leave wherever the call is by the flow's one `machine` edge
+        (drawn from `start`), dropping what the call was waiting for; without `on_machine`,
+        only record it."""
+        self.emit("call.machine", answered_by=answered_by)
+        edge = self.flow.edge(edge_id(self.flow.start, "machine"))
+        if edge is None or edge.target not in self.flow.nodes:
+            return  # no voicemail drop declared: news only (the shell does not step for it)
+        self.hops += 1
+        self.state = evolve(entered(self.state, edge.target), pending=None, pending_digits="",
+                            stream=None, stream_offset=0)
+        self.actions.append(edge_event(edge, answered_by=answered_by))
+        self.enter()
 
     def enter(self) -> None:
         node = self.flow.nodes[self.state.node]
@@ -700,7 +716,12 @@ def step(flow: Flow, state: CallState, event: Event) -> tuple[CallState, list[Ac
         run.state = entered(run.state, flow.start)
         run.emit("call.start", flow=flow.id, caller=state.caller.number, called=state.called,
                  personality=flow.personality)
-        run.enter()
+        if event.answered_by in MACHINE_ANSWERS and flow.on_machine:
+            run.machine(event.answered_by)
+        else:
+            run.enter()
+    elif isinstance(event, MachineAnswered):
+        run.machine(event.answered_by)
     elif isinstance(event, Heard):
         run.heard(event)
     elif isinstance(event, Silence):

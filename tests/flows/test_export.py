@@ -69,6 +69,7 @@ nodes:
 # ids that are Mermaid or DOT keywords.
 KINDS = r"""flow: kinds
 personality: p
+on_machine: end
 vars: {business: Acme & Sons}
 limits: {max_turns: 20, then: end}
 defaults:
