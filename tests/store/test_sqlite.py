@@ -409,8 +409,9 @@ def test_writes_leave_checkpoints_to_the_checkpointer_thread(
     original = SQLiteStore._checkpoint
 
     def counted(store: SQLiteStore, generation: int) -> None:
-        checkpoints.append(threading.current_thread().name)
         original(store, generation)
+        # Counted once done: the writes below must come after the copy, not race it.
+        checkpoints.append(threading.current_thread().name)
 
     monkeypatch.setattr(SQLiteStore, "_checkpoint", counted)
     monkeypatch.setattr(sqlite, "CHECKPOINT_DELAY", 0.2)
@@ -420,13 +421,13 @@ def test_writes_leave_checkpoints_to_the_checkpointer_thread(
         assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == \
             sqlite.AUTOCHECKPOINT_PAGES
     store.put_blob("k", b"1")
-    assert _wait_for(lambda: checkpoints), "one commit is checkpointed after the delay"
+    assert _wait_for(lambda: checkpoints, timeout=30), "one commit is checkpointed after the delay"
     assert checkpoints == ["sqlite-checkpoint"]
     checkpoints.clear()
     monkeypatch.setattr(sqlite, "CHECKPOINT_DELAY", 60.0)
     for i in range(sqlite.CHECKPOINT_EVERY):
         store.put_blob("k", str(i).encode())
-    assert _wait_for(lambda: checkpoints, timeout=5), "CHECKPOINT_EVERY commits are at once"
+    assert _wait_for(lambda: checkpoints, timeout=30), "CHECKPOINT_EVERY commits are at once"
     # All of the WAL was copied to the database: the next writer starts it over.
     store.put_blob("k", b"last")
     with store._connection() as db:
