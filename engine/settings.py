@@ -19,7 +19,7 @@ ENV_KEYS = (
     "SSE_STREAMS_PER_SESSION", "SSE_STREAMS_PER_PROCESS", "RETENTION_DAYS", "MAX_LIVE_CALLS",
     "MODEL_CALLS_PER_HOUR", "CALL_WEBHOOK_URL", "WEBHOOK_SECRET", "HTTP_ALLOW_HOSTS",
     "OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLES_CLAIM",
-    "OIDC_DEFAULT_ROLE",
+    "OIDC_DEFAULT_ROLE", "OUTBOUND_FROM", "DO_NOT_CALL_FILE", "QUIET_HOURS",
 )
 # Security limits (README "Security"): empty means the default; rate limits read like
 # Flask-Limiter's ("5/minute", "20 per hour"), and "off" turns one off.
@@ -80,6 +80,9 @@ class Settings:
     oidc_roles_claim: str = "roles"  # the ID token's claim that names the user's roles
     oidc_default_role: str = "viewer"  # without that claim; none: such users are refused
     http_allow_hosts: str = ""  # hosts a flow's http nodes and tools may reach; empty: none
+    outbound_from: str = ""  # E.164 number outbound calls come from; empty: the flow's numbers[0]
+    do_not_call_file: str = ""  # numbers never called, one a line; relative to the project root
+    quiet_hours: str = ""  # callee's local time nobody is called: empty 21:00-08:00; off: none
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

@@ -1,11 +1,15 @@
 """A local HTTP server that answers like Twilio's REST API, for the calls Phoney makes.
 
 It serves the Call resource (`GET` and `POST`
-`/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`) the way api.twilio.com does: HTTP
+`/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`) and the creation of calls (`POST
+.../Calls.json`, `add_outcome` scripting how each created call ends) the way api.twilio.com
+does: HTTP
 Basic auth with the account SID and auth token, a form-encoded body, Twilio's JSON error shape
 `{"code", "message", "more_info", "status"}`, and a JSON call resource on success. Every request
 is recorded (method, path, headers, form) for assertions.
 
+Error codes used for created calls: 21201 (no `To`), 21211 (an invalid `To`), 21603 (no
+`From`), 21212 (an invalid `From`), 21205 (no `Url`), and any `refuse(to, status, code)` sets.
 Error codes used: 20003 (authenticate), 20404 (not found), 32018 (inline TwiML over 4 000
 characters), 21220 (redirecting a call that is not in progress), 20001 for a bad parameter
 value and 21208 for `Twiml` sent with `Url` (the REST API refuses the pair; which code it uses
@@ -34,6 +38,9 @@ from urllib.parse import parse_qs
 
 API_VERSION = "2010-04-01"
 MAX_INLINE_TWIML = 4000
+CALLS_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls\.json$")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+FINAL_STATUSES = ("completed", "canceled", "busy", "failed", "no-answer")
 CALL_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/]+)\.json$")
 UPDATABLE_STATUSES = ("queued", "ringing", "in-progress")
 
@@ -53,6 +60,7 @@ class RecordedRequest:
     headers: dict[str, str]
     form: dict[str, str]
     body: str
+    lists: dict[str, list[str]] = field(default_factory=dict)  # every value of each field
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:
@@ -70,6 +78,7 @@ class FakeCall:
     twiml: str | None = None
     url: str | None = None
     updates: list[dict[str, str]] = field(default_factory=list)
+    script: list[str] = field(default_factory=list)  # statuses successive GETs move through
 
     def resource(self) -> dict[str, Any]:
         """The JSON Twilio answers for a call (the fields the SDK's CallInstance reads)."""
@@ -112,6 +121,10 @@ class TwilioApiDouble:
         self.any_call = any_call  # True: every well-formed CallSid is a live call
         self.calls: dict[str, FakeCall] = {}
         self.requests: list[RecordedRequest] = []
+        self.created: list[FakeCall] = []  # calls created through the API, in order
+        self.timeline: list[tuple[str, str]] = []  # ("created" | "ended", CallSid), in order
+        self.outcomes: dict[str, list[str]] = {}  # To -> final status of each call to it
+        self.refusals: dict[str, tuple[int, int, str]] = {}  # To -> status, code, message
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -161,6 +174,30 @@ class TwilioApiDouble:
             self.calls[sid] = call
         return call
 
+    def add_outcome(self, to: str, *finals: str) -> None:
+        """How the next calls created to `to` end, one status each (default: completed)."""
+        with self._lock:
+            self.outcomes.setdefault(to, []).extend(finals)
+
+    def refuse(self, to: str, status: int, code: int, message: str) -> None:
+        """Refuse every call created to `to` with Twilio's error `code`."""
+        with self._lock:
+            self.refusals[to] = (status, code, message)
+
+    def creations(self) -> list[RecordedRequest]:
+        """The requests that created calls (refused ones included), in order."""
+        path = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls.json"
+        return [r for r in self.requests if r.method == "POST" and r.path == path]
+
+    def most_at_once(self) -> int:
+        """The most created calls that were not yet seen ended at any one time."""
+        live = most = 0
+        with self._lock:
+            for kind, _sid in self.timeline:
+                live += 1 if kind == "created" else -1
+                most = max(most, live)
+        return most
+
     def call_updates(self, sid: str) -> list[RecordedRequest]:
         path = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}.json"
         return [r for r in self.requests if r.method == "POST" and r.path == path]
@@ -176,6 +213,13 @@ class TwilioApiDouble:
         credentials = parse_basic_auth(headers.get("Authorization", ""))
         if credentials != (self.account_sid, self.auth_token):
             return 401, twilio_error(401, 20003, "Authenticate")
+        if CALLS_PATH.match(path.split("?", 1)[0]):
+            if CALLS_PATH.match(path.split("?", 1)[0])["account"] != self.account_sid:
+                return 404, twilio_error(404, 20404, f"The requested resource {path} was not "
+                                                     f"found")
+            if method != "POST":
+                return 405, twilio_error(405, 20004, "Method not allowed")
+            return self._create(form)
         match = CALL_PATH.match(path.split("?", 1)[0])
         if match is None or match["account"] != self.account_sid:
             return 404, twilio_error(404, 20404, f"The requested resource {path} was not found")
@@ -187,10 +231,42 @@ class TwilioApiDouble:
         if call is None:
             return 404, twilio_error(404, 20404, f"The requested resource {path} was not found")
         if method == "GET":
+            with self._lock:
+                if call.script:
+                    call.status = call.script.pop(0)
+                    if call.status in FINAL_STATUSES:
+                        self.timeline.append(("ended", call.sid))
             return 200, call.resource()
         if method != "POST":
             return 405, twilio_error(405, 20004, "Method not allowed")
         return self._update(call, form)
+
+    def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        to, from_ = form.get("To", ""), form.get("From", "")
+        if not to:
+            return 400, twilio_error(400, 21201, "No 'To' number is specified")
+        if not E164.fullmatch(to):
+            return 400, twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not from_:
+            return 400, twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not E164.fullmatch(from_):
+            return 400, twilio_error(400, 21212, f"Invalid 'From' Phone Number: {from_}")
+        if not form.get("Url", "").startswith(("http://", "https://")):
+            return 400, twilio_error(400, 21205, "Url is not a valid URL")
+        with self._lock:
+            if to in self.refusals:
+                status, code, message = self.refusals[to]
+                return status, twilio_error(status, code, message)
+            final = self.outcomes[to].pop(0) if self.outcomes.get(to) else "completed"
+            sid = "CA" + secrets.token_hex(16)
+            call = FakeCall(sid, self.account_sid, to=to, from_=from_, status="queued",
+                            direction="outbound-api", url=form.get("Url"),
+                            script=["ringing", "in-progress", final]
+                            if final == "completed" else ["ringing", final])
+            self.calls[sid] = call
+            self.created.append(call)
+            self.timeline.append(("created", sid))
+            return 201, call.resource()
 
     def _update(self, call: FakeCall, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         twiml, url, status = form.get("Twiml"), form.get("Url"), form.get("Status")
@@ -227,10 +303,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-        form = {key: values[-1] for key, values in
-                parse_qs(body, keep_blank_values=True).items()}
+        lists = parse_qs(body, keep_blank_values=True)
+        form = {key: values[-1] for key, values in lists.items()}
         headers = {key: value for key, value in self.headers.items()}
-        self.api.record(RecordedRequest(method, self.path, headers, form, body))
+        self.api.record(RecordedRequest(method, self.path, headers, form, body, lists))
         status, payload = self.api.answer(method, self.path, headers, form)
         data = json.dumps(payload).encode()
         self.send_response(status)

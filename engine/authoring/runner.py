@@ -415,8 +415,12 @@ class ScenarioRun:
         harness.http.clear()
         harness.speech.pending = 0
         called = scenario.called or (flow.numbers[0] if flow.numbers else DEFAULT_CALLED)
+        # An outbound call answered by what the scenario says (Twilio's AnsweredBy).
+        placed = {"Direction": "outbound-api", "AnsweredBy": scenario.answered_by} \
+            if scenario.answered_by else None
         self.call = SimulatedCall(harness.transport(), BASE_URL, harness.token, to=called,
-                                  from_=scenario.caller, clock=harness.clock)  # simulated time
+                                  from_=scenario.caller, clock=harness.clock,  # simulated time
+                                  extra=placed)
         self.seen_event = 0
         self.failures: list[str] = []  # template_failures of the call, once it has ended
         self.asked_before = 0

@@ -38,6 +38,7 @@ from engine.calls.relay_voice import connect_relay
 from engine.calls.requests import PATIENCE, HttpPort, Requests, Unconfigured, http_request
 from engine.calls.sentiment import score
 from engine.calls.urls import CallbackUrls
+from engine.outbound.records import read_placed
 from engine.runtime.state import (
     FINAL_STATUSES,
     Action,
@@ -53,6 +54,7 @@ from engine.runtime.state import (
     Event,
     Failed,
     Heard,
+    MachineAnswered,
     Replied,
     RequestPending,
     Resume,
@@ -129,11 +131,20 @@ class CallService:
     # -- entry points --------------------------------------------------------------------------
 
     def incoming(self, params: Mapping[str, str], flow_id: str | None,
-                 request_key: str) -> str:
+                 request_key: str, placed: str | None = None) -> str:
         """A call rings (or Twilio asks again for one it rang): `params` as Twilio posts them,
-        `flow_id` the flow asked for by the webhook URL, if any."""
+        `flow_id` the flow asked for by the webhook URL, if any; `placed` the token of a call
+        Phoney placed (engine/outbound/records.py), whose vars the call starts with."""
         with budget.webhook():  # Twilio's 15 s run from here, whatever the calls' clock says
-            return self._incoming(params, flow_id, request_key)
+            return self._incoming(params, flow_id, request_key, placed)
+
+    def machine_answered(self, call_sid: str, answered_by: str, request_key: str) -> str:
+        """Twilio's asynchronous answering-machine detection found a machine on a call under
+        way (it redirected the call here): step it by the flow's `machine` edge, whatever step
+        it is on."""
+        with budget.webhook():
+            return self._advance(call_sid, MachineAnswered(self.clock(), answered_by), None,
+                                 request_key)
 
     def advance(self, call_sid: str, event: Event | None, at_step: int | None,
                 request_key: str) -> str:
@@ -167,7 +178,7 @@ class CallService:
     # -- finding the call ----------------------------------------------------------------------
 
     def _incoming(self, params: Mapping[str, str], flow_id: str | None,
-                  request_key: str) -> str:
+                  request_key: str, token: str | None = None) -> str:
         call_sid = params["CallSid"]
         now = self.clock()
         quota = caller_quota(self.limits, params)
@@ -192,7 +203,12 @@ class CallService:
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
-        return self._run(pinned, None, state, CallStarted(now), request_key, now, quota,
+        if params.get("Direction") == "outbound-api" or token:
+            placed = read_placed(self.store, call_sid, token)
+            if placed is not None and placed.flow == pinned.flow.id:
+                state = dataclasses.replace(state, vars=dict(placed.vars))
+        started = CallStarted(now, answered_by=params.get("AnsweredBy", ""))
+        return self._run(pinned, None, state, started, request_key, now, quota,
                          live_ceiling(self.limits))
 
     def _advance(self, call_sid: str, event: Event | None, at_step: int | None,

@@ -28,6 +28,10 @@ RELAY_DONE = "/api/voice/relay"
 """The `<Connect action>` of a relay session: Twilio posts it when the session ends."""
 RELAY_SOCKET = "/api/relay/socket"
 """The ConversationRelay WebSocket."""
+MACHINE_RESULT = "/api/voice/amd"
+"""An outbound call's `AsyncAmdStatusCallback`: Twilio posts what answered (`AnsweredBy`)."""
+MACHINE = "/api/voice/machine"
+"""Where a call answered by a machine is redirected (REST `Url`): it takes the `machine` edge."""
 
 answering_base: ContextVar[str] = ContextVar("answering_base", default="")
 """The scheme and host of the request being answered (`https://example.com`), when the shell

@@ -177,6 +177,7 @@ class Scenario:
     vars: Mapping[str, Any]
     steps: tuple[Step, ...]
     analysis: AnalysisScript | None = None  # checked once the call has ended
+    answered_by: str = ""  # an outbound call's AnsweredBy on its first webhook; '': none
 
     @property
     def rings_with_first_step(self) -> bool:
@@ -286,6 +287,7 @@ def compile_scenarios(document: Document) -> ScenarioFile:
             name=raw["name"], line=document.mark(base).line, at=_at(raw.get("at")),
             caller=raw.get("from", DEFAULT_CALLER), called=raw.get("to"),
             vars=frozen_mapping(raw.get("vars", {})),
+            answered_by=raw.get("answered_by", ""),
             steps=tuple(_step(at + 1, step, document.mark((*base, "steps", at)).line)
                         for at, step in enumerate(raw["steps"])),
             analysis=_analysis(raw.get("analysis"), document.key_mark(

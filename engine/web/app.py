@@ -35,6 +35,8 @@ from engine.web.live import install_live_events
 from engine.web.media import media
 from engine.web.metrics import events_written, install_metrics, speech_timed, webhook_observer
 from engine.web.outbound import install_webhooks
+from engine.web.outbound_api import outbound_api
+from engine.web.outbound_cli import COMMANDS as OUTBOUND_COMMANDS
 from engine.web.proxy import install_proxy_fix
 from engine.web.relay import relay
 from engine.web.request_keys import RequestKeys
@@ -102,7 +104,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
             and app.config.get("SPEECH_WARMUP", True) and serving:
         runtime.warmup.start()
     for blueprint in (relay, auth, control, dashboard, media, flows_api, editor, editor_api,
-                      editor_try, audit):
+                      editor_try, audit, outbound_api):
         app.register_blueprint(blueprint)
     install_sso(app, settings)  # /login/sso, OpenID Connect when OIDC_ISSUER is set
     install_audit(app)  # control actions, flow changes and refusals in the audit log
@@ -132,6 +134,8 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
         app.extensions[RETENTION] = start_retention(
             runtime.store, settings.retention_days, clock or time.time,
             app.config.get("RETENTION_OPTIONS"), after=rewarm)
+    for extra in OUTBOUND_COMMANDS:  # flask calls dial, campaign, campaign-stop, campaigns
+        calls_cli.add_command(extra)
     for command in (flows_cli, speech_cli, calls_cli, call_command, doctor_command):
         app.cli.add_command(command)
     return app

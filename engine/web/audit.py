@@ -40,6 +40,8 @@ audit = Blueprint("audit", __name__)
 AUDITED: Mapping[str, str] = {
     "control.transfer_call": "call.transfer",
     "control.end_call": "call.end",
+    "outbound_api.place_call": "call.dial",
+    "outbound_api.stop_campaign": "campaign.stop",
     "editor_try.ring": "call.test",
     "editor_api.save": "flow.save",
     "editor_api.create": "flow.create",

@@ -87,6 +87,9 @@ ROUTE_ROLES: Mapping[str, Role] = {
     "dashboard.index": V, "dashboard.call_page": V, "dashboard.transfer_targets": V,
     "calls_api.list_calls": V, "calls_api.get_call": V,
     "control.transfer_call": OP, "control.end_call": OP,
+    # Outbound calls and campaigns (placing and stopping them are calls, so operator's)
+    "outbound_api.place_call": OP, "outbound_api.stop_campaign": OP,
+    "outbound_api.list_campaigns": V, "outbound_api.campaigns_page": V,
     # Flows, read only (validate and apply compute on the text sent and write nothing)
     "flows_api.list_flows": V, "flows_api.flow_graph": V,
     "editor.flows_page": V, "editor.editor_page": V,

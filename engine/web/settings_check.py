@@ -24,6 +24,8 @@ from engine.actions.hosts import HostPolicy
 from engine.calls.limits import parse_ceiling, parse_rate
 from engine.events.alerts import check_url
 from engine.events.pusher_sink import ChannelNames
+from engine.outbound.numbers import e164
+from engine.outbound.quiet import QuietHours
 from engine.retention import retention_days
 from engine.settings import ENV_KEYS, Settings, SettingsError
 from engine.store.encrypted import fernet_key
@@ -280,6 +282,16 @@ def _at_least_one(key: str) -> Check:
     return check
 
 
+def _do_not_call_file(settings: Settings) -> str | None:
+    if not settings.do_not_call_file:
+        return None
+    path = settings.project_root / settings.do_not_call_file
+    if not path.is_file():
+        return (f"DO_NOT_CALL_FILE={settings.do_not_call_file!r}: no such file under "
+                f"{settings.project_root}; create it (one number a line) or unset it")
+    return None
+
+
 CHECKS: Mapping[str, Check | None] = {
     "PROJECT_ROOT": _project_root,
     "STORE_URL": _store_url,
@@ -331,6 +343,10 @@ CHECKS: Mapping[str, Check | None] = {
     "OIDC_CLIENT_SECRET": _oidc_part("OIDC_CLIENT_SECRET"),
     "OIDC_ROLES_CLAIM": _oidc_roles_claim,
     "OIDC_DEFAULT_ROLE": _oidc_default_role,
+    "OUTBOUND_FROM": lambda s: _raises(lambda: e164(s.outbound_from, "OUTBOUND_FROM"))
+    if s.outbound_from else None,
+    "DO_NOT_CALL_FILE": _do_not_call_file,
+    "QUIET_HOURS": lambda s: _raises(lambda: QuietHours.parse(s.quiet_hours)),
 }
 """The check of each setting (None: free text, or checked only by `flask doctor`). A test keeps
 it in step with `ENV_KEYS`: a new setting needs its entry here."""

@@ -32,8 +32,10 @@ from engine import logs
 from engine.calls import urls
 from engine.calls.relay import handed_off
 from engine.calls.service import APOLOGY
+from engine.outbound.records import TOKEN_PARAM
 from engine.runtime.state import DialEnded, Event, Heard, RecordingDone, Silence
 from engine.twiml import safe_answer
+from engine.web.machine_detection import machine_detected, machine_result
 from engine.web.services import Services
 from engine.web.signature import is_signed
 from engine.web.webhook_form import known_fields, read_fields
@@ -96,7 +98,8 @@ def _count(raw: str) -> int | None:
 
 def incoming_call(hook: Webhook) -> str:
     """POST /api/incoming-call: a call rings; answer its first TwiML (`?flow=` picks the flow)."""
-    return hook.services.call_service.incoming(hook.params, hook.args.get("flow"), hook.key())
+    return hook.services.call_service.incoming(hook.params, hook.args.get("flow"), hook.key(),
+                                               hook.args.get(TOKEN_PARAM))
 
 
 def incoming_call_fallback(hook: Webhook) -> str:
@@ -175,6 +178,8 @@ ROUTES: dict[str, tuple[Handler, bool]] = {
     urls.RESUME: (resume, True),
     urls.RELAY_DONE: (relay_done, True),
     urls.CALL_STATUS: (call_status, True),
+    urls.MACHINE_RESULT: (machine_result, True),
+    urls.MACHINE: (machine_detected, True),
 }
 """Each webhook's path: its handler, and whether it needs a well-formed CallSid."""
 

@@ -48,7 +48,7 @@ KNOWN_FIELDS: Final = frozenset({
     # status callback
     "CallDuration", "Timestamp", "SequenceNumber", "CallbackSource",
     # answering machine detection (outbound calls)
-    "AnsweredBy",
+    "AnsweredBy", "MachineDetectionDuration",
     # <Connect action> after a ConversationRelay session
     "SessionId", "SessionStatus", "SessionDuration", "HandoffData",
 })

@@ -26,7 +26,7 @@ def test_the_loaded_set(make_app: Callable[..., Flask]) -> None:
     assert listing["loaded_at"] and listing["refused"] is None
     assert [flow["id"] for flow in listing["flows"]] == ["after_hours", "concierge",
                                                          "family_clinic", "receptionist",
-                                                         "support_triage"]
+                                                         "reminder", "support_triage"]
     receptionist = listing["flows"][3]
     assert receptionist == {
         "id": "receptionist", "description": library.live.flows["receptionist"].description,
@@ -40,8 +40,8 @@ def test_the_loaded_set(make_app: Callable[..., Flask]) -> None:
     clinic = listing["flows"][2]
     assert [(row["language"], row["twilio"], row["gaps"]) for row in clinic["languages"]] == [
         ("en-US", "Polly.Joanna-Neural", []), ("es-US", "Polly.Lupe-Neural", [])]
-    assert {p["id"] for p in listing["personalities"]} == {"friendly", "professional", "witty",
-                                                          "zen"}
+    assert {p["id"] for p in listing["personalities"]} == {"friendly", "host", "professional",
+                                                          "witty", "zen"}
 
 
 def test_graphs_in_every_format(make_app: Callable[..., Flask]) -> None:

@@ -232,7 +232,7 @@ def test_the_bundled_flows_are_fully_covered(make_app: Callable[..., Flask]) -> 
     result = run(make_app(ROOT), "--min-coverage", "100")
     assert result.exit_code == 0, result.output
     for flow_id in ("receptionist", "after_hours", "support_triage", "concierge",
-                    "family_clinic"):
+                    "family_clinic", "reminder"):
         assert f"{flow_id}: " in result.output and "(100%)" in result.output
     assert "FAIL" not in result.output
 

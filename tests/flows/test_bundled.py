@@ -24,8 +24,9 @@ from engine.web.app import create_app
 from tests.flows.conftest import line_of
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_FLOWS = ("after_hours", "concierge", "family_clinic", "receptionist", "support_triage")
-BUNDLED_PERSONALITIES = ("friendly", "professional", "witty", "zen")
+BUNDLED_FLOWS = ("after_hours", "concierge", "family_clinic", "receptionist", "reminder",
+                 "support_triage")
+BUNDLED_PERSONALITIES = ("friendly", "host", "professional", "witty", "zen")
 
 
 @pytest.fixture
@@ -362,4 +363,4 @@ def test_export_refuses_an_unknown_flow(copy: Path) -> None:
     result = app.test_cli_runner().invoke(args=["flows", "export", "nope"])
     assert result.exit_code == 1
     assert ("unknown flow 'nope'; known flows: after_hours, concierge, family_clinic, "
-            "receptionist, support_triage") in result.output
+            "receptionist, reminder, support_triage") in result.output
