@@ -1,5 +1,5 @@
-"""The `flask flows ...` commands (validate, export, test, languages), `flask calls prune`
-and `flask call`."""
+"""The `flask flows ...` commands (validate, export, test, languages), `flask personalities
+show`, `flask calls prune` and `flask call`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from engine.flows.export import render
 from engine.flows.loader import LoadResult, load, load_project
 from engine.flows.matrix import render_matrix, support_matrix
 from engine.flows.model import Flow
+from engine.flows.personality_view import personality_json
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
 from engine.retention import prune_older_than, retention_days
@@ -28,6 +29,7 @@ from engine.web.services import services
 flows_cli = AppGroup("flows", help="Validate, export and test call flows.")
 speech_cli = AppGroup("speech", help="Text-to-speech: warm the audio cache.")
 calls_cli = AppGroup("calls", help="Recorded calls: remove the old ones.")
+personalities_cli = AppGroup("personalities", help="Personalities: show one as compiled.")
 
 
 def project_root() -> Path:
@@ -137,6 +139,37 @@ def languages_command(flow_ids: tuple[str, ...], fmt: str) -> None:
         click.echo(render_matrix(rows), nl=False)
     if any(row.gaps for row in rows):
         sys.exit(1)
+
+
+@personalities_cli.command("show")
+@click.argument("personality_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def show_personality_command(personality_id: str, fmt: str) -> None:
+    """Print PERSONALITY_ID as compiled: a blend's computed traits, prompt, examples, style
+    and voices, with what it blends."""
+    result = load_project(project_root())
+    if result.registry is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException("the files do not validate; fix the problems above first")
+    personality = result.registry.personalities.get(personality_id)
+    if personality is None:
+        known = ", ".join(sorted(result.registry.personalities)) or "none"
+        raise click.ClickException(f"unknown personality '{personality_id}'; known: {known}")
+    data = personality_json(personality)
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for key, value in data.items():
+        if key in ("system_prompt", "examples"):
+            continue
+        click.echo(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+    click.echo("system_prompt: |")
+    click.echo("\n".join(f"  {line}" for line in personality.system_prompt.splitlines()))
+    click.echo("examples:")
+    for example in personality.examples:
+        click.echo(f"  - input: {example.input}\n    response: {example.response}")
 
 
 @speech_cli.command("warm")

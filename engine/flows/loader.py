@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.flows.blend import blend_of, blend_parents, compile_blends, compile_documents
 from engine.flows.checks import (
     FlowContext,
     check_flow,
@@ -129,14 +130,19 @@ def load(paths: Iterable[Path], context_paths: Iterable[Path] = (),
             result.problems += problems
 
     personalities: dict[str, tuple[Personality, Document]] = {}
+    blended: dict[str, Document] = {}  # compiled once the personalities they blend are
     for path, document in documents["personality"]:
         problems = check_schema(document, "personality")
         if not problems:
             problems = _id_matches_file(document, "personality", path)
-            personality = compile_personality(document.data, document.path)
-            personalities[personality.id] = (personality, document)
-            problems += personality_voices(personality, document)
+            if blend_of(document.data) is not None:
+                blended[document.data["personality"]] = document
+            else:
+                personality = compile_personality(document.data, document.path)
+                personalities[personality.id] = (personality, document)
+                problems += personality_voices(personality, document)
         result.problems += problems
+    result.problems += compile_blends(blended, personalities)
     result.problems += personality_fallbacks(personalities)
     known_personalities = {name: item[0] for name, item in personalities.items()}
 
@@ -166,7 +172,11 @@ def _registry(flows: dict[str, tuple[Flow, Document]],
     for flow_id, (flow, document) in flows.items():
         used = sorted(flow.personalities_used())
         fallbacks = [personalities[name][0].fallback for name in used if name in personalities]
-        names = sorted(set(used) | {name for name in fallbacks if name})
+        direct = set(used) | {name for name in fallbacks if name}
+        # A blended personality is compiled again from its parts: they go in the snapshot too.
+        documents = {name: doc.data for name, (_, doc) in personalities.items()}
+        names = sorted(direct | {parent for name in direct
+                                 for parent in blend_parents(name, documents)})
         snapshot = {"flow": document.data, "source": document.path,
                     "personalities": {name: personalities[name][1].data for name in names}}
         versions[flow_id] = _digest(snapshot["flow"], snapshot["personalities"])
@@ -182,8 +192,7 @@ def _registry(flows: dict[str, tuple[Flow, Document]],
 def registry_from_snapshot(snapshot: Mapping[str, Any]) -> Registry:
     """Compile one flow again from the documents a running call recorded (its version)."""
     flow = compile_flow(snapshot["flow"], snapshot.get("source", "")).flow
-    personalities = {name: compile_personality(data)
-                     for name, data in snapshot["personalities"].items()}
+    personalities = compile_documents(snapshot["personalities"])
     version = _digest(snapshot["flow"], snapshot["personalities"])
     return Registry(flows=frozen_mapping({flow.id: flow}),
                     personalities=frozen_mapping(personalities),

@@ -17,7 +17,7 @@ from engine.ai.responder import Responder
 from engine.bootstrap import bootstrap
 from engine.calls import CallbackUrls, Clock, EventRecorder, VoicingFactory
 from engine.calls.requests import HttpPort
-from engine.cli import call_command, calls_cli, flows_cli, speech_cli
+from engine.cli import call_command, calls_cli, flows_cli, personalities_cli, speech_cli
 from engine.doctor import doctor_command
 from engine.retention import RETENTION, retention_days, start_retention
 from engine.store import CallStore, Pruned
@@ -136,6 +136,7 @@ def create_app(config: dict[str, Any] | None = None, *, clock: Clock | None = No
             app.config.get("RETENTION_OPTIONS"), after=rewarm)
     for extra in OUTBOUND_COMMANDS:  # flask calls dial, campaign, campaign-stop, campaigns
         calls_cli.add_command(extra)
-    for command in (flows_cli, speech_cli, calls_cli, call_command, doctor_command):
+    for command in (flows_cli, speech_cli, calls_cli, call_command, doctor_command,
+                    personalities_cli):
         app.cli.add_command(command)
     return app

@@ -54,7 +54,8 @@ def list_flows() -> Response:
     return jsonify(
         loaded_at=_iso(library.loaded_at),
         flows=_flows(registry) if registry else [],
-        personalities=[{"id": p.id, "name": p.name, "description": p.description}
+        personalities=[{"id": p.id, "name": p.name, "description": p.description,
+                        "blend": dict(p.blend)}
                        for p in sorted(registry.personalities.values(), key=lambda p: p.id)]
         if registry else [],
         refused=refused,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from engine.flows.blend import BLEND_KEY
 from engine.flows.compile import (
     EDITOR_KEYS,
     FLOW_KEYS,
@@ -103,7 +104,8 @@ def test_flow_keys_match() -> None:
 
 
 def test_personality_keys_match() -> None:
-    assert properties(PERSONALITY_SCHEMA) == PERSONALITY_KEYS | EDITOR_KEYS
+    # `blend` is read by engine/flows/blend.py, which compiles the rest as compile_personality.
+    assert properties(PERSONALITY_SCHEMA) == PERSONALITY_KEYS | {BLEND_KEY} | EDITOR_KEYS
     assert set(PERSONALITY_SCHEMA["required"]) <= PERSONALITY_KEYS
 
 

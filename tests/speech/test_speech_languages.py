@@ -51,3 +51,18 @@ def test_when_speech_fails_a_spanish_reply_is_said_in_the_spanish_twilio_voice(
     double.speech(Status(500))
     c.say("¿A qué hora abren mañana?")
     assert (c.heard[-1].text, c.heard[-1].voice) == (REPLY, "Polly.Lupe-Neural")
+
+
+def test_the_call_api_gives_the_calls_language_and_its_blended_personality(
+        app: Flask, phone: Phone, double: OpenAIDouble) -> None:
+    c = phone(to=CLINIC).start()
+    client = app.test_client()
+    assert client.post("/login", data={"password": "test-password"}).status_code == 302
+    before = client.get(f"/api/calls/{c.call_sid}").get_json()
+    assert (before["language"], before["personality"]) == ("en-US", "host")
+    assert before["personality_blend"] == {"friendly": 0.7, "witty": 0.3}
+    c.press("2")
+    after = client.get(f"/api/calls/{c.call_sid}").get_json()
+    assert after["language"] == "es-US"
+    assert [e["data"]["language"] for e in after["events"] if e["name"] == "call.language"] \
+        == ["es-US"]

@@ -22,7 +22,7 @@
   var byId = function (id) { return document.getElementById(id); };
   var ui = {
     caller: byId("call-caller"), status: byId("call-status"), flow: byId("call-flow"),
-    personality: byId("call-personality"), node: byId("call-node"), duration: byId("call-duration"),
+    personality: byId("call-personality"), language: byId("call-language"), node: byId("call-node"), duration: byId("call-duration"),
     offline: byId("call-offline"), relay: byId("call-relay"), transcript: byId("transcript"), transcriptEmpty: byId("transcript-empty"),
     graph: byId("graph"), graphFlow: byId("graph-flow"), errors: byId("errors"), errorsEmpty: byId("errors-empty"),
     target: byId("transfer-target"), transfer: byId("transfer-button"), end: byId("end-button"),
@@ -58,7 +58,10 @@
     ui.status.textContent = status;
     ui.status.dataset.status = call.live ? (call.ending ? "ending" : "live") : (call.status || "unknown");
     setText(ui.flow, call.flow);
-    setText(ui.personality, call.personality);
+    var blend = call.blendOf === call.personality ? call.blend || {} : {};  // fallbacks have their own
+    var parts = Object.keys(blend).map(function (id) { return id + " " + Math.round(blend[id] * 100) + "%"; });
+    setText(ui.personality, call.personality && parts.length ? call.personality + " (" + parts.join(" · ") + ")" : call.personality);
+    setText(ui.language, call.language);
     setText(ui.node, path.current);
     renderDuration();
     ui.offline.hidden = !call.offline;
@@ -290,6 +293,10 @@
       case "call.analysis":
         renderAnalysis(data);
         break;
+      case "call.language":  // a route switched the call's language
+        call.language = data.language;
+        touched = systemLine(event, "language: " + data.language);
+        break;
       case "call.start":
         Object.assign(call, { caller: data.caller, flow: data.flow, personality: data.personality,
                               status: "in-progress", live: true, started_at: event.at });
@@ -414,7 +421,9 @@
     var events = snapshot.events || [];
     events.forEach(function (event) { apply(event, true); });
     // The summary is the store's word on these; events can only have been partial.
-    Object.assign(call, { status: snapshot.status, live: !!snapshot.live, personality: snapshot.personality || call.personality });
+    Object.assign(call, { status: snapshot.status, live: !!snapshot.live, personality: snapshot.personality || call.personality,
+                          language: snapshot.language || call.language, blend: snapshot.personality_blend || {},
+                          blendOf: snapshot.personality });
     call.started_at = timings.started_at;
     (snapshot.path || []).forEach(function (node) { path.nodes.add(node); });
     if (snapshot.node) { path.current = snapshot.node; path.nodes.add(snapshot.node); }
