@@ -142,12 +142,14 @@ def decode_event(data: Any, now: float) -> Event | None:
 
 def hold_line(call: RelayCall, now: float) -> str:
     """What a session says before it asks a rate-limited model again: the text of the hold
-    node the node's `rate_limit` edge leads to (a `say` node), else `HOLD_LINE`."""
+    node the node's `rate_limit` edge leads to (a `say` node) in the call's language, else
+    `HOLD_LINE`."""
     policy = call.node.on_error.get("rate_limit")
     flow = call.pinned.flow
     target = flow.nodes.get(policy.then) if policy is not None and policy.then else None
     if isinstance(target, SayNode) and target.text:
-        text = target.text.strip()
+        # In the call's language, as the hold node itself would say it.
+        text = flow.text_in(target.text, call.state.language or flow.language).strip()
         if is_template(text):
             try:
                 text = render_text(text, values(flow, call.state, now), f"nodes.{target.id}.text")
