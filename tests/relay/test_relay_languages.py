@@ -30,7 +30,7 @@ nodes:
     input: [speech, dtmf]
     timeout: 60
     routes:
-      - when: digits == '2'
+      - when: digits == '2' or (detected_language == 'es-US' and language != 'es-US')
         language: es-US
         to: assist
     no_input:
@@ -74,3 +74,15 @@ def test_a_route_that_switches_language_sends_the_language_message(
     assert line.received.index(switch[0]) < spoken  # Twilio switches before it speaks
     assert [e["language"] for e in events(app, c.call_sid, "call.language")] == ["es-US"]
     line.close()
+
+
+def test_a_caller_who_speaks_spanish_in_the_session_is_switched_to_spanish(
+        app: Flask, relay_call: Callable[..., SimulatedCall]) -> None:
+    c = relay_call(to=BILINGUAL_NUMBER).start()
+    line = c.relay()
+    greeting = line.say("Hola, quisiera hacer una cita para mañana por la tarde.")
+    assert greeting.text == "Hola, habla Acme."
+    assert {"type": "language", "ttsLanguage": "es-US",
+            "transcriptionLanguage": "es-US"} in line.received
+    transcript = events(app, c.call_sid, "call.transcript")
+    assert transcript[-1]["speech"].startswith("Hola, quisiera")
