@@ -1,9 +1,14 @@
 """The dashboard's call data: `GET /api/calls` and `GET /api/calls/<CallSid>` (login required).
 
 `/api/calls?limit=N` (default 50, at most 200): the most recently updated calls, each with status,
-flow, node, personality, caller and timings, and `last_event_id`, read before the list, so a page
-that then subscribes with `?after=<last_event_id>` misses nothing (it may see an event twice: ids
-tell).
+flow, node, personality, caller, timings, `outcome`, `mood` and `summary`, and `last_event_id`,
+read before the list, so a page that then subscribes with `?after=<last_event_id>` misses nothing
+(it may see an event twice: ids tell). Filters (engine/web/call_filters.py): `since`, `until`
+(dates of the start), `flow`, `outcome`, `q` (transcript search), `test=1` (include test calls,
+hidden otherwise); `next` is the URL of the next page (`before=<cursor>`), null on the last.
+`/api/calls.csv` (or `?format=csv`): the same calls as CSV with their analysis
+(engine/web/calls_csv.py), up to 1000 a page, the next page's URL in a `Link` header.
+`/overview` and `/api/overview`: calls per day, outcomes and AI latency (engine/web/overview.py).
 
 `/api/calls/<CallSid>`: the same summary plus the transcript, the call's events and `analysis`
 (its `call.analysis` event's data: status, summary, fields; null until there is one). The
@@ -19,15 +24,23 @@ Twilio said, `heard`: what they heard of it (`call.interrupt`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, render_template, request, url_for
+from flask.blueprints import BlueprintSetupState
 
 from engine.calls.test_calls import source_of_test_call
 from engine.events.analysis_sink import stored_analysis
 from engine.events.payload import event_json
-from engine.store import CallSummary, StoredEvent
+from engine.runtime.outcome import OUTCOMES
+from engine.store import CallQuery, CallStore, CallSummary, StoredEvent
 from engine.web.auth import login_required
+from engine.web.call_filters import BadFilter, encode_cursor, parse_listing, parse_time
+from engine.web.calls_csv import calls_csv
+from engine.web.dashboard import PUSHER_JS, page_config
+from engine.web.overview import LATENCY_CALLS, MAX_CALLS, latency, per_day, utc_day_start
+from engine.web.roles import Role, declare
 from engine.web.services import services
 
 calls_api = Blueprint("calls_api", __name__)
@@ -36,20 +49,32 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_EVENTS = 5000  # per call in one answer; `events_truncated` says when there were more
 _PAGE = 500
+CSV_LIMIT = 1000
+OVERVIEW_DAYS = 30
+MAX_OVERVIEW_DAYS = 366
+
+
+@calls_api.record_once
+def _declare_roles(state: BlueprintSetupState) -> None:
+    # The overview is read like the calls list, by every role.
+    for endpoint in ("calls_api.overview_page", "calls_api.overview"):
+        declare(cast("Flask", state.app), endpoint, Role.VIEWER)
 
 
 def summary_json(call: CallSummary, test: str | None = None) -> dict[str, Any]:
     """One call's summary as the API gives it: ids, status, flow and version, node,
     personality, caller, called, `live` (not ended yet), timings (`elapsed`: seconds from
     the start to the end, or to the last update while live) and `test`: what made it when it
-    is a test call (`flask call`, `scenario`; engine/calls/test_calls.py), else null.
+    is a test call (`flask call`, `scenario`; engine/calls/test_calls.py), else null;
+    `outcome` (null while live), `mood` (average sentiment, null when unscored) and `summary`
+    (the analysis', shortened; '' until there is one).
     """
     last = call.ended_at if call.ended_at is not None else call.updated_at
     return {
         "call_sid": call.call_sid, "status": call.status, "flow": call.flow_id,
         "flow_version": call.flow_version, "node": call.node, "personality": call.personality,
         "caller": call.caller, "called": call.called, "live": call.ended_at is None,
-        "test": test,
+        "test": test, "outcome": call.outcome, "mood": call.mood, "summary": call.summary,
         "timings": {"started_at": call.started_at, "updated_at": call.updated_at,
                     "ended_at": call.ended_at, "duration": call.duration,
                     "elapsed": round(max(last - call.started_at, 0.0), 3)},
@@ -118,25 +143,94 @@ def _call_events(call_sid: str) -> tuple[list[StoredEvent], bool]:
 
 
 @calls_api.get("/api/calls")
+@calls_api.get("/api/calls.csv")
 @login_required
 def list_calls() -> Response | tuple[Response, int]:
-    """GET /api/calls: the most recently updated calls (`?limit`, 1 to 200) and `last_event_id`."""
+    """GET /api/calls: the calls the filters admit (`limit` 1 to 200 a page), `next` and
+    `last_event_id`; `/api/calls.csv` or `?format=csv`: the same as CSV; 400 for a bad filter."""
+    as_csv = request.path.endswith(".csv") or request.args.get("format") == "csv"
     try:
-        limit = int(request.args.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        return jsonify(error="limit must be a number"), 400
+        listing = parse_listing(request.args, max_limit=CSV_LIMIT if as_csv else MAX_LIMIT)
+    except BadFilter as error:
+        return jsonify(error=str(error)), 400
     store = services().store
     last_event_id = store.last_event_id()
-    calls = store.list_calls(limit=min(max(limit, 1), MAX_LIMIT))
-    return jsonify(calls=[summary_json(call, source_of_test_call(store, call.call_sid))
-                          for call in calls], last_event_id=last_event_id)
+    calls = store.list_calls(listing.limit, listing.query)
+    next_url = None
+    if len(calls) == listing.limit:
+        args = {**request.args.to_dict(), "before": encode_cursor(calls[-1].cursor())}
+        next_url = request.path + "?" + urlencode(args)
+    if as_csv:
+        rows = [(call, stored_analysis(_call_events(call.call_sid)[0])) for call in calls]
+        response = Response(calls_csv(rows), mimetype="text/csv")
+        response.headers["Content-Disposition"] = "attachment; filename=calls.csv"
+        if next_url is not None:
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
+    return jsonify(calls=[summary_json(call, _test_source(store, call)) for call in calls],
+                   last_event_id=last_event_id, next=next_url)
+
+
+def _test_source(store: CallStore, call: CallSummary) -> str | None:
+    # Calls stored before the summary kept it have only the mark's blob.
+    return call.test or source_of_test_call(store, call.call_sid)
+
+
+@calls_api.get("/overview")
+@login_required
+def overview_page() -> str:
+    """GET /overview: the owners' overview page (calls per day, outcomes, AI latency)."""
+    config = page_config()
+    return render_template("overview.html", config=config,
+                           pusher_js=PUSHER_JS if config["transport"] == "pusher" else None)
+
+
+@calls_api.get("/api/overview")
+@login_required
+def overview() -> Response | tuple[Response, int]:
+    """GET /api/overview: calls per day and outcomes from `since` to `until` (default the last
+    30 days, at most 366), in the day of `tz` (minutes east of UTC), test calls left out unless
+    `test=1`, and p50/p90 of the AI's latency; 400 for a bad parameter."""
+    args = request.args
+    now = services().call_service.clock()
+    try:
+        until = parse_time("until", args["until"], end_of_day=True) if args.get("until") else now
+        since = (parse_time("since", args["since"]) if args.get("since")
+                 else utc_day_start(now) - (OVERVIEW_DAYS - 1) * 86400)
+        tz = int(args.get("tz", "0"))
+    except BadFilter as error:
+        return jsonify(error=str(error)), 400
+    except ValueError:
+        return jsonify(error="tz: minutes east of UTC, e.g. -300"), 400
+    if not -14 * 60 <= tz <= 14 * 60:
+        return jsonify(error="tz: minutes east of UTC, between -840 and 840"), 400
+    if until <= since or until - since > MAX_OVERVIEW_DAYS * 86400:
+        return jsonify(error=f"since must come before until, at most {MAX_OVERVIEW_DAYS} "
+                             f"days apart"), 400
+    include_test = args.get("test", "") in ("1", "true", "yes")
+    store = services().store
+    last_event_id = store.last_event_id()
+    calls = store.list_calls(MAX_CALLS + 1, CallQuery(since=since, until=until,
+                                                      include_test=include_test))
+    truncated = len(calls) > MAX_CALLS
+    calls = calls[:MAX_CALLS]
+    events: list[StoredEvent] = []
+    for call in calls[:LATENCY_CALLS]:
+        events += (event for event in _call_events(call.call_sid)[0]
+                   if event.name == "call.timing")
+    outcomes = {name: sum(1 for call in calls if call.outcome == name) for name in OUTCOMES}
+    return jsonify(since=since, until=until, tz=tz, last_event_id=last_event_id,
+                   calls=len(calls), truncated=truncated,
+                   outcomes={**outcomes, "live": sum(1 for c in calls if c.outcome is None)},
+                   days=per_day(calls, tz, since, until),
+                   latency={**latency(events), "calls": min(len(calls), LATENCY_CALLS)},
+                   calls_url=url_for("dashboard.index"))
 
 
 @calls_api.get("/api/calls/<call_sid>")
 @login_required
 def get_call(call_sid: str) -> Response | tuple[Response, int]:
-    """GET /api/calls/<call_sid>: one call's summary, transcript and events, with the language
-    it speaks and what its personality blends (when it has stored state); 404 when unknown."""
+    """GET /api/calls/<call_sid>: one call's summary, transcript and events; 404 when unknown."""
     store = services().store
     summary = store.get_call(call_sid)
     events, truncated = _call_events(call_sid)
@@ -148,12 +242,6 @@ def get_call(call_sid: str) -> Response | tuple[Response, int]:
     state = store.get_state(call_sid)
     if state is not None:
         body.update(offline=state.offline, path=list(state.path), turn=state.turn)
-        # The language the call speaks now: a route's switch, else its flow version's default.
-        pinned = services().library.pinned(state.flow_id, state.flow_version)
-        body["language"] = state.language or (pinned.flow.language if pinned else None)
-        personality = pinned.registry.personalities.get(state.personality) if pinned else None
-        # What a blended personality is made of (id -> weight), for the dashboard.
-        body["personality_blend"] = dict(personality.blend) if personality else {}
     started_at = summary.started_at if summary is not None else (
         events[0].at if events else None)
     body["transcript"] = transcript(events, started_at)

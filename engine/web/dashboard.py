@@ -1,4 +1,5 @@
-"""The dashboard pages: the calls list (`GET /`) and one call (`GET /calls/<CallSid>`).
+"""The dashboard pages: the calls list (`GET /`, with its filters) and one call
+(`GET /calls/<CallSid>`); the overview (`GET /overview`) is in engine/web/calls_api.py.
 
 The pages are plain Jinja2 templates with plain JavaScript and CSS from engine/web/static: no CDN
 and no build step. Everything a page shows comes from the JSON routes (`/api/calls`,
@@ -19,7 +20,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template
 
+from engine.runtime.outcome import OUTCOMES
 from engine.runtime.state import FINAL_STATUSES, CallState
+from engine.store import MAX_SEARCH
 from engine.web.auth import csrf_token, login_required
 from engine.web.control import CALL_SID, allowed_targets
 from engine.web.events_api import EXTENSION, LiveEvents
@@ -87,7 +90,7 @@ def index() -> str:
     """GET /: the dashboard's list of live and recent calls (login required)."""
     config = page_config()
     return render_template("dashboard.html", config=config, pusher_js=_pusher_js(config),
-                           refused=refused_edit())
+                           refused=refused_edit(), outcomes=OUTCOMES, max_search=MAX_SEARCH)
 
 
 @dashboard.get("/calls/<call_sid>")

@@ -19,7 +19,7 @@ from tests.dashboard.conftest import AUTH_TOKEN, PASSWORD
 
 STATIC = Path(__file__).resolve().parents[2] / "engine" / "web" / "static"
 OUR_ASSETS = ["live.js", "calls.js", "call.js", "graph.js", "flows-banner.js", "dashboard.css",
-              "phoney.css"]
+              "phoney.css", "charts.js", "overview.js"]
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # a name, never fetched
 FRONT_DESK = "+15550001111"  # receptionist.yaml: the front_desk node's `to`
 
@@ -107,7 +107,7 @@ def test_pages_and_assets_name_no_external_url(make_dashboard_app: MakeApp) -> N
     app = make_dashboard_app()
     client = logged_in(app)
     call = start_call(app)
-    for path in ("/", f"/calls/{call.call_sid}", "/login"):
+    for path in ("/", f"/calls/{call.call_sid}", "/login", "/overview"):
         html = client.get(path).get_data(as_text=True)
         assert _external(html) == [], path
         for attribute in re.findall(r'(?:src|href)="([^"]+)"', html):

@@ -7,6 +7,13 @@
  * marked, and hidden while "show test calls" is unchecked (remembered in localStorage). A call
  * seen holding a ConversationRelay session (`call.relay`, or `relay` in its details) gets a
  * relay badge.
+ *
+ * Owners read each call's date and time, caller, outcome, summary, mood (the average sentiment)
+ * and duration, and narrow the list with the filter form (dates, flow, outcome, words of the
+ * transcript, test calls): the form's values are GET /api/calls' filters, kept in the page's
+ * URL, and "More calls" follows the answer's `next`. While a filter is set, only calls the
+ * list holds are updated live; new calls appear when no filter but "test calls" is set. The
+ * CSV link exports what the filters select.
  */
 (function () {
   "use strict";
@@ -21,12 +28,44 @@
   var count = document.getElementById("calls-count");
   var problem = document.getElementById("calls-error");
   var showTests = document.getElementById("show-test-calls");
+  var form = document.getElementById("calls-filters");
+  var more = document.getElementById("calls-more");
+  var csv = document.getElementById("calls-csv");
+  var nextPage = null;
   var SHOW_TESTS_KEY = "phoney.showTestCalls";
+  var FILTERS = ["since", "until", "flow", "outcome", "q"];
+  var fromUrl = new URLSearchParams(window.location.search);
+  FILTERS.forEach(function (name) {
+    if (form && form.elements[name] && fromUrl.get(name)) { form.elements[name].value = fromUrl.get(name); }
+  });
   try {
-    if (showTests && window.localStorage.getItem(SHOW_TESTS_KEY) === "0") { showTests.checked = false; }
-  } catch (ignored) { /* storage off: shown by default */ }
+    if (showTests) { showTests.checked = fromUrl.has("test") ? fromUrl.get("test") === "1" : window.localStorage.getItem(SHOW_TESTS_KEY) === "1"; }
+  } catch (ignored) { /* storage off: hidden by default */ }
 
-  function testsShown() { return !showTests || showTests.checked; }
+  // The filters as GET /api/calls reads them ("test" only when test calls are shown).
+  function filterParams() {
+    var params = new URLSearchParams();
+    FILTERS.forEach(function (name) {
+      var field = form && form.elements[name];
+      if (field && field.value.trim()) { params.set(name, field.value.trim()); }
+    });
+    if (testsShown()) { params.set("test", "1"); }
+    return params;
+  }
+
+  function filtered() {
+    var params = filterParams();
+    params.delete("test");
+    return Array.from(params.keys()).length > 0;
+  }
+
+  function moodText(mood) {
+    if (typeof mood !== "number") { return null; }
+    var word = mood >= 0.3 ? "happy" : mood <= -0.3 ? "upset" : "neutral";
+    return word + " (" + (mood > 0 ? "+" : "") + mood.toFixed(2) + ")";
+  }
+
+  function testsShown() { return !!showTests && showTests.checked; }
 
   function duration(call) {
     var t = call.timings || {};
@@ -60,14 +99,21 @@
     if (call.errors) { callerCell.appendChild(el("span", { className: "badge bad", title: "errors in this call", text: String(call.errors) })); }
     if (call.test) { callerCell.appendChild(el("span", { className: "badge test", title: "a test call (" + call.test + ")", text: "test" })); }
     if (call.relay) { callerCell.appendChild(el("span", { className: "badge relay", title: "converses over ConversationRelay", text: "relay" })); }
+    row.appendChild(cell(P.formatDateTime((call.timings || {}).started_at), "started"));
     row.appendChild(callerCell);
     row.appendChild(cell(call.flow, "flow"));
-    row.appendChild(cell(call.personality, "personality"));
     row.appendChild(cell(call.node, "node"));
+    var outcome = call.outcome ? el("span", { className: "pill outcome", text: call.outcome, dataset: { outcome: call.outcome } }) : null;
+    row.appendChild(outcome ? el("td", { className: "outcome" }, outcome) : cell(call.live ? "live" : null, "outcome"));
+    var summary = cell(call.summary, "summary");
+    if (call.summary) { summary.title = call.summary; }
+    row.appendChild(summary);
+    var mood = cell(moodText(call.mood), "mood");
+    if (typeof call.mood === "number") { mood.dataset.mood = String(call.mood); }
+    row.appendChild(mood);
     row.appendChild(cell(P.formatDuration(duration(call)), "duration"));
     var status = el("span", { className: "pill", text: statusText(call), dataset: { status: call.live ? (call.ending ? "ending" : "live") : (call.status || "unknown") } });
     row.appendChild(el("td", { className: "status" }, status));
-    row.appendChild(cell(P.formatTime((call.timings || {}).started_at), "started"));
     row.classList.toggle("live", !!call.live);
     row.classList.toggle("test-call", !!call.test);
     row.hidden = !!call.test && !testsShown();
@@ -76,6 +122,7 @@
 
   function order(a, b) {
     if (!!a.live !== !!b.live) { return a.live ? -1 : 1; }
+    if (filtered()) { return 0; }  // the server's order, page after page
     return ((b.timings || {}).started_at || 0) - ((a.timings || {}).started_at || 0);
   }
 
@@ -105,7 +152,7 @@
     fetching.add(callSid);
     P.api("/api/calls/" + encodeURIComponent(callSid)).then(function (found) {
       var summary = {};
-      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings", "test", "relay"].forEach(function (key) { summary[key] = found[key]; });
+      ["call_sid", "status", "flow", "node", "personality", "caller", "called", "live", "timings", "test", "relay", "outcome", "mood", "summary"].forEach(function (key) { summary[key] = found[key]; });
       P.shown(upsert(summary), null);
       renderAll();
     }, function () { /* gone or not stored yet: the next event tries again */ })
@@ -117,10 +164,14 @@
     var data = event.data || {};
     var known = calls.get(sid);
     var change = null;
-    if (event.name === "call.start") {
+    if (event.name === "call.start" && filtered()) {
+      return;  // a new call: not known to match the filters
+    } else if (event.name === "call.start") {
       change = { call_sid: sid, caller: data.caller, flow: data.flow, personality: data.personality,
                  node: data.node, called: data.called, status: "in-progress", live: true,
                  timings: { started_at: event.at, updated_at: event.at } };
+    } else if (!known && filtered()) {
+      return;
     } else if (!known) {
       fetchCall(sid);
       return;
@@ -130,6 +181,7 @@
       if (event.name === "call.error") { change.errors = (known.errors || 0) + 1; }
       if (event.name === "call.test") { change.test = data.source || "test"; }
       if (event.name === "call.relay") { change.relay = true; }
+      if (event.name === "call.end" || event.name === "call.analysis") { refetch(sid); }
       if (event.name === "call.response" && data.personality) { change.personality = data.personality; }
       if (event.name === "call.end") {
         if (data.status === "requested") {
@@ -146,23 +198,58 @@
     renderAll();
   }
 
+  // The outcome and summary are the server's (kept when the call ends or is analysed).
+  function refetch(sid) {
+    window.setTimeout(function () { fetchCall(sid); }, 300);
+  }
+
+  function showPage(answer, replace) {
+    problem.hidden = true;
+    if (replace) {
+      calls.clear(); rows.clear(); P.clear(body);
+    }
+    (answer.calls || []).forEach(upsert);
+    nextPage = answer.next || null;
+    if (more) { more.hidden = !nextPage; }
+    renderAll();
+    return answer.last_event_id || 0;
+  }
+
+  function failed(error) {
+    problem.textContent = "Could not load the calls: " + error.message;
+    problem.hidden = false;
+    return 0;
+  }
+
   function load() {
-    return P.api("/api/calls").then(function (answer) {
-      problem.hidden = true;
-      (answer.calls || []).forEach(upsert);
-      renderAll();
-      return answer.last_event_id || 0;
-    }, function (error) {
-      problem.textContent = "Could not load the calls: " + error.message;
-      problem.hidden = false;
-      return 0;
-    });
+    var params = filterParams();
+    if (csv) { csv.href = "/api/calls.csv" + (params.toString() ? "?" + params : ""); }
+    return P.api("/api/calls" + (params.toString() ? "?" + params : "")).then(function (answer) {
+      return showPage(answer, true);
+    }, failed);
+  }
+
+  function apply() {
+    var params = filterParams();
+    var shown = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (shown ? "?" + shown : ""));
+    return load();
   }
 
   if (showTests) {
     showTests.addEventListener("change", function () {
       try { window.localStorage.setItem(SHOW_TESTS_KEY, showTests.checked ? "1" : "0"); } catch (ignored) { /* not kept */ }
-      renderAll();
+      apply();
+    });
+  }
+  if (form) {
+    form.addEventListener("submit", function (event) { event.preventDefault(); apply(); });
+    form.addEventListener("reset", function () { window.setTimeout(apply, 0); });
+  }
+  if (more) {
+    more.addEventListener("click", function () {
+      if (!nextPage) { return; }
+      P.api(nextPage).then(function (answer) { showPage(answer, false); }, failed);
     });
   }
 

@@ -84,6 +84,15 @@
     return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   }
 
+  // "Dec 8, 09:30" (the year too when it is not this one), in the browser's time zone.
+  function formatDateTime(epochSeconds) {
+    if (typeof epochSeconds !== "number") { return ""; }
+    var date = new Date(epochSeconds * 1000);
+    var options = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    if (date.getFullYear() !== new Date().getFullYear()) { options.year = "numeric"; }
+    return date.toLocaleString([], options);
+  }
+
   function formatSeconds(value) {
     if (typeof value !== "number" || !isFinite(value)) { return null; }
     return value < 1 ? Math.round(value * 1000) + " ms" : value.toFixed(2) + " s";
@@ -305,7 +314,7 @@
   window.Phoney = {
     config: config, api: api, ApiError: ApiError, el: el, clear: clear, live: live,
     shown: shown, serverNow: serverNow, noteServerTime: noteServerTime,
-    formatDuration: formatDuration, formatTime: formatTime, formatSeconds: formatSeconds,
+    formatDuration: formatDuration, formatTime: formatTime, formatDateTime: formatDateTime, formatSeconds: formatSeconds,
     EVENT_NAMES: EVENT_NAMES
   };
 })();
