@@ -230,7 +230,8 @@ def overview() -> Response | tuple[Response, int]:
 @calls_api.get("/api/calls/<call_sid>")
 @login_required
 def get_call(call_sid: str) -> Response | tuple[Response, int]:
-    """GET /api/calls/<call_sid>: one call's summary, transcript and events; 404 when unknown."""
+    """GET /api/calls/<call_sid>: one call's summary, transcript and events, with the language
+    it speaks and what its personality blends (when it has stored state); 404 when unknown."""
     store = services().store
     summary = store.get_call(call_sid)
     events, truncated = _call_events(call_sid)
@@ -242,6 +243,12 @@ def get_call(call_sid: str) -> Response | tuple[Response, int]:
     state = store.get_state(call_sid)
     if state is not None:
         body.update(offline=state.offline, path=list(state.path), turn=state.turn)
+        # The language the call speaks now: a route's switch, else its flow version's default.
+        pinned = services().library.pinned(state.flow_id, state.flow_version)
+        body["language"] = state.language or (pinned.flow.language if pinned else None)
+        personality = pinned.registry.personalities.get(state.personality) if pinned else None
+        # What a blended personality is made of (id -> weight), for the dashboard.
+        body["personality_blend"] = dict(personality.blend) if personality else {}
     started_at = summary.started_at if summary is not None else (
         events[0].at if events else None)
     body["transcript"] = transcript(events, started_at)
