@@ -60,15 +60,18 @@ def words(flow: Flow) -> list[str]:
     return sorted(word for word in found if word)
 
 
-def caller_turn(rng: random.Random, now: float, said: list[str]) -> Event:
+def caller_turn(rng: random.Random, now: float, said: list[str],
+                languages: tuple[str, ...] = ()) -> Event:
     if rng.random() < 0.25:
         return Silence(now)
     text = rng.choice(said)
     if text.isdigit():
         return Heard(now, digits=text)
-    # The shell scores every utterance; a random mood here, so routes on it are taken too.
+    # The shell scores every utterance and detects its language; a random mood and language
+    # here, so routes on them are taken too.
     return Heard(now, speech=text, confidence=0.9,
-                 sentiment=rng.choice([0.8, 0.4, 0.0, -0.4, -0.9]))
+                 sentiment=rng.choice([0.8, 0.4, 0.0, -0.4, -0.9]),
+                 language=rng.choice(("", *languages)) if len(languages) > 1 else "")
 
 
 def next_event(rng: random.Random, flow: Flow, state: CallState, now: float,
@@ -97,7 +100,7 @@ def next_event(rng: random.Random, flow: Flow, state: CallState, now: float,
     if anything and rng.random() < 0.5:
         return rng.choice([Resume(now), DialEnded(now, "busy"), RecordingDone(now),
                            SpeechFailed(now, state.node, "network")])
-    return caller_turn(rng, now, said)
+    return caller_turn(rng, now, said, flow.spoken_languages())
 
 
 def node_events(flow: Flow, seed: int) -> Iterator[Mapping[str, Any]]:
