@@ -1,5 +1,5 @@
-"""Test calls (`flask call`, scenario runs) on the dashboard's list: marked, and hidden while
-"show test calls" is unchecked."""
+"""Test calls (`flask call`, scenario runs) on the dashboard's list: hidden until "test calls"
+is checked, then marked."""
 
 from __future__ import annotations
 
@@ -26,17 +26,20 @@ def test_test_calls_are_marked_and_can_be_hidden(make_dashboard_app: Callable[..
         sign_in(page, server)
         real_row = f"tr[data-call-sid='{real.call_sid}']"
         test_row = f"tr[data-call-sid='{test.call_sid}']"
+        page.wait_for_selector(real_row)
+        assert not page.is_checked("#show-test-calls")  # hidden by default
+        assert page.query_selector(test_row) is None
+        page.check("#show-test-calls")
         page.wait_for_selector(f"{test_row}.test-call .badge.test")
         assert page.is_visible(test_row) and page.is_visible(real_row)  # shown, marked
-        assert page.is_checked("#show-test-calls")
         page.uncheck("#show-test-calls")
-        page.wait_for_selector(test_row, state="hidden")
+        page.wait_for_selector(test_row, state="detached")
         assert page.is_visible(real_row)
         page.reload()  # the choice is remembered
         page.wait_for_selector(real_row)
         wait_live(page)
         assert not page.is_checked("#show-test-calls")
-        assert page.is_hidden(test_row)
+        assert page.query_selector(test_row) is None
         live = SimulatedCall(http, server.url, AUTH_TOKEN, from_="+15557770003").start()
         mark_test_call(found.recorder, live.call_sid, "scenario", time.time())
         page.wait_for_selector(f"tr[data-call-sid='{live.call_sid}'].test-call", state="attached")

@@ -280,6 +280,35 @@
     path.current = node;
   }
 
+  // -- mood and recordings ----------------------------------------------------------------------
+
+  // The sentiment curve: one point a scored utterance (`call.sentiment`), in [-1, 1].
+  var moods = [];
+  function addMood(event, data) {
+    if (typeof data.score !== "number") { return; }
+    if (moods.some(function (p) { return p.id === event.id; })) { return; }
+    moods.push({ id: event.id, x: moods.length + 1, y: Math.max(-1, Math.min(1, data.score)),
+                 title: "utterance " + (moods.length + 1) + ": " + data.score.toFixed(2) +
+                        (typeof data.avg === "number" ? " (average " + data.avg.toFixed(2) + ")" : "") });
+    var chart = byId("mood-chart");
+    if (!chart) { return; }
+    P.clear(chart);
+    chart.appendChild(P.charts.line(moods, { min: -1, max: 1, label: "caller's sentiment, utterance by utterance" }));
+    chart.dataset.points = String(moods.length);
+    byId("mood-empty").hidden = true;
+  }
+
+  // Recordings: links to Twilio's RecordingUrl (http or https only, never a script URL).
+  function addRecording(event, data) {
+    var list = byId("recordings");
+    if (!list || !data.url || !/^https?:/i.test(data.url)) { return; }
+    if (list.querySelector("li[data-event-id='" + event.id + "']")) { return; }
+    var text = "recording" + (typeof data.duration === "number" ? " · " + P.formatDuration(data.duration) : "");
+    list.appendChild(el("li", { dataset: { eventId: String(event.id) } },
+      el("a", { href: data.url, text: text, target: "_blank", rel: "noopener noreferrer" })));
+    byId("recordings-empty").hidden = true;
+  }
+
   // -- events -----------------------------------------------------------------------------------
 
   function apply(event, replay) {
@@ -292,6 +321,9 @@
     switch (event.name) {
       case "call.analysis":
         renderAnalysis(data);
+        break;
+      case "call.sentiment":
+        addMood(event, data);
         break;
       case "call.language":  // a route switched the call's language
         call.language = data.language;
@@ -380,6 +412,7 @@
         break;
       case "call.recording":
         touched = systemLine(event, "recording" + (typeof data.duration === "number" ? " of " + data.duration + " s" : ""));
+        addRecording(event, data);
         break;
       case "call.error":
         closeReply(true);
