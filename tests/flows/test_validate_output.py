@@ -42,7 +42,7 @@ def test_a_broken_flow_is_reported_once_and_the_other_scenarios_are_checked(
         "flows/after_hours.yaml:64:15: nodes.closed.routes[1].when: condition does not parse: "
         "use == to compare (a single = is not a comparison): said_any('message', 'voicemail') "
         "or digits == '2'"]
-    assert completed.stderr.splitlines() == ["15 files checked: 1 errors, 1 warnings"]
+    assert completed.stderr.splitlines() == ["17 files checked: 1 errors, 1 warnings"]
 
 
 def test_a_flow_that_does_not_compile_warns_about_its_own_scenarios_only(
