@@ -107,7 +107,7 @@ def export_command(flow_id: str, fmt: str, output: Path | None) -> None:
     if flow is None:
         known = ", ".join(sorted(result.registry.flows)) or "none"
         raise click.ClickException(f"unknown flow '{flow_id}'; known flows: {known}")
-    text = render(flow, fmt)
+    text = render(flow, fmt, result.registry.personalities)
     if output is None:
         click.echo(text)
     else:

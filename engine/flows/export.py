@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.flows.model import AiNode, Edge, Flow, HttpNode, Node
+from engine.flows.model import AiNode, Edge, Flow, HttpNode, Node, Personality
 
 FORMATS = ("mermaid", "dot", "json")
 DETAIL_WIDTH = 40
@@ -197,13 +198,23 @@ def to_dot(flow: Flow) -> str:
     return "\n".join([*lines, "}"]) + "\n"
 
 
-def to_json(flow: Flow) -> dict[str, Any]:
+def _personalities(flow: Flow, known: Mapping[str, Personality]) -> list[dict[str, Any]]:
+    return [{"id": found.id, "name": found.name, "blend": dict(found.blend)}
+            for name in flow.personalities_used() if (found := known.get(name)) is not None]
+
+
+def to_json(flow: Flow, personalities: Mapping[str, Personality] | None = None
+            ) -> dict[str, Any]:
     """Nodes and edges as plain data; `label` is the edge's detail in full, `id` the edge's
-    identity, which the `edge_id` of a call's `call.node` events names."""
+    identity, which the `edge_id` of a call's `call.node` events names. Given the loaded
+    `personalities`, also those the flow speaks as, each with its `blend` (empty unless
+    blended)."""
     return {
         "flow": flow.id,
         "start": flow.start,
         "languages": list(flow.spoken_languages()),
+        **({"personalities": _personalities(flow, personalities)}
+           if personalities is not None else {}),
         "nodes": [{"id": node.id, "type": node.type, "terminal": node.terminal,
                    "description": node.description,
                    **({"conversation": node.conversation} if isinstance(node, AiNode) else {}),
@@ -218,12 +229,12 @@ def to_json(flow: Flow) -> dict[str, Any]:
     }
 
 
-def render(flow: Flow, fmt: str) -> str:
-    """The flow in one of `FORMATS`."""
+def render(flow: Flow, fmt: str, personalities: Mapping[str, Personality] | None = None) -> str:
+    """The flow in one of `FORMATS` (the JSON form lists `personalities` when given)."""
     if fmt == "mermaid":
         return to_mermaid(flow)
     if fmt == "dot":
         return to_dot(flow)
     if fmt == "json":
-        return json.dumps(to_json(flow), indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(to_json(flow, personalities), indent=2, ensure_ascii=False) + "\n"
     raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")

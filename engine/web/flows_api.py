@@ -70,12 +70,15 @@ def flow_graph(flow_id: str) -> Response | tuple[Response, int]:
     if fmt not in FORMATS:
         return jsonify(error=f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}"), 400
     library, version = services().library, request.args.get("version")
+    personalities = None
     if version:  # the version a call ran on, across reloads
         pinned = library.pinned(flow_id, version)
         flow = pinned.flow if pinned else None
+        personalities = pinned.registry.personalities if pinned else None
     else:
         flow = library.live.flows.get(flow_id) if library.ok else None
+        personalities = library.live.personalities if library.ok else None
     if flow is None:
         known = f" at version {version!r}" if version else ""
         return jsonify(error=f"unknown flow {flow_id!r}{known}"), 404
-    return Response(render(flow, fmt), mimetype=_MIMETYPES[fmt])
+    return Response(render(flow, fmt, personalities), mimetype=_MIMETYPES[fmt])

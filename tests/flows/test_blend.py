@@ -160,3 +160,14 @@ def test_a_personality_without_blend_needs_its_own_fields(project: Project) -> N
     project.personality("mix", "personality: mix\nname: Mix\n")
     # Without `blend`, a personality needs its own prompt, voice and examples.
     assert "missing required key 'system_prompt'" in only(project.errors(), "system_prompt").message
+
+
+def test_the_json_export_shows_the_personalities_and_their_blends(tmp_path: Path) -> None:
+    app = create_app({"PROJECT_ROOT": str(ROOT), "STORE_URL": f"sqlite:///{tmp_path / 's.db'}"})
+    exported = app.test_cli_runner().invoke(
+        args=["flows", "export", "family_clinic", "--format", "json"])
+    assert exported.exit_code == 0, exported.output
+    data = json.loads(exported.stdout)
+    assert data["personalities"] == [
+        {"id": "host", "name": "Host", "blend": {"friendly": 0.7, "witty": 0.3}},
+        {"id": "professional", "name": "Professional", "blend": {}}]
