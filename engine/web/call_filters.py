@@ -22,6 +22,7 @@ from engine.store import MAX_SEARCH, CallQuery, Cursor
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_FLOW_ID = 100
+LAST_TIME = 95_617_584_000.0  # 5000-01-01: dates past it are typos, and overflow date arithmetic
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -46,8 +47,8 @@ def parse_time(name: str, text: str, *, end_of_day: bool = False) -> float:
     except ValueError:
         pass
     else:
-        if math.isfinite(number) and 0 <= number < 1e11:
-            return number
+        if math.isfinite(number):
+            return _in_range(name, text, number)
         raise BadFilter(f"{name}: {text[:40]!r} is not a time")
     if len(text) > 40:
         raise BadFilter(f"{name}: not a date (write 2026-12-08 or 2026-12-08T09:30Z)")
@@ -55,14 +56,21 @@ def parse_time(name: str, text: str, *, end_of_day: bool = False) -> float:
         if len(text) == 10:
             day = date.fromisoformat(text)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return (start + timedelta(days=1) if end_of_day else start).timestamp()
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+            moment = start + timedelta(days=1) if end_of_day else start
+        else:
+            moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
         raise BadFilter(f"{name}: {text!r} is not a date (write 2026-12-08 or "
                         f"2026-12-08T09:30Z)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _in_range(name, text, moment.timestamp())
+
+
+def _in_range(name: str, text: str, epoch: float) -> float:
+    if not 0 <= epoch < LAST_TIME:
+        raise BadFilter(f"{name}: {text[:40]!r} is out of range (1970 to 5000)")
+    return epoch
 
 
 def encode_cursor(cursor: Cursor) -> str:

@@ -99,6 +99,12 @@ def test_pages_follow_next(seeded: tuple[Flask, FlaskClient]) -> None:
     ("until=2025-13-01", "until:"),
     ("since=" + "9" * 50, "since:"),
     ("since=1e400", "since:"),
+    ("since=nan", "since:"),
+    ("since=-5", "since: '-5' is out of range"),
+    ("until=9999-12-31", "until: '9999-12-31' is"),
+    ("since=9999-12-31", "since: '9999-12-31' is out of range"),
+    ("until=0001-01-01", "until: '0001-01-01' is out of range"),
+    ("since=2025-12-06T25:00", "since:"),
     ("outcome=happy", "outcome: 'happy' is not one of transferred"),
     ("q=" + "x" * 10_000, "q: a search is at most 200 characters"),
     ("limit=lots", "limit must be a number"),
@@ -163,7 +169,8 @@ def test_overview(seeded: tuple[Flask, FlaskClient]) -> None:
     assert page.status_code == 200 and 'id="overview-days"' in page.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("query", ["since=nope", "tz=abc", "tz=5000",
+@pytest.mark.parametrize("query", ["since=nope", "tz=abc", "tz=5000", "since=4999-12-31",
+                                   "until=9999-12-31", "tz=" + "9" * 5000,
                                    "since=2025-12-08&until=2025-12-01",
                                    "since=2020-01-01&until=2025-01-01"])
 def test_bad_overview_ranges_are_400s(seeded: tuple[Flask, FlaskClient], query: str) -> None:
