@@ -56,6 +56,7 @@ such as `{phoney}:`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import re
@@ -639,9 +640,12 @@ class RedisStore:
             top = query.before.updated_at
         bottom: float | str = "-inf" if query.since is None else query.since
         offset = 0
+        # Unfiltered, a page reads only the summaries it lists, as it did before filters.
+        filtering = query.text != "" or dataclasses.replace(query, before=None) != ALL_CALLS
         while len(found) < limit:
+            wanted = LIST_BATCH if filtering else limit - len(found) + 1  # +1: a sid at `before`
             batch = cast("list[tuple[bytes, float]]", self.client.zrevrangebyscore(
-                self._key("calls"), top, bottom, start=offset, num=LIST_BATCH,
+                self._key("calls"), top, bottom, start=offset, num=wanted,
                 withscores=True))
             if not batch:
                 break
@@ -658,7 +662,7 @@ class RedisStore:
                     found.append(call)
                     if len(found) == limit:
                         break
-            if len(batch) < LIST_BATCH:
+            if len(batch) < wanted:
                 break
         return found
 
