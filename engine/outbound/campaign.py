@@ -107,13 +107,13 @@ def load(store: CallStore, campaign: str) -> Campaign | None:
     return Campaign.from_json(json.loads(raw)) if raw is not None else None
 
 
-def save(store: CallStore, campaign: Campaign, now: float) -> None:
+def save(store: CallStore, campaign: Campaign, now: float, *, resume: bool = False) -> None:
     """Write the campaign (its runner is its only writer of rows) and list it once; a stop
-    asked for meanwhile is kept."""
+    asked for meanwhile is kept, unless this write `resume`s the campaign."""
     key = PREFIX + campaign.id
     for _ in range(CAS_TRIES):
         raw = store.get_blob(key)
-        if raw is not None and json.loads(raw).get("stop"):
+        if raw is not None and json.loads(raw).get("stop") and not resume:
             campaign.stop = True
         campaign.updated_at = now
         if store.compare_and_set_blob(key, raw, json.dumps(campaign.as_json()).encode()):
@@ -175,9 +175,9 @@ class CampaignRunner:
         self.said = said
         self.next_slot = 0.0
 
-    def save(self) -> None:
-        """Write the campaign as it stands."""
-        save(self.store, self.campaign, self.clock())
+    def save(self, resume: bool = False) -> None:
+        """Write the campaign as it stands (`resume`: clearing a stop asked for before)."""
+        save(self.store, self.campaign, self.clock(), resume=resume)
 
     def calling(self) -> list[Row]:
         """The rows whose call is under way."""
@@ -188,7 +188,7 @@ class CampaignRunner:
         asked for; the campaign as it ended (status done or stopped)."""
         campaign = self.campaign
         campaign.status, campaign.stop = "running", False
-        self.save()
+        self.save(resume=True)
         try:
             while True:
                 self.check_calls()
@@ -221,14 +221,15 @@ class CampaignRunner:
         now = self.clock()
         if self.calling():
             return self.poll
-        moments = [self.ready_at(row) for row in self.campaign.rows
+        moments = [self.ready_at(row, now) for row in self.campaign.rows
                    if row.state in ("pending", "retry")]
         soonest = max(min(moments, default=now + self.poll), self.next_slot)
         return max(min(soonest - now, 60.0), 0.05)
 
-    def ready_at(self, row: Row) -> float:
-        """When `row` may be called: after its retry delay, outside its quiet hours."""
-        at = max(row.next_at, self.clock())
+    def ready_at(self, row: Row, now: float) -> float:
+        """When `row` may be called, `now` or later: after its retry delay, outside its quiet
+        hours."""
+        at = max(row.next_at, now)
         return self.quiet.next_allowed(at, zone(row.timezone or self.default_zone))
 
     def place_next(self) -> bool:
@@ -239,7 +240,7 @@ class CampaignRunner:
         if len(self.calling()) >= campaign.concurrency or now < self.next_slot:
             return False
         ready = [row for row in campaign.rows
-                 if row.state in ("pending", "retry") and self.ready_at(row) <= now]
+                 if row.state in ("pending", "retry") and self.ready_at(row, now) <= now]
         if not ready:
             return False
         row = ready[0]
