@@ -236,7 +236,7 @@ def test_the_commands_and_the_dashboard(tmp_path: Path, api: TwilioApiDouble) ->
     assert f"campaign {ident}: resuming (2 done, 1 skipped)" in again.output
     assert len(api.created) == 2
 
-    client, _ = dashboard(app)
+    client, csrf = dashboard(app)
     [summary] = client.get("/api/campaigns").get_json()["campaigns"]
     assert (summary["id"], summary["status"], summary["counts"], summary["progress"]) == (
         ident, "done", {"done": 2, "skipped": 1}, 100.0)
@@ -244,6 +244,11 @@ def test_the_commands_and_the_dashboard(tmp_path: Path, api: TwilioApiDouble) ->
     page = client.get("/campaigns").get_data(as_text=True)
     assert ident in page and "is not a phone number" in page
 
+    assert client.post(f"/api/campaigns/{ident}/stop").status_code == 403  # no CSRF token
+    stopped = client.post(f"/api/campaigns/{ident}/stop", headers={"X-CSRF-Token": csrf})
+    assert stopped.status_code == 200 and stopped.get_json()["campaign"]["stop_requested"]
+    assert client.post("/api/campaigns/nope/stop",
+                       headers={"X-CSRF-Token": csrf}).status_code == 404
     unknown = cli.invoke(args=["calls", "campaign-stop", "nope"])
     assert unknown.exit_code == 1 and "unknown campaign 'nope'" in unknown.output
     assert cli.invoke(args=["calls", "campaign-stop", ident]).exit_code == 0
