@@ -288,7 +288,7 @@ def _do_not_call_file(settings: Settings) -> str | None:
     path = settings.project_root / settings.do_not_call_file
     if not path.is_file():
         return (f"DO_NOT_CALL_FILE={settings.do_not_call_file!r}: no such file under "
-                f"{settings.project_root}; create it (one number a line) or unset it")
+                f"{settings.project_root}; write the file (one number a line) or unset it")
     return None
 
 

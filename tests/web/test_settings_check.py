@@ -78,6 +78,8 @@ BAD: list[tuple[str, str]] = [
     ("LOGIN_RATE_LIMIT", "5"), ("API_RATE_LIMIT", "fast"), ("ALERT_WEBHOOK_URL", "hooks"),
     ("SESSION_HOURS", "0"), ("SESSION_HOURS", "many"), ("SSE_STREAMS_PER_SESSION", "0"),
     ("RETENTION_DAYS", "forever"), ("HTTP_ALLOW_HOSTS", "https://api.example.com/v1"),
+    ("OUTBOUND_FROM", "555-0100"), ("DO_NOT_CALL_FILE", "no-such-list.txt"),
+    ("QUIET_HOURS", "night"), ("QUIET_HOURS", "08:00-08:00"),
 ]
 
 
