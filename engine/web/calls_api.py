@@ -24,11 +24,10 @@ Twilio said, `heard`: what they heard of it (`call.interrupt`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, jsonify, render_template, request, url_for
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
 
 from engine.calls.test_calls import source_of_test_call
 from engine.events.analysis_sink import stored_analysis
@@ -40,7 +39,6 @@ from engine.web.call_filters import BadFilter, encode_cursor, parse_listing, par
 from engine.web.calls_csv import calls_csv
 from engine.web.dashboard import PUSHER_JS, page_config
 from engine.web.overview import LATENCY_CALLS, MAX_CALLS, latency, per_day, utc_day_start
-from engine.web.roles import Role, declare
 from engine.web.services import services
 
 calls_api = Blueprint("calls_api", __name__)
@@ -52,13 +50,6 @@ _PAGE = 500
 CSV_LIMIT = 1000
 OVERVIEW_DAYS = 30
 MAX_OVERVIEW_DAYS = 366
-
-
-@calls_api.record_once
-def _declare_roles(state: BlueprintSetupState) -> None:
-    # The overview is read like the calls list, by every role.
-    for endpoint in ("calls_api.overview_page", "calls_api.overview"):
-        declare(cast("Flask", state.app), endpoint, Role.VIEWER)
 
 
 def summary_json(call: CallSummary, test: str | None = None) -> dict[str, Any]:

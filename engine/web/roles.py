@@ -86,6 +86,7 @@ ROUTE_ROLES: Mapping[str, Role] = {
     # Calls
     "dashboard.index": V, "dashboard.call_page": V, "dashboard.transfer_targets": V,
     "calls_api.list_calls": V, "calls_api.get_call": V,
+    "calls_api.overview_page": V, "calls_api.overview": V,
     "control.transfer_call": OP, "control.end_call": OP,
     # Outbound calls and campaigns (placing and stopping them are calls, so operator's)
     "outbound_api.place_call": OP, "outbound_api.stop_campaign": OP,

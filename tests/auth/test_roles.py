@@ -75,6 +75,8 @@ REQUESTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "dashboard.transfer_targets": ("GET", "/api/calls/CA1/transfer-targets", None),
     "calls_api.list_calls": ("GET", "/api/calls", None),
     "calls_api.get_call": ("GET", "/api/calls/CA1", None),
+    "calls_api.overview_page": ("GET", "/overview", None),
+    "calls_api.overview": ("GET", "/api/overview", None),
     "control.transfer_call": ("POST", "/api/transfer-call", {"CallSid": "CA1", "to": "+1555"}),
     "control.end_call": ("POST", "/api/end-call", {"CallSid": "CA1"}),
     "outbound_api.place_call": ("POST", "/api/calls", {}),
