@@ -92,6 +92,16 @@ def caller_from(params: Mapping[str, str]) -> Caller:
                   zip=params.get("FromZip", ""), name=params.get("CallerName", ""))
 
 
+def callee_side(params: Mapping[str, str]) -> dict[str, str]:
+    """The parameters of a call Phoney placed as seen from its other party: Twilio's `To`
+    (and `To*`) as the caller, `From` as the number called."""
+    swapped = dict(params)
+    for field in ("", "City", "State", "Zip", "Country"):
+        swapped[f"From{field}"], swapped[f"To{field}"] = (params.get(f"To{field}", ""),
+                                                          params.get(f"From{field}", ""))
+    return swapped
+
+
 def scored(event: Event, language: str, languages: tuple[str, ...] = ()) -> Event:
     """`event` with its speech's sentiment (engine/calls/sentiment.py, in the call's
     `language`) and, for a flow of several `languages`, the language it is in
@@ -181,7 +191,13 @@ class CallService:
                   request_key: str, token: str | None = None) -> str:
         call_sid = params["CallSid"]
         now = self.clock()
-        quota = caller_quota(self.limits, params)
+        placed = read_placed(self.store, call_sid, token) \
+            if params.get("Direction") == "outbound-api" or token else None
+        if placed is not None:
+            # Phoney placed it: the other party is Twilio's `To`, and our own number (`From`)
+            # is not a caller to hold to CALLER_CALL_LIMIT.
+            params = callee_side(params)
+        quota = caller_quota(self.limits, params) if placed is None else None
         # One read: the stored answer, the call's state and the caller's count together.
         found = self.store.lookup(call_sid, request_key, quota.key if quota else None)
         if found.response is not None:
@@ -203,10 +219,8 @@ class CallService:
             return safe_answer(NO_FLOW)
         state = start_state(pinned.flow, pinned.version, call_sid, caller_from(params),
                             params.get("To", ""), now)
-        if params.get("Direction") == "outbound-api" or token:
-            placed = read_placed(self.store, call_sid, token)
-            if placed is not None and placed.flow == pinned.flow.id:
-                state = dataclasses.replace(state, vars=dict(placed.vars))
+        if placed is not None and placed.flow == pinned.flow.id:
+            state = dataclasses.replace(state, vars=dict(placed.vars))
         started = CallStarted(now, answered_by=params.get("AnsweredBy", ""))
         return self._run(pinned, None, state, started, request_key, now, quota,
                          live_ceiling(self.limits))

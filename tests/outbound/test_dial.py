@@ -75,6 +75,21 @@ def test_the_calls_vars_reach_its_flow_when_twilio_rings_it(tmp_path: Path,
     state = app.extensions["phoney"].store.get_state(created.sid)
     assert state.vars == {"name": "Ada", "appointment": "your cleaning"}
     assert state.flow_id == "reminder" and state.node == "remind"
+    # The other party is the callee, Twilio's `To`; the number called is ours.
+    assert (state.caller.number, state.called) == (CALLEE, REMINDER_FROM)
+
+
+def test_placed_calls_are_not_held_to_the_caller_limit(tmp_path: Path,
+                                                      api: TwilioApiDouble) -> None:
+    app = make_app(tmp_path, api, CALLER_CALL_LIMIT="1/hour")
+    for index in range(3):
+        to = f"+1555010300{index}"
+        assert place(app, {"flow": "reminder", "to": to, "vars": {"name": f"P{index}"}})[0] == 201
+        created = api.created[-1]
+        call = twilio_side(app, created.sid, to, REMINDER_FROM)
+        parts = urlsplit(created.url or "")
+        call.start(f"{parts.path}?{parts.query}")
+        assert f"Hello P{index}" in call.transcript(), call.transcript()
 
 
 def test_a_webhook_that_beats_the_rest_answer_finds_the_vars_by_token(
