@@ -62,6 +62,7 @@ from engine.web.auth import (
 )
 from engine.web.auth import LOGIN_WAIT as LOGIN_WAIT  # (where the tests look for it)
 from engine.web.control import control
+from engine.web.outbound_api import outbound_api
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,8 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     api = _limit(settings.api_rate_limit, "API_RATE_LIMIT")
     if api:
         limiter.shared_limit(api, scope="control")(control)  # one count for all control
+        # Placing calls and stopping campaigns are control too; reading campaigns is not.
+        limiter.shared_limit(api, scope="control", methods=["POST"])(outbound_api)
     app.register_error_handler(429, _too_many)
     app.extensions[EXTENSION] = limiter
     skipped = skip_limiter_on_twilio_routes(app, limiter)

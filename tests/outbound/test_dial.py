@@ -224,3 +224,14 @@ def test_flask_calls_dial(tmp_path: Path, api: TwilioApiDouble) -> None:
     gone = runner.invoke(args=["calls", "dial", "reminder", "12"])
     assert gone.exit_code == 1 and "is not a phone number" in gone.output
     assert len(api.creations()) == 1
+
+
+def test_placing_calls_counts_against_api_rate_limit(tmp_path: Path,
+                                                     api: TwilioApiDouble) -> None:
+    app = make_app(tmp_path, api, API_RATE_LIMIT="2/minute")
+    client, token = dashboard(app)
+    answers = [client.post("/api/calls", json={"flow": "reminder", "to": CALLEE},
+                           headers={"X-CSRF-Token": token}).status_code for _ in range(3)]
+    assert answers == [201, 201, 429]
+    assert len(api.creations()) == 2
+    assert client.get("/api/campaigns").status_code == 200  # reading is not limited
