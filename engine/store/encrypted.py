@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 MARK = "enc:"
 MARK_BYTES = MARK.encode()
 SENSITIVE_EVENT_FIELDS = frozenset({"speech", "text", "digits", "caller", "to", "url"})
-ENCRYPTED_BLOB_PREFIXES = ("stream:", "audio:", "dashboard:", "flask:")
+ENCRYPTED_BLOB_PREFIXES = ("stream:", "audio:", "dashboard:", "flask:", "outbound:")
 SEARCH_BATCH = 100
 """Calls a transcript search of encrypted calls decrypts the events of, a round."""
 UNREADABLE = "[unreadable: encrypted with a key that is not in ENCRYPTION_KEY]"

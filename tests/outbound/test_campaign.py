@@ -257,3 +257,18 @@ def test_the_commands_and_the_dashboard(tmp_path: Path, api: TwilioApiDouble) ->
     assert [c.id for c in campaigns(app.extensions["phoney"].store)] == [ident]
     bad = cli.invoke(args=["calls", "campaign", "reminder", str(people), "--rate", "fast"])
     assert bad.exit_code == 2 and "write calls a minute" in bad.output
+
+
+def test_numbers_and_vars_are_sealed_with_an_encryption_key(tmp_path: Path,
+                                                           api: TwilioApiDouble) -> None:
+    key = "KySI1a0JOfXgMWbDZeGSiezisekxI6reCfrtS6HAd6w="
+    app = make_app(tmp_path, api, ENCRYPTION_KEY=key)
+    store = app.extensions["phoney"].store
+    number = numbers(1)[0]
+    ended = runner(app, csv_of([f"{number},Lovelace"]), Clock(WEDNESDAY_10)).run()
+    assert ended.counts() == {"done": 1} and load(store, ended.id) is not None
+    [created] = api.created
+    inner = store.inner
+    for raw in (inner.get_blob(f"outbound:campaign:{ended.id}"),
+                inner.get_blob(f"outbound:placed:{created.sid}")):
+        assert raw is not None and b"Lovelace" not in raw and number.encode() not in raw
