@@ -35,7 +35,10 @@
     byId("overview-range").textContent = days.length ? days[0].day + " – " + days[days.length - 1].day : "";
     var outcomes = byId("overview-outcomes").tBodies[0];
     P.clear(outcomes);
-    Object.keys(answer.outcomes || {}).forEach(function (name) {
+    // The dashboard's order (JSON objects come with their keys sorted).
+    ["transferred", "voicemail", "resolved", "abandoned", "failed", "live"].filter(function (name) {
+      return name in (answer.outcomes || {});
+    }).forEach(function (name) {
       var link = el("a", { href: "/?outcome=" + encodeURIComponent(name), text: name });
       outcomes.appendChild(el("tr", { dataset: { outcome: name } },
         el("td", {}, name === "live" ? el("span", { text: "live" }) : link),
