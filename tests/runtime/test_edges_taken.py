@@ -28,6 +28,7 @@ from engine.runtime.state import (
     Event,
     Failed,
     Heard,
+    MachineAnswered,
     RecordingDone,
     Replied,
     Resume,
@@ -114,7 +115,11 @@ def node_events(flow: Flow, seed: int) -> Iterator[Mapping[str, Any]]:
     now = T0 + rng.randrange(0, 7 * 24 * 3600)  # any hour of the week: open and closed
     state = start_state(flow, "v", f"CA{seed:032d}", Caller(number="+15551230000"),
                         "+15550001000", now)
-    event: Event = CallStarted(now)
+    # Answering machines, from a stream of their own so the other events stay as they were:
+    # found on the first webhook now and then, or later in the call.
+    machines = random.Random(seed * 7919 + 1)
+    event: Event = CallStarted(now, answered_by="machine_end_beep"
+                               if machines.random() < 0.05 else "")
     for _ in range(EVENTS_PER_CALL):
         state, actions = step(flow, state, event)
         yield from (action.data for action in actions
@@ -123,6 +128,8 @@ def node_events(flow: Flow, seed: int) -> Iterator[Mapping[str, Any]]:
             return
         now += rng.choice([1.0, 5.0, 30.0, 120.0, 700.0])  # now and then past max_seconds
         event = next_event(rng, flow, state, now, said, event)
+        if machines.random() < 0.01:
+            event = MachineAnswered(now, "machine_end_silence")
 
 
 def as_the_graph_says(edge: Edge) -> dict[str, Any]:
