@@ -235,3 +235,21 @@ def test_placing_calls_counts_against_api_rate_limit(tmp_path: Path,
     assert answers == [201, 201, 429]
     assert len(api.creations()) == 2
     assert client.get("/api/campaigns").status_code == 200  # reading is not limited
+
+
+def test_a_redirect_twilio_refuses_is_recorded_and_the_callback_still_answered(
+        tmp_path: Path, api: TwilioApiDouble) -> None:
+    app = make_app(tmp_path, api)
+    assert place(app, {"flow": "reminder", "to": CALLEE})[0] == 201
+    [created] = api.created
+    call = twilio_side(app, created.sid, CALLEE, REMINDER_FROM)
+    parts = urlsplit(created.url or "")
+    call.start(f"{parts.path}?{parts.query}")
+    del api.calls[created.sid]  # Twilio no longer knows the call: the update answers 404
+    answer = call.post("/api/voice/amd", {"AnsweredBy": "machine_start"})
+    assert answer.status == 200 and "<Response" in answer.body
+    store = app.extensions["phoney"].store
+    [error] = [e.data for e in store.events_after(0, created.sid) if e.name == "call.error"]
+    assert error["kind"] == "machine"
+    assert "could not redirect the call to its voicemail drop" in error["detail"]
+    assert store.get_state(created.sid).node == "remind"  # the call goes on as it was
