@@ -24,6 +24,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from engine.settings import ENV_KEYS
 from engine.simulator import SimulatedCall, Transport
 from engine.web.app import create_app
+from tests.chromium import chromium  # noqa: F401 (the session's one browser, for every test)
 from tests.support import AUTH_TOKEN, Clock, client_transport, requests_transport
 
 ROOT = Path(__file__).resolve().parents[1]

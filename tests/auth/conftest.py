@@ -28,9 +28,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from engine.settings import ENV_KEYS
 from engine.store import AuditEntry
 from engine.web.app import create_app
-from tests.dashboard.conftest import chromium, tools_required
-
-__all__ = ["chromium"]
+from tests.chromium import tools_required
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "oidc"

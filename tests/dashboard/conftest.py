@@ -3,7 +3,6 @@ served over real HTTP, and (for the browser tests) Debian's Chromium driven by P
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,16 +16,13 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from engine.settings import ENV_KEYS
 from engine.web.app import create_app
 from engine.web.events_api import EXTENSION, LiveEvents
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, tools_required  # noqa: F401 (used here)
 from tests.support_twilio_api import TwilioApiDouble
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "5f1c0ffee0ddba11c0ffee0ddba11c0f"
 PASSWORD = "dashboard-pw"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
 
 
 @pytest.fixture(autouse=True)
@@ -96,29 +92,3 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def tools_required() -> bool:
-    return bool(os.environ.get("CI") or os.environ.get("PHONEY_REQUIRE_TOOLS"))
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium through Playwright (no `playwright install`: it downloads browsers)."""
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        message = (f"{CHROMIUM} is missing: apt-get install chromium (.ci/run and "
-                   f"scripts/ensure-tools do when run as root)")
-        if tools_required():
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "the playwright package is missing: pip install -r requirements-dev.txt"
-        if tools_required():
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()

@@ -23,7 +23,6 @@ from engine.flows.schema import load_schema
 from tests.dashboard.conftest import (  # noqa: F401  (fixtures used by name)
     LiveServer,
     _clean_environment,
-    chromium,
     make_dashboard_app,
     twilio_api,
 )
