@@ -9,7 +9,8 @@ A wrapper around any `CallStore` (SQLite, Redis), put there by `open_store` when
   replies, pressed digits, numbers and recording links);
 - the summaries' `caller`, and the TwiML stored for repeated webhooks (it holds what was said);
 - blobs under `stream:` (replies being streamed), `audio:` (synthesised speech), `dashboard:` and
-  `flask:` (the generated password and session key).
+  `flask:` (the generated password and session key), and `outbound:` (placed calls' and
+  campaigns' numbers and vars).
 Everything else (call sids, flow ids, nodes, statuses, times, the called number, flow snapshots,
 publisher cursors) stays readable, so the backends can index, order and expire as before.
 Counter keys of `incr_window` (they hold caller numbers) are replaced by an HMAC of them.
