@@ -29,7 +29,7 @@ OUTCOMES = ("transferred", "voicemail", "resolved", "abandoned", "failed")
 FAILED_STATUSES = frozenset({"failed", "busy", "no-answer", "canceled"})
 ANSWERED_TRANSFER = frozenset({"completed", "answered"})
 SUMMARY_CHARS = 500
-"""The analysis summary is kept in the list this long at most (the call page shows all of it)."""
+"""The analysis summary is shown in the list this long at most (the call page shows all of it)."""
 
 FACT_EVENTS = ("call.transcript", "call.say", "call.response", "call.transfer",
                "call.recording", "call.error", "call.end", "call.analysis", "call.test")
@@ -45,7 +45,7 @@ class CallFacts:
 
     outcome: str | None  # one of OUTCOMES; None while the call is live
     mood: float | None  # the average sentiment of the caller's utterances; None when unscored
-    summary: str  # the analysis summary (at most SUMMARY_CHARS), '' until there is one
+    summary: str  # the analysis summary, '' until there is one (the list shortens it)
     test: str | None  # what made a test call (`flask call`, `scenario`, `editor`), else None
 
 
@@ -123,5 +123,6 @@ def call_facts(events: Iterable[tuple[str, Mapping[str, Any]]], *, ended: bool =
     return CallFacts(
         outcome=derive_outcome(seen, ended, status),
         mood=round(seen.scores / seen.scored, 3) if seen.scored else None,
-        summary=summary[:SUMMARY_CHARS] if isinstance(summary, str) else "",
+        # Kept whole: an encrypted store hands a sealed summary here, which cut would not open.
+        summary=summary if isinstance(summary, str) else "",
         test=seen.test)

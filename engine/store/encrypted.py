@@ -6,8 +6,11 @@ A wrapper around any `CallStore` (SQLite, Redis), put there by `open_store` when
   Twilio tells about them), every line of the conversation, the utterance and digits still
   waiting for a reply (`pending`, `pending_digits`);
 - in events: the values of `speech`, `text`, `digits`, `caller`, `to` and `url` (transcripts,
-  replies, pressed digits, numbers and recording links);
-- the summaries' `caller`, and the TwiML stored for repeated webhooks (it holds what was said);
+  replies, pressed digits, numbers and recording links), and a post-call analysis's `summary`
+  and the text of its `fields` (both retell what the caller said; booleans, numbers and nulls
+  stay readable, so the calls list still knows a call the analysis says was resolved);
+- the summaries' `caller` and `summary`, and the TwiML stored for repeated webhooks (it holds
+  what was said);
 - blobs under `stream:` (replies being streamed), `audio:` (synthesised speech), `dashboard:` and
   `flask:` (the generated password and session key), and `outbound:` (placed calls' and
   campaigns' numbers and vars).
@@ -65,7 +68,9 @@ log = logging.getLogger(__name__)
 
 MARK = "enc:"
 MARK_BYTES = MARK.encode()
-SENSITIVE_EVENT_FIELDS = frozenset({"speech", "text", "digits", "caller", "to", "url"})
+SENSITIVE_EVENT_FIELDS = frozenset({"speech", "text", "digits", "caller", "to", "url", "summary"})
+ANALYSIS_FIELDS = "fields"
+"""An event's mapping whose text values are sealed one by one (`call.analysis`'s fields)."""
 ENCRYPTED_BLOB_PREFIXES = ("stream:", "audio:", "dashboard:", "flask:", "outbound:")
 SEARCH_BATCH = 100
 """Calls a transcript search of encrypted calls decrypts the events of, a round."""
@@ -195,8 +200,13 @@ class EncryptedStore:
             pending_digits=change(state.pending_digits))
 
     def _map_data(self, data: Mapping[str, Any], change: Any) -> dict[str, Any]:
-        return {key: change(value) if key in SENSITIVE_EVENT_FIELDS and isinstance(value, str)
-                else value for key, value in data.items()}
+        mapped = {key: change(value) if key in SENSITIVE_EVENT_FIELDS and isinstance(value, str)
+                  else value for key, value in data.items()}
+        fields = mapped.get(ANALYSIS_FIELDS)
+        if isinstance(fields, Mapping):
+            mapped[ANALYSIS_FIELDS] = {name: change(value) if isinstance(value, str) else value
+                                       for name, value in fields.items()}
+        return mapped
 
     def _seal_events(self, events: Sequence[NewEvent]) -> list[NewEvent]:
         return [NewEvent(event.name, self._map_data(event.data, self.seal)) for event in events]
@@ -205,7 +215,8 @@ class EncryptedStore:
         return dataclasses.replace(event, data=self._map_data(event.data, self.open))
 
     def _open_summary(self, summary: CallSummary) -> CallSummary:
-        return dataclasses.replace(summary, caller=self.open(summary.caller))
+        return dataclasses.replace(summary, caller=self.open(summary.caller),
+                                   summary=self.open(summary.summary) if summary.summary else "")
 
     # CallStore
 

@@ -32,7 +32,7 @@ from flask import Blueprint, Response, jsonify, render_template, request, url_fo
 from engine.calls.test_calls import source_of_test_call
 from engine.events.analysis_sink import stored_analysis
 from engine.events.payload import event_json
-from engine.runtime.outcome import OUTCOMES
+from engine.runtime.outcome import OUTCOMES, SUMMARY_CHARS
 from engine.store import CallQuery, CallStore, CallSummary, StoredEvent
 from engine.web.auth import login_required
 from engine.web.call_filters import BadFilter, encode_cursor, parse_listing, parse_time
@@ -65,7 +65,8 @@ def summary_json(call: CallSummary, test: str | None = None) -> dict[str, Any]:
         "call_sid": call.call_sid, "status": call.status, "flow": call.flow_id,
         "flow_version": call.flow_version, "node": call.node, "personality": call.personality,
         "caller": call.caller, "called": call.called, "live": call.ended_at is None,
-        "test": test, "outcome": call.outcome, "mood": call.mood, "summary": call.summary,
+        "test": test, "outcome": call.outcome, "mood": call.mood,
+        "summary": call.summary[:SUMMARY_CHARS],
         "timings": {"started_at": call.started_at, "updated_at": call.updated_at,
                     "ended_at": call.ended_at, "duration": call.duration,
                     "elapsed": round(max(last - call.started_at, 0.0), 3)},

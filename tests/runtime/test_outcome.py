@@ -65,7 +65,8 @@ def test_mood_summary_and_test_source() -> None:
                         ("call.transcript", {"speech": "b", "sentiment": -0.2}),
                         ("call.transcript", {"speech": "c", "sentiment": True}),
                         ("call.analysis", {"summary": "s" * 900})])
-    assert (facts.mood, len(facts.summary), facts.test) == (0.15, 500, "flask call")
+    # Whole: the list shortens it (a sealed summary cut short would not open).
+    assert (facts.mood, len(facts.summary), facts.test) == (0.15, 900, "flask call")
     assert call_facts([]).mood is None
 
 

@@ -148,6 +148,26 @@ def test_nothing_said_or_dialled_is_readable_at_rest(
     assert store.incr_window(f"caller:{NUMBER}", 60) == 2
 
 
+def test_a_calls_analysis_is_not_readable_at_rest(
+        backend: tuple[Callable[[str], CallStore], Callable[[], str]]) -> None:
+    open_, dump = backend
+    store = open_("a long random passphrase for the tests")
+    state = fill(store)
+    summary_text = "Caller Jane Roe asked to cancel the appointment for her dog Biscuit."
+    analysis = {"status": "ok", "summary": summary_text,
+                "fields": {"pet_name": "Biscuit", "resolved": True, "visits": 3, "note": None}}
+    store.record_events(state.call_sid, [NewEvent("call.end", {}),
+                                         NewEvent("call.analysis", analysis)], at=T0 + 2)
+    raw = dump()
+    assert "Biscuit" not in raw and "cancel the appointment" not in raw
+    [stored] = [e for e in store.events_after(0) if e.name == "call.analysis"]
+    assert stored.data == analysis
+    listed = store.get_call(state.call_sid)
+    assert listed is not None and listed.summary == summary_text
+    # The analysis says resolved: the list still knows it, sealed text beside it.
+    assert listed.outcome == "resolved"
+
+
 def test_rotation_reads_what_the_old_key_wrote(
         backend: tuple[Callable[[str], CallStore], Callable[[], str]]) -> None:
     open_, _ = backend
