@@ -14,17 +14,15 @@ transport the call is on, and an edge taken is recorded once.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from engine.calls.language import detect
 from engine.calls.library import Pinned
 from engine.calls.limits import ModelBudget, over_ceiling
 from engine.calls.relay_voice import connect_relay
-from engine.calls.service import CallService
+from engine.calls.service import CallService, scored
 from engine.flows.model import AiNode, SayNode
 from engine.runtime.context import TemplateFailure, render_text, values
 from engine.runtime.state import (
@@ -239,10 +237,9 @@ class RelayTurns:
         before it) when the call stays on the node, else left for the handoff."""
         service = self.service
         flow = call.pinned.flow
-        if len(flow.spoken_languages()) > 1 and isinstance(event, Heard) and event.speech:
-            # The language of the prompt for `detected_language`, as a <Gather> turn's.
-            event = dataclasses.replace(event, language=detect(event.speech,
-                                                               flow.spoken_languages()))
+        # A prompt's sentiment and (in a flow of several languages) its language, as a
+        # <Gather> turn's speech gets them.
+        event = scored(event, call.state.language or flow.language, flow.spoken_languages())
         if over_ceiling(flow, call.state, event, service.limits) is not None:
             return Turn(call, left=True)
         new_state, actions = step(flow, call.state, event)

@@ -101,6 +101,17 @@ def test_a_reply_streams_as_tokens_while_the_model_writes(
         {"role": "user", "content": "tuesday please"}]
 
 
+def test_a_prompt_is_scored_for_sentiment_as_gathered_speech_is(
+        app: Flask, relay_call: Call, double: OpenAIDouble) -> None:
+    double.chat(Text("I am sorry to hear that."))
+    c = relay_call().start()
+    c.relay().say("this is terrible, I hate waiting")
+    wait_for(lambda: bool(events(app, c.call_sid, "call.sentiment")))
+    [transcript] = events(app, c.call_sid, "call.transcript")
+    [sentiment] = events(app, c.call_sid, "call.sentiment")
+    assert transcript["sentiment"] == sentiment["score"] < -0.5
+
+
 def test_a_route_on_a_prompt_ends_the_session_and_the_action_takes_it(
         app: Flask, relay_call: Call, double: OpenAIDouble) -> None:
     c = relay_call().start()
