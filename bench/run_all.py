@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.common import PYTHON, ROOT, Row, markdown_table, table
 
 SCRIPTS = ("webhook_floor", "first_audio", "speech_cache", "event_delay", "concurrency",
-           "flow_loading", "relay", "http_node")
+           "flow_loading", "relay", "http_node", "intelligence")
 TIMEOUT = 400  # seconds for one script; a full run takes well under ten minutes
 BEGIN, END = "<!-- bench:results -->", "<!-- /bench:results -->"
 

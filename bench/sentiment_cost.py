@@ -1,6 +1,8 @@
 """What scoring an utterance's sentiment costs next to the voice webhook that carries it.
 
-    .venv/bin/python scripts/sentiment_cost.py
+    .venv/bin/python -m bench.sentiment_cost
+
+(bench/intelligence.py puts the same numbers in the benchmarks' table.)
 
 Calls the bundled support_triage flow in-process (offline model, no network) and says the same
 sentence to its assistant many times, measuring CPU time (time.process_time): per webhook round
@@ -26,7 +28,9 @@ CALLS, SAYS = 20, 15  # support_triage ends a call after 20 turns
 SCORES = 20_000
 
 
-def main() -> None:
+def cost() -> tuple[float, float, float]:
+    """CPU seconds of (one `score()`, one webhook round trip in-process, one
+    `CallService.advance`), measured in one run."""
     logging.disable(logging.WARNING)
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,6 +70,12 @@ def main() -> None:
     for _ in range(SCORES):
         score(TEXT)
     scoring = (time.process_time() - started) / SCORES
+    logging.disable(logging.NOTSET)
+    return scoring, webhook, service_cpu
+
+
+def main() -> None:
+    scoring, webhook, service_cpu = cost()
     print(f"score() of one utterance:            {scoring * 1e6:8.1f} us CPU")
     print(f"voice webhook, in-process round trip: {webhook * 1e6:8.0f} us CPU "
           f"(scoring is {scoring / webhook:.2%} of it)")
