@@ -49,7 +49,7 @@ from bench.sentiment_cost import cost
 from tests.doubles.openai_server import OpenAIDouble, Text
 
 FLOW_NUMBER = "+15550003000"  # support_triage's
-SAMPLES = 30
+SAMPLES = 80
 LATENCY_BAR = 1.05
 SCORING_BAR = 0.05
 REPLY = "We can help with that. Is there anything else?"
