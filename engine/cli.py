@@ -18,7 +18,7 @@ from engine.authoring.flow_tests import run_flow_tests
 from engine.flows.export import render
 from engine.flows.loader import LoadResult, load, load_project
 from engine.flows.matrix import render_matrix, support_matrix
-from engine.flows.model import Flow
+from engine.flows.model import Flow, Registry
 from engine.flows.personality_view import personality_json
 from engine.flows.problems import has_errors
 from engine.flows.scenarios import is_scenario_file, load_scenarios, scenario_files
@@ -90,6 +90,17 @@ def _flows_for_scenarios(result: LoadResult, root: Path, given: bool
     return {**project.compiled, **result.compiled}, complete
 
 
+def _valid_project(what: str) -> Registry:
+    """The project's registry; its problems printed and a ClickException when it does not
+    validate (`what` names the files in the message)."""
+    result = load_project(project_root())
+    if result.registry is None:
+        for problem in result.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"the {what} do not validate; fix the problems above first")
+    return result.registry
+
+
 @flows_cli.command("export")
 @click.argument("flow_id")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "json"]),
@@ -98,16 +109,12 @@ def _flows_for_scenarios(result: LoadResult, root: Path, given: bool
               help="Write to this file instead of standard output.")
 def export_command(flow_id: str, fmt: str, output: Path | None) -> None:
     """Draw FLOW_ID's graph: every node and edge, error edges dashed."""
-    result = load_project(project_root())
-    if result.registry is None:
-        for problem in result.problems:
-            click.echo(str(problem), err=True)
-        raise click.ClickException("the flows do not validate; fix the problems above first")
-    flow = result.registry.flows.get(flow_id)
+    registry = _valid_project("flows")
+    flow = registry.flows.get(flow_id)
     if flow is None:
-        known = ", ".join(sorted(result.registry.flows)) or "none"
+        known = ", ".join(sorted(registry.flows)) or "none"
         raise click.ClickException(f"unknown flow '{flow_id}'; known flows: {known}")
-    text = render(flow, fmt, result.registry.personalities)
+    text = render(flow, fmt, registry.personalities)
     if output is None:
         click.echo(text)
     else:
@@ -123,16 +130,12 @@ def languages_command(flow_ids: tuple[str, ...], fmt: str) -> None:
     """The language support matrix of FLOW_IDS (every flow when none is given): per flow and
     language, its texts, the Twilio, OpenAI and relay voices, and speech recognition. Exits 1
     when any has a gap."""
-    result = load_project(project_root())
-    if result.registry is None:
-        for problem in result.problems:
-            click.echo(str(problem), err=True)
-        raise click.ClickException("the flows do not validate; fix the problems above first")
-    unknown = [flow_id for flow_id in flow_ids if flow_id not in result.registry.flows]
+    registry = _valid_project("flows")
+    unknown = [flow_id for flow_id in flow_ids if flow_id not in registry.flows]
     if unknown:
-        known = ", ".join(sorted(result.registry.flows)) or "none"
+        known = ", ".join(sorted(registry.flows)) or "none"
         raise click.ClickException(f"unknown flow '{unknown[0]}'; known flows: {known}")
-    rows = support_matrix(result.registry, flow_ids)
+    rows = support_matrix(registry, flow_ids)
     if fmt == "json":
         click.echo(json.dumps([row.as_json() for row in rows], indent=2, ensure_ascii=False))
     else:
@@ -148,14 +151,10 @@ def languages_command(flow_ids: tuple[str, ...], fmt: str) -> None:
 def show_personality_command(personality_id: str, fmt: str) -> None:
     """Print PERSONALITY_ID as compiled: a blend's computed traits, prompt, examples, style
     and voices, with what it blends."""
-    result = load_project(project_root())
-    if result.registry is None:
-        for problem in result.problems:
-            click.echo(str(problem), err=True)
-        raise click.ClickException("the files do not validate; fix the problems above first")
-    personality = result.registry.personalities.get(personality_id)
+    registry = _valid_project("files")
+    personality = registry.personalities.get(personality_id)
     if personality is None:
-        known = ", ".join(sorted(result.registry.personalities)) or "none"
+        known = ", ".join(sorted(registry.personalities)) or "none"
         raise click.ClickException(f"unknown personality '{personality_id}'; known: {known}")
     data = personality_json(personality)
     if fmt == "json":
