@@ -281,12 +281,7 @@ class SimulatedCall:
         waiting = self._expect("dial")
         extra = {"DialCallStatus": status, "DialCallSid": new_call_sid(),
                  "DialCallDuration": str(duration if status == "completed" else 0)}
-        if waiting.action:
-            self._follow(waiting.action, extra)
-        else:
-            redirect = self._read(waiting.rest, waiting.base_url)
-            if redirect:
-                self._follow(redirect)
+        self._end_verb(waiting, extra)
         return self
 
     def record(self, duration: int = 12) -> SimulatedCall:
@@ -342,6 +337,16 @@ class SimulatedCall:
         if text:
             self.heard.append(Heard(text, self._relay_voice, streamed=True))
 
+    def _end_verb(self, waiting: Waiting, extra: dict[str, str]) -> None:
+        """As Twilio ends a `<Dial>` or `<Connect>`: post its action with `extra`, or, with
+        none, go on with the verbs after it."""
+        if waiting.action:
+            self._follow(waiting.action, extra)
+        else:
+            redirect = self._read(waiting.rest, waiting.base_url)
+            if redirect:
+                self._follow(redirect)
+
     def _relay_ended(self, line: RelayLine) -> None:
         self.relay_heard()
         waiting = self.waiting
@@ -349,12 +354,7 @@ class SimulatedCall:
             return
         extra = {"SessionId": line.session_id, "SessionStatus": "ended",
                  "SessionDuration": "1", "HandoffData": line.ended or ""}
-        if waiting.action:
-            self._follow(waiting.action, extra)
-        else:
-            redirect = self._read(waiting.rest, waiting.base_url)
-            if redirect:
-                self._follow(redirect)
+        self._end_verb(waiting, extra)
 
     def elapsed(self) -> int | None:
         """Whole seconds on `clock` since the call rang, or None without a clock or a start."""
