@@ -111,9 +111,11 @@ def parse_listing(args: Mapping[str, str], *, max_limit: int = MAX_LIMIT) -> Lis
     text = args.get("q", "").strip()
     if len(text) > MAX_SEARCH:
         raise BadFilter(f"q: a search is at most {MAX_SEARCH} characters")
-    test = args.get("test", "").strip().lower()
+    # Test calls are listed (and marked) unless left out: GET /api/calls lists every call, as
+    # it did before the filters (DESIGN.md section 4); the dashboard's list asks for test=0.
+    test = args.get("test", "1").strip().lower() or "1"
     if test not in TRUE | FALSE:
-        raise BadFilter("test: write test=1 to include test calls")
+        raise BadFilter("test: write test=0 to leave test calls out, test=1 to list them")
     before = decode_cursor(args["before"]) if args.get("before") else None
     return Listing(CallQuery(since=since, until=until, flow=flow, outcome=outcome, text=text,
                              include_test=test in TRUE, before=before),

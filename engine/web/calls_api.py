@@ -4,8 +4,9 @@
 flow, node, personality, caller, timings, `outcome`, `mood` and `summary`, and `last_event_id`,
 read before the list, so a page that then subscribes with `?after=<last_event_id>` misses nothing
 (it may see an event twice: ids tell). Filters (engine/web/call_filters.py): `since`, `until`
-(dates of the start), `flow`, `outcome`, `q` (transcript search), `test=1` (include test calls,
-hidden otherwise); `next` is the URL of the next page (`before=<cursor>`), null on the last.
+(dates of the start), `flow`, `outcome`, `q` (transcript search), `test=0` (leave test calls
+out; they are listed, marked, otherwise); `next` is the URL of the next page
+(`before=<cursor>`), null on the last.
 `/api/calls.csv` (or `?format=csv`): the same calls as CSV with their analysis
 (engine/web/calls_csv.py), up to 1000 a page, the next page's URL in a `Link` header.
 `/overview` and `/api/overview`: calls per day, outcomes and AI latency (engine/web/overview.py).

@@ -280,7 +280,7 @@ def test_a_call_in_the_terminal_is_marked_a_test_call(make_app: Callable[..., Fl
     events = [event.name for event in store.events_after(0, summary.call_sid)]
     assert "call.test" in events and events.index("call.test") > events.index("call.start")
     client = logged_in(app)
-    assert client.get("/api/calls").get_json()["calls"] == []  # test calls hidden by default
-    (listed,) = client.get("/api/calls?test=1").get_json()["calls"]
+    assert client.get("/api/calls?test=0").get_json()["calls"] == []  # left out when asked
+    (listed,) = client.get("/api/calls").get_json()["calls"]
     assert listed["test"] == "flask call"
     assert client.get(f"/api/calls/{summary.call_sid}").get_json()["test"] == "flask call"

@@ -63,19 +63,20 @@ def sids(answer: Any) -> list[str]:
 
 def test_filters(seeded: tuple[Flask, FlaskClient]) -> None:
     _, client = seeded
-    assert sids(client.get("/api/calls")) == ["CA2", "CA1"]  # test calls hidden
+    assert sids(client.get("/api/calls")) == ["CA3", "CA2", "CA1"]  # test calls listed
+    assert sids(client.get("/api/calls?test=0")) == ["CA2", "CA1"]
     assert sids(client.get("/api/calls?test=1")) == ["CA3", "CA2", "CA1"]
-    assert sids(client.get("/api/calls?since=2025-12-07")) == ["CA2"]
-    assert sids(client.get("/api/calls?until=2025-12-06")) == ["CA1"]  # the whole day
-    assert sids(client.get("/api/calls?since=2025-12-07T00:00:00%2B01:00&until=2025-12-07")) == [
-        "CA2"]
-    assert sids(client.get("/api/calls?flow=clinic")) == ["CA2"]
-    assert sids(client.get("/api/calls?outcome=resolved")) == ["CA1"]
-    assert sids(client.get("/api/calls?outcome=transferred")) == ["CA2"]
-    assert sids(client.get("/api/calls?q=INVOICE")) == ["CA1"]
-    assert sids(client.get("/api/calls?q=check")) == ["CA1"]
-    assert sids(client.get("/api/calls?q=nobody+said+this")) == []
-    first = client.get("/api/calls").get_json()["calls"][1]
+    assert sids(client.get("/api/calls?since=2025-12-07&test=0")) == ["CA2"]
+    assert sids(client.get("/api/calls?until=2025-12-06&test=0")) == ["CA1"]  # the whole day
+    assert sids(client.get(
+        "/api/calls?since=2025-12-07T00:00:00%2B01:00&until=2025-12-07&test=0")) == ["CA2"]
+    assert sids(client.get("/api/calls?flow=clinic&test=0")) == ["CA2"]
+    assert sids(client.get("/api/calls?outcome=resolved&test=0")) == ["CA1"]
+    assert sids(client.get("/api/calls?outcome=transferred&test=0")) == ["CA2"]
+    assert sids(client.get("/api/calls?q=INVOICE&test=0")) == ["CA1"]
+    assert sids(client.get("/api/calls?q=check&test=0")) == ["CA1"]
+    assert sids(client.get("/api/calls?q=nobody+said+this&test=0")) == []
+    first = client.get("/api/calls?test=0").get_json()["calls"][1]
     assert (first["outcome"], first["mood"], first["summary"]) == (
         "resolved", -0.5, '=HYPERLINK("x")')
     assert set(first) >= {"call_sid", "status", "flow", "node", "caller", "live", "test",
@@ -124,8 +125,8 @@ def test_bad_filters_are_400s(seeded: tuple[Flask, FlaskClient], query: str,
 
 def test_a_huge_limit_is_the_largest_page(seeded: tuple[Flask, FlaskClient]) -> None:
     _, client = seeded
-    assert sids(client.get("/api/calls?limit=10000000")) == ["CA2", "CA1"]
-    assert sids(client.get("/api/calls?limit=-4")) == ["CA2"]
+    assert sids(client.get("/api/calls?limit=10000000&test=0")) == ["CA2", "CA1"]
+    assert sids(client.get("/api/calls?limit=-4&test=0")) == ["CA2"]
 
 
 def test_csv_export_with_analysis_fields_and_no_formulas(

@@ -42,14 +42,14 @@
     if (showTests) { showTests.checked = fromUrl.has("test") ? fromUrl.get("test") === "1" : window.localStorage.getItem(SHOW_TESTS_KEY) === "1"; }
   } catch (ignored) { /* storage off: hidden by default */ }
 
-  // The filters as GET /api/calls reads them ("test" only when test calls are shown).
+  // The filters as GET /api/calls reads them (test=0 while test calls are hidden).
   function filterParams() {
     var params = new URLSearchParams();
     FILTERS.forEach(function (name) {
       var field = form && form.elements[name];
       if (field && field.value.trim()) { params.set(name, field.value.trim()); }
     });
-    if (testsShown()) { params.set("test", "1"); }
+    params.set("test", testsShown() ? "1" : "0");
     return params;
   }
 
@@ -230,8 +230,9 @@
   }
 
   function apply() {
-    var params = filterParams();
-    var shown = params.toString();
+    var kept = filterParams();
+    if (kept.get("test") === "0") { kept.delete("test"); }  // hidden is the page's default
+    var shown = kept.toString();
     window.history.replaceState(null, "", window.location.pathname + (shown ? "?" + shown : ""));
     return load();
   }
